@@ -1,0 +1,41 @@
+"""supernet: cheap, strong neural-network ensembles for Keras 3.
+
+The public API at a glance; see the README for a tour.
+"""
+
+import os
+
+# TensorFlow's C++ start-up chatter hides the progress output of long runs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from supernet import data, losses, metrics, reports  # noqa: E402
+from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
+from supernet.losses import MemberwiseCrossentropy  # noqa: E402
+from supernet.models import (  # noqa: E402
+    PartitionedMLP,
+    build_supernet,
+    choose_downscale,
+    fit_head,
+    mlp,
+    partition_widths,
+    supernet_features,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FrozenModel",
+    "GroupedDense",
+    "MemberwiseCrossentropy",
+    "PartitionedMLP",
+    "build_supernet",
+    "choose_downscale",
+    "data",
+    "fit_head",
+    "losses",
+    "metrics",
+    "mlp",
+    "partition_widths",
+    "reports",
+    "supernet_features",
+]

@@ -1,0 +1,221 @@
+"""SuperNet heads: K trained classifiers merged through one re-trained softmax layer."""
+
+import keras
+import numpy as np
+
+from supernet.layers.frozen_model import FrozenModel
+from supernet.layers.grouped_dense import GroupedDense
+
+HEAD_NAME = "supernet_head"
+INITS = ("random", "copy")
+
+
+def _is_softmax(activation):
+    return activation is keras.activations.softmax or keras.activations.serialize(activation) == "softmax"
+
+
+def _member_parts(member):
+    """(feature model, kernels, biases) of one member or of a fused ensemble.
+
+    The feature model maps the input to the features the member's last layer
+    reads, flattened to `(batch, features)`; kernels/biases are the last
+    layer's weights laid out to match those features.
+    """
+    if not isinstance(member, keras.Model):
+        raise ValueError(
+            f"Every member must be a keras.Model. Received: {type(member).__name__}"
+        )
+    if not member.built or not member.inputs:
+        raise ValueError(f"Member {member.name!r} must be built (called on data or given an Input).")
+    last = member.layers[-1]
+    if isinstance(last, GroupedDense) and _is_softmax(last.activation):
+        # A fused PartitionedMLP: its K branches become K*h concatenated features.
+        features = keras.layers.Reshape((-1,))(last.input)
+        feature_model = keras.Model(member.inputs, features, name=f"{member.name}_features")
+        kernel = keras.ops.convert_to_numpy(last.kernel)
+        bias = keras.ops.convert_to_numpy(last.bias)
+        return feature_model, kernel.reshape(-1, kernel.shape[-1]), bias.mean(axis=0), last.units[0]
+    if not (isinstance(last, keras.layers.Dense) and _is_softmax(last.activation)):
+        raise ValueError(
+            f"The last layer of member {member.name!r} must be a Dense layer with a "
+            f"softmax activation. Received: {type(last).__name__} "
+            f"{getattr(last, 'name', '')!r}"
+        )
+    feature_model = keras.Model(member.inputs, last.input, name=f"{member.name}_features")
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in last.weights)
+    return feature_model, kernel, bias, last.units
+
+
+def _validate_members(members):
+    if isinstance(members, keras.Model):
+        members = [members]  # one fused PartitionedMLP holds all K members
+    members = list(members) if members is not None else []
+    if len(members) == 0:
+        raise ValueError("Argument `members` must contain at least one model. Received: members=[]")
+    shapes = [tuple(m.inputs[0].shape[1:]) if m.built and m.inputs else None for m in members]
+    for k, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise ValueError(
+                "All members must have the same input shape. "
+                f"Member 0 has {shapes[0]}, member {k} has {shape}."
+            )
+    return members
+
+
+def merged_logits(features, kernels, bias):
+    """Logits of the copied head: `features @ stacked kernels + mean bias`."""
+    return features @ kernels + bias
+
+
+def choose_downscale(logits, y):
+    """The down-scaling factor f that minimises the NLL of `softmax(logits / f)`.
+
+    Dividing the copied head's weights by f divides its logits by f, so the
+    best f on held-out data is exactly a fitted temperature (Guo et al. 2017).
+    The thesis picked f by hand ("sometimes about 60"); this picks it by
+    minimising the validation NLL before the head is trained.
+    """
+    from supernet.metrics import fit_temperature
+
+    return float(fit_temperature(np.asarray(y), np.asarray(logits, dtype="float64")))
+
+
+def build_supernet(
+    members,
+    *,
+    init="copy",
+    downscale=1.0,
+    l2=0.0,
+    train_members=False,
+    validation_data=None,
+    seed=None,
+    name="supernet",
+):
+    """Merge K trained classifiers into one model with a single softmax head.
+
+    The members' penultimate features are concatenated and fed to one new
+    Dense softmax layer (thesis Fig. 8). With `init="copy"` its kernel is the
+    members' last-layer kernels stacked and its bias their mean, so before any
+    training it outputs `softmax(sum_k logits_k - sum_k b_k + mean_k b_k)`;
+    `downscale=f` divides those copied weights by f, which counters the
+    overconfidence of summed logits (thesis section 3.3, Table 6). The head is
+    then re-trained with an ordinary `model.fit` (use `fit_head` to do it on
+    cached features when the members are frozen).
+
+    Args:
+        members: list of K Keras classifiers whose last layer is a Dense
+            softmax over the same classes, or a fused `PartitionedMLP`.
+        init: `"copy"` or `"random"` (Glorot uniform, zero bias).
+        downscale: float > 0, or `"auto"` to choose f by minimising the
+            validation NLL of the copied head (needs `validation_data`).
+        l2: L2 factor on the head's kernel.
+        train_members: if False (default) the members are frozen and run in
+            inference mode (dropout off, BatchNormalization statistics fixed).
+        validation_data: `(x_val, y_val)`, required for `downscale="auto"`.
+        seed: seed of the random head initialisation.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`. `model.supernet_info` holds the chosen
+        `init`, `downscale` and the number of members.
+
+    Example:
+    >>> members = [mlp(64, [16], 10) for _ in range(3)]
+    >>> model = build_supernet(members, downscale=3.0)
+    >>> model.compile("adam", "sparse_categorical_crossentropy")
+    >>> model.predict(np.zeros((2, 64)), verbose=0).shape
+    (2, 10)
+
+    Reference:
+        Bukowski & Dzwinel 2020, sections 3.2-3.3, Fig. 8, Table 6.
+    """
+    members = _validate_members(members)
+    if init not in INITS:
+        raise ValueError(f"Argument `init` must be one of {INITS}. Received: init={init!r}")
+    if downscale != "auto":
+        if isinstance(downscale, str) or not np.isfinite(downscale) or downscale <= 0:
+            raise ValueError(
+                f"Argument `downscale` must be > 0 or 'auto'. Received: downscale={downscale}"
+            )
+    elif init != "copy":
+        raise ValueError("Argument `downscale='auto'` requires init='copy'. Received: init='random'")
+    elif validation_data is None:
+        raise ValueError("Argument `validation_data=(x_val, y_val)` is required for downscale='auto'.")
+    if l2 < 0:
+        raise ValueError(f"Argument `l2` must be >= 0. Received: l2={l2}")
+
+    parts = [_member_parts(m) for m in members]
+    num_classes = {p[3] for p in parts}
+    if len(num_classes) != 1:
+        raise ValueError(
+            "All members must predict the same number of classes. "
+            f"Received: {[p[3] for p in parts]}"
+        )
+    num_classes = num_classes.pop()
+
+    # === Layers ===
+    feature_models = [p[0] for p in parts]
+    if not train_members:
+        feature_models = [FrozenModel(f, name=f"frozen_{f.name}") for f in feature_models]
+    head = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        name=HEAD_NAME,
+    )
+
+    # === Functional Model ===
+    inputs = keras.Input(shape=tuple(members[0].inputs[0].shape[1:]), name="inputs")
+    features = [f(inputs) for f in feature_models]
+    x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="concat_features")(features)
+    outputs = head(x)
+    model = keras.Model(inputs, outputs, name=name)
+
+    factor = 1.0
+    if init == "copy":
+        kernel = np.concatenate([p[1] for p in parts], axis=0)
+        bias = np.mean([p[2] for p in parts], axis=0)
+        if downscale == "auto":
+            x_val, y_val = validation_data
+            feats = supernet_features(model).predict(x_val, verbose=0, batch_size=1024)
+            factor = choose_downscale(merged_logits(feats, kernel, bias), y_val)
+        else:
+            factor = float(downscale)
+        head.set_weights([kernel / factor, bias / factor])
+    model.supernet_info = {
+        "init": init,
+        "downscale": factor,
+        "num_members": sum(getattr(m, "num_members", 1) for m in members),
+    }
+    return model
+
+
+def supernet_features(model):
+    """The part of a SuperNet that computes the head's input features."""
+    head = model.get_layer(HEAD_NAME)
+    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
+def fit_head(model, x, y, *, validation_data=None, batch_size=128, epochs=10, optimizer="adam", callbacks=None, verbose="auto"):
+    """Re-train only the head of a SuperNet on features computed once.
+
+    With frozen members the features do not change during head training, so
+    computing them once and fitting the Dense head alone equals
+    `model.fit(...)` with frozen members, at the cost of one forward pass.
+
+    Returns:
+        The `keras.callbacks.History` of the head's `fit`.
+    """
+    feature_model = supernet_features(model)
+    if feature_model.trainable_weights:
+        raise ValueError("fit_head needs frozen members; build the SuperNet with train_members=False.")
+    head = model.get_layer(HEAD_NAME)
+    head_model = keras.Sequential([keras.Input(shape=(head.input.shape[-1],)), head])
+    head_model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    features = feature_model.predict(x, verbose=0, batch_size=1024)
+    val = None
+    if validation_data is not None:
+        x_val, y_val = validation_data
+        val = (feature_model.predict(x_val, verbose=0, batch_size=1024), y_val)
+    return head_model.fit(features, y, validation_data=val, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)

@@ -170,7 +170,7 @@ class Dataset:
 
     >>> ds = digits(validation_size=0.2)
     >>> ds.summary()
-    'digits: train 1078, val 269, test 450, input_shape (64,), 10 classes'
+    'digits: train 1077, val 270, test 450, input_shape (64,), 10 classes'
     """
 
     name: str
@@ -531,9 +531,17 @@ def newsgroups20(
     vectorizer = TfidfVectorizer(max_features=max_features, dtype=np.float32)
     vectorizer.fit(x_train[train_idx])
 
-    x_tr = vectorizer.transform(x_train[train_idx]).toarray()
-    x_va = vectorizer.transform(x_train[val_idx]).toarray()
-    x_te = vectorizer.transform(x_test[test_idx]).toarray()
+    n_features = len(vectorizer.vocabulary_)
+
+    def featurize(posts):
+        # TfidfVectorizer refuses empty input (e.g. `validation_size=0`).
+        if len(posts) == 0:
+            return np.zeros((0, n_features), dtype=np.float32)
+        return vectorizer.transform(posts).toarray()
+
+    x_tr = featurize(x_train[train_idx])
+    x_va = featurize(x_train[val_idx])
+    x_te = featurize(x_test[test_idx])
     return Dataset(
         name="newsgroups20",
         x_train=x_tr.astype(np.float32, copy=False),

@@ -17,15 +17,27 @@ line to `<out>/results/<name>.jsonl`.
 import dataclasses
 import datetime
 import importlib
+import pkgutil
 import sys
 import time
 from pathlib import Path
 
 from supernet import reports
 
-EXPERIMENTS = (
-    "quickstart",
-)
+
+
+def _discover():
+    import experiments
+
+    return tuple(
+        sorted(
+            (m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_")),
+            key=lambda name: (name != "quickstart", name),
+        )
+    )
+
+
+EXPERIMENTS = _discover()
 
 
 def load_module(name):
@@ -46,6 +58,8 @@ def enable_determinism(seed):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+        # Retracing warnings from building many small models drown the progress output.
+        tf.get_logger().setLevel("ERROR")
 
 
 @dataclasses.dataclass

@@ -1053,7 +1053,15 @@ def _subsample(labels, max_points, seed):
 
 
 def plot_embedding(
-    activations, labels, path, *, title="", seed=0, k=5, max_points=3000
+    activations,
+    labels,
+    path,
+    *,
+    title="",
+    seed=0,
+    k=5,
+    max_points=3000,
+    num_threads=1,
 ):
     """t-SNE map of activations coloured by class, with its k-NN accuracy.
 
@@ -1073,6 +1081,10 @@ def plot_embedding(
         seed: seed for the subsample and t-SNE.
         k: neighbours for the k-NN accuracy.
         max_points: subsample size (t-SNE is quadratic-ish in n).
+        num_threads: OpenMP threads for t-SNE. 1 by default: sklearn's
+            Barnes-Hut t-SNE was measured 10-30x slower when its threads
+            compete for cores with other processes (parallel runs, a
+            backend's thread pool). None uses sklearn's default.
 
     Returns:
         float, the k-NN accuracy of the 2-D embedding.
@@ -1088,6 +1100,7 @@ def plot_embedding(
     True
     """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     from supernet import metrics
 
@@ -1110,9 +1123,11 @@ def plot_embedding(
     x, y = activations[index], labels[index]
     # sklearn requires perplexity < n_samples.
     perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))
-    embedding = TSNE(
+    tsne = TSNE(
         n_components=2, init="pca", random_state=seed, perplexity=perplexity
-    ).fit_transform(x)
+    )
+    with threadpool_limits(limits=num_threads):
+        embedding = tsne.fit_transform(x)
     accuracy = float(metrics.knn_accuracy(embedding, y, k=k))
 
     plt = _pyplot()

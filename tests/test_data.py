@@ -184,7 +184,7 @@ def test_cifar10_official_split(cifar10_full):
     # Per-channel means of the official training set (published values).
     full = np.concatenate([ds.x_train, ds.x_val])
     np.testing.assert_allclose(
-        full.mean(axis=(0, 1, 2)), [0.4914, 0.4822, 0.4465], atol=1e-3
+        full.mean(axis=(0, 1, 2), dtype=np.float64), [0.4914, 0.4822, 0.4465], atol=1e-3
     )
 
 

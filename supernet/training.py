@@ -1,0 +1,112 @@
+"""Training recipes shared by the experiments: members, SuperNet heads, scores.
+
+Thin orchestration over `model.fit`: what the thesis does again and again
+(train members, merge them, re-train the head, score on held-out data), so
+each experiment module only holds its configuration.
+"""
+
+import keras
+import numpy as np
+
+from supernet import metrics
+from supernet.callbacks import MemberEarlyStopping
+from supernet.models.supernet import build_supernet, fit_head
+
+
+def scores(y, probs):
+    """Accuracy and NLL of probabilities; for `(n, K, C)` the softmax vote."""
+    probs = np.asarray(probs)
+    if probs.ndim == 3:
+        probs = probs.mean(axis=1)
+    return {"accuracy": metrics.accuracy(y, probs), "nll": metrics.nll(y, probs)}
+
+
+def epoch_logger(log, total_epochs, every=None, keys=None):
+    """A `LambdaCallback` that sends a progress line to `log` every few epochs."""
+    every = every or max(1, total_epochs // 5)
+
+    def on_epoch_end(epoch, logs):
+        if (epoch + 1) % every == 0 or epoch + 1 == total_epochs:
+            shown = {k: v for k, v in logs.items() if keys is None or k in keys}
+            text = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+            log(f"  epoch {epoch + 1}/{total_epochs}: {text}")
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+
+
+def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patience=None, callbacks=(), log=None):
+    """Train a fused `PartitionedMLP` (or any compiled-by-us Keras model).
+
+    Args:
+        model: an uncompiled `PartitionedMLP`.
+        ds: a `supernet.data.Dataset`.
+        epochs: maximum epochs.
+        patience: if set, `MemberEarlyStopping` on each member's validation
+            loss with best-weight restoration (thesis Table 4's rule).
+        callbacks: extra callbacks.
+        log: optional `fn(str)` for progress lines.
+
+    Returns:
+        dict: `history` (per-epoch logs) and `best_epochs` (per member, when
+        early stopping is on).
+    """
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    callbacks = list(callbacks)
+    stopper = None
+    if patience is not None:
+        stopper = MemberEarlyStopping((ds.x_val, ds.y_val), patience=patience)
+        callbacks.append(stopper)
+    if log is not None:
+        callbacks.append(epoch_logger(log, epochs))
+    history = model.fit(
+        ds.x_train,
+        ds.y_train,
+        validation_data=(ds.x_val, ds.y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    result = {"history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    if stopper is not None:
+        result["best_epochs"] = stopper.best_epochs
+    return result
+
+
+def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epochs=10, batch_size=128, learning_rate=1e-3, seed=None, log=None):
+    """Merge members into a SuperNet, re-train its head, score it.
+
+    Returns:
+        `(supernet, result)` where `result` has `before` / `after` test scores
+        (copied head before re-training, and after), `val_after`, the chosen
+        `downscale` and the head's per-epoch `history`.
+    """
+    supernet = build_supernet(
+        members,
+        init=init,
+        downscale=downscale,
+        l2=l2,
+        validation_data=(ds.x_val, ds.y_val) if downscale == "auto" else None,
+        seed=seed,
+    )
+    before = scores(ds.y_test, supernet.predict(ds.x_test, verbose=0, batch_size=1024))
+    callbacks = [epoch_logger(log, head_epochs)] if log is not None else None
+    history = fit_head(
+        supernet,
+        ds.x_train,
+        ds.y_train,
+        validation_data=(ds.x_val, ds.y_val),
+        epochs=head_epochs,
+        batch_size=batch_size,
+        optimizer=keras.optimizers.Adam(learning_rate),
+        callbacks=callbacks,
+        verbose=0,
+    )
+    result = {
+        "before": before,
+        "after": scores(ds.y_test, supernet.predict(ds.x_test, verbose=0, batch_size=1024)),
+        "val_after": scores(ds.y_val, supernet.predict(ds.x_val, verbose=0, batch_size=1024)),
+        "downscale": supernet.supernet_info["downscale"],
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    }
+    return supernet, result

@@ -183,7 +183,7 @@ def render_reports(out_dir="reports", names=None):
         caption="Every file here is generated from `results/*.jsonl` by `supernet report`; do not edit by hand.",
     )
     readme = out_dir / "README.md"
-    readme.write_text(reports.to_markdown(table) + "\n")
+    readme.write_text(reports.to_markdown(table))
     written.append(readme)
     return written
 

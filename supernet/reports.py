@@ -469,8 +469,9 @@ def aggregate(records, *, by, metrics):
     Keys and metrics are dotted paths into the nested record, e.g.
     `"preset"`, `"config.num_members"` or `"metrics.ensemble.accuracy"`;
     a missing key groups as None. Only records with `status == "ok"` are
-    used; the others are counted in the group's `"failed"` field (a group
-    with only failed runs is still listed, with `n == 0`).
+    used (a record without `status` counts as ok); the others are counted
+    in the group's `"failed"` field (a group with only failed runs is
+    still listed, with `n == 0`).
 
     The standard deviation is the sample one (`ddof=1`), as usually
     reported over seeds in papers; it is None when fewer than two values

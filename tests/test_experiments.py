@@ -1,0 +1,79 @@
+"""Every experiment's smoke preset runs, records and renders; the CLI works."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supernet import experiment, reports
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_is_discovered_first():
+    assert experiment.EXPERIMENTS[0] == "quickstart"
+
+
+@pytest.mark.parametrize("name", experiment.EXPERIMENTS)
+def test_smoke_preset_runs_records_and_reports(name, tmp_path):
+    module = experiment.load_module(name)
+    assert {"smoke", "cpu"} <= set(module.PRESETS)
+    assert module.REPRODUCES and module.DESCRIPTION
+    record = experiment.run_experiment(name, "smoke", seed=0, out_dir=tmp_path, verbose=False)
+    assert record["status"] == "ok"
+    assert record["experiment"] == name and record["preset"] == "smoke"
+    assert record["timings"]["total"]["cpu_s"] > 0
+    stored = reports.ResultsStore(experiment.results_path(tmp_path, name)).read()
+    assert stored == [json.loads(json.dumps(record))]
+    written = experiment.render_reports(tmp_path, names=[name])
+    tables = [p for p in written if p.suffix == ".md" and p.name != "README.md"]
+    assert tables, "report() wrote no Markdown table"
+    assert all(p.read_text().strip() for p in tables)
+
+
+def test_quickstart_numbers_are_sane(tmp_path):
+    record = experiment.run_experiment("quickstart", "smoke", seed=1, out_dir=tmp_path, verbose=False)
+    rows = record["metrics"]["rows"]
+    assert record["seed"] == 1 and record["config"]["seed"] == 1
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
+    # Even after 3 epochs the SuperNet head beats chance on 10 balanced classes by far.
+    assert rows["SuperNet, re-trained head"]["accuracy"] > 0.5
+    assert record["metrics"]["downscale"] > 0
+
+
+def test_overrides_and_bad_arguments():
+    module = experiment.load_module("quickstart")
+    config = experiment.resolve_config(module, "smoke", seed=7, overrides={"epochs": 1})
+    assert (config.seed, config.epochs) == (7, 1)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        experiment.resolve_config(module, "gpu")
+    with pytest.raises(ValueError, match="Unknown config fields"):
+        experiment.resolve_config(module, "smoke", overrides={"epochz": 1})
+    with pytest.raises(ValueError, match="Unknown experiment"):
+        experiment.load_module("table99")
+
+
+def _cli(*args, cwd=ROOT):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_list_run_report(tmp_path):
+    listed = _cli("-m", "supernet.cli", "list")
+    assert listed.returncode == 0, listed.stderr
+    for name in experiment.EXPERIMENTS:
+        assert name in listed.stdout
+    run = _cli("-m", "experiments.quickstart", "--preset", "smoke", "--seed", "3", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "SuperNet, re-trained head" in run.stdout  # progress output
+    (tmp_path / "quickstart" / "quickstart_smoke.md").unlink()
+    report = _cli("-m", "supernet.cli", "report", "--out", str(tmp_path))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "quickstart" / "quickstart_smoke.md").exists()
+    index = (tmp_path / "README.md").read_text()
+    assert "quickstart/quickstart_smoke.md" in index
+    bad = _cli("-m", "supernet.cli", "run", "nope", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "Unknown experiment" in bad.stderr

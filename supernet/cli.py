@@ -32,6 +32,10 @@ def build_parser():
 
     report = commands.add_parser("report", help="re-render tables and figures from stored results")
     report.add_argument("--out", default="reports")
+
+    bench = commands.add_parser("bench", help="benchmarks: fused ensembles vs plain Keras, side by side")
+    bench.add_argument("--quick", action="store_true", help="smaller data, one epoch")
+    bench.add_argument("--out", default="reports")
     return parser
 
 
@@ -49,6 +53,10 @@ def main(argv=None):
                 print(f"{'':28s} presets: {', '.join(module.PRESETS)}")
         elif args.command == "run":
             experiment.run_experiment(args.name, args.preset, args.seed, args.out, dict(args.overrides), verbose=not args.quiet)
+        elif args.command == "bench":
+            from benchmarks import bench as benchmark
+
+            benchmark.run(quick=args.quick, out_dir=args.out)
         elif args.command == "report":
             for path in experiment.render_reports(args.out):
                 print(path)

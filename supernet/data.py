@@ -16,7 +16,7 @@ A data directory (1 or 2) is an offline mirror with this layout:
 ```
 fashion-mnist/train-images-idx3-ubyte.gz   (and the other three idx .gz files)
 cifar10.npz                                (x_train, y_train, x_test, y_test)
-cifar100.npz  or  cifar-100-python/        (same keys as cifar10.npz / official pickles)
+cifar100.npz or cifar-100-python/         (cifar10.npz keys / official pickles)
 20news/20news-bydate_py3.pkz               (scikit-learn's own cache file)
 ```
 
@@ -523,7 +523,11 @@ def newsgroups20(
         _cache_key(root), remove
     )
     train_idx, val_idx, test_idx = _split_indices(
-        y_train, y_test, validation_size=validation_size, subset=subset, seed=seed
+        y_train,
+        y_test,
+        validation_size=validation_size,
+        subset=subset,
+        seed=seed,
     )
 
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -662,6 +666,11 @@ def tfds_dataset(
             f"on a machine with internet, or unset {DATA_DIR_ENV} and the "
             "`data_dir` argument to download it."
         )
+    if not builder.info.supervised_keys:
+        raise ValueError(
+            f"TFDS dataset {name!r} has no supervised (input, label) keys, so "
+            "it cannot be loaded as a classification `Dataset`."
+        )
     if root is None:
         builder.download_and_prepare()
     splits = builder.as_dataset(
@@ -670,7 +679,9 @@ def tfds_dataset(
     x_train, y_train = _supervised_to_numpy(splits[0])
     x_test, y_test = _supervised_to_numpy(splits[1])
     label = builder.info.supervised_keys[1]
-    feature = builder.info.features[label]
+    feature = (
+        builder.info.features[label] if isinstance(label, str) else None
+    )
     num_classes = getattr(feature, "num_classes", None)
     if num_classes is None:
         num_classes = int(max(y_train.max(), y_test.max())) + 1
@@ -738,7 +749,7 @@ def synthetic(
     )
 
 
-# === Splitting ===
+# === Splitting and conversion ===
 
 
 def _synthetic(
@@ -818,7 +829,9 @@ def _check_fraction_or_count(arg, value, *, allow_zero):
 
 
 def _check_split_args(validation_size, subset):
-    _check_fraction_or_count("validation_size", validation_size, allow_zero=True)
+    _check_fraction_or_count(
+        "validation_size", validation_size, allow_zero=True
+    )
     if subset is None:
         return
     message = (
@@ -907,7 +920,9 @@ def _split_indices(y_train, y_test, *, validation_size, subset, seed):
     y = y_train[train_idx]
     _, counts = np.unique(y, return_counts=True)
     stratify = (
-        y if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts) else None
+        y
+        if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts)
+        else None
     )
     fit_idx, val_idx = train_test_split(
         train_idx, test_size=n_val, stratify=stratify, random_state=seed
@@ -933,7 +948,11 @@ def _assemble(
     y_train = np.asarray(y_train).reshape(-1).astype(np.int64)
     y_test = np.asarray(y_test).reshape(-1).astype(np.int64)
     train_idx, val_idx, test_idx = _split_indices(
-        y_train, y_test, validation_size=validation_size, subset=subset, seed=seed
+        y_train,
+        y_test,
+        validation_size=validation_size,
+        subset=subset,
+        seed=seed,
     )
     transform = transform or (lambda x: np.array(x, dtype=np.float32))
     x_tr = transform(x_train[train_idx])
@@ -1068,11 +1087,14 @@ def _check_labels(y, num_classes, path):
 
 def _read_npz(path, num_classes, coarse=False):
     """Reads a CIFAR-style npz, validating keys, shapes and completeness."""
-    y_keys = ("y_train_coarse", "y_test_coarse") if coarse else ("y_train", "y_test")
+    y_keys = ("y_train", "y_test")
+    if coarse:
+        y_keys = ("y_train_coarse", "y_test_coarse")
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
-            arrays = {k: f[k] for k in ("x_train", "x_test", *y_keys) if k in keys}
+            wanted = ("x_train", "x_test", *y_keys)
+            arrays = {k: f[k] for k in wanted if k in keys}
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as e:
         raise ValueError(
             f"Could not read {path}: the npz file is corrupt or truncated "
@@ -1136,14 +1158,18 @@ def _raw_cifar(which, root):
         import keras
 
         if which == "cifar10":
-            (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+            (x_train, y_train), (x_test, y_test) = (
+                keras.datasets.cifar10.load_data()
+            )
         else:
             (x_train, y_train), (x_test, y_test) = (
                 keras.datasets.cifar100.load_data(
                     label_mode="coarse" if coarse else "fine"
                 )
             )
-        return _read_only(x_train, y_train.reshape(-1), x_test, y_test.reshape(-1))
+        return _read_only(
+            x_train, y_train.reshape(-1), x_test, y_test.reshape(-1)
+        )
     root = pathlib.Path(root)
     if which == "cifar10":
         path = root / "cifar10.npz"

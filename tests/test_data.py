@@ -30,7 +30,9 @@ needs_fashion = pytest.mark.skipif(
     not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
     reason=SKIP_REASON,
 )
-needs_cifar10 = pytest.mark.skipif(not CIFAR10_NPZ.is_file(), reason=SKIP_REASON)
+needs_cifar10 = pytest.mark.skipif(
+    not CIFAR10_NPZ.is_file(), reason=SKIP_REASON
+)
 needs_news = pytest.mark.skipif(not NEWS_PKZ.is_file(), reason=SKIP_REASON)
 
 
@@ -57,7 +59,7 @@ def no_env_dir(monkeypatch):
 
 
 def write_idx_gz(path, array, dims=None, magic=None):
-    """Writes `array` (uint8) as an idx `.gz`, optionally lying in the header."""
+    """Writes `array` as a uint8 idx `.gz`; `dims`/`magic` may lie."""
     dims = array.shape if dims is None else dims
     magic = bytes([0, 0, 0x08, len(dims)]) if magic is None else magic
     header = magic + struct.pack(f">{len(dims)}I", *dims)
@@ -184,7 +186,9 @@ def test_cifar10_official_split(cifar10_full):
     # Per-channel means of the official training set (published values).
     full = np.concatenate([ds.x_train, ds.x_val])
     np.testing.assert_allclose(
-        full.mean(axis=(0, 1, 2), dtype=np.float64), [0.4914, 0.4822, 0.4465], atol=1e-3
+        full.mean(axis=(0, 1, 2), dtype=np.float64),
+        [0.4914, 0.4822, 0.4465],
+        atol=1e-3,
     )
 
 
@@ -257,7 +261,9 @@ def test_newsgroups20_bad_arguments():
         ("newsgroups20", "20news-bydate_py3.pkz"),
     ],
 )
-def test_missing_files_raise_one_clear_error(tmp_path, no_env_dir, name, filename):
+def test_missing_files_raise_one_clear_error(
+    tmp_path, no_env_dir, name, filename
+):
     with pytest.raises(FileNotFoundError) as info:
         data.load(name, data_dir=tmp_path)
     message = str(info.value)
@@ -404,7 +410,8 @@ def test_cifar100_from_npz(tmp_path, no_env_dir):
     write_fake_cifar_npz(tmp_path / "cifar100.npz", 200, 100, num_classes=100)
     ds = data.cifar100(data_dir=tmp_path, validation_size=0)
     assert ds.num_classes == 100 and len(ds.class_names) == 100
-    assert ds.x_train.shape == (200, 32, 32, 3) and ds.x_test.shape == (100, 32, 32, 3)
+    assert ds.x_train.shape == (200, 32, 32, 3)
+    assert ds.x_test.shape == (100, 32, 32, 3)
     with pytest.raises(ValueError, match="y_train_coarse"):
         data.cifar100(data_dir=tmp_path, label_mode="coarse")
 
@@ -429,9 +436,12 @@ def test_cifar100_from_official_pickles(tmp_path, no_env_dir):
     ds = data.cifar100(data_dir=tmp_path, validation_size=0)
     # Official rows are channel-major (1024 red, 1024 green, 1024 blue).
     first = images["train"][0]
-    np.testing.assert_allclose(ds.x_train[0, 0, 1], first[[1, 1025, 2049]] / 255)
+    pixel = first[[1, 1025, 2049]] / 255
+    np.testing.assert_allclose(ds.x_train[0, 0, 1], pixel)
     assert ds.num_classes == 100
-    coarse = data.cifar100(data_dir=tmp_path, validation_size=0, label_mode="coarse")
+    coarse = data.cifar100(
+        data_dir=tmp_path, validation_size=0, label_mode="coarse"
+    )
     assert coarse.num_classes == 20 and coarse.y_train.max() == 19
 
 
@@ -473,7 +483,8 @@ def test_digits_validation_sizes(validation_size):
 
 def test_digits_seed_determinism():
     assert_same_dataset(data.digits(seed=5), data.digits(seed=5))
-    assert not np.array_equal(data.digits(seed=5).y_val, data.digits(seed=6).y_val)
+    a, b = data.digits(seed=5), data.digits(seed=6)
+    assert not np.array_equal(a.y_val, b.y_val)
 
 
 def test_synthetic_shapes_and_range():
@@ -483,13 +494,16 @@ def test_synthetic_shapes_and_range():
     assert ds.num_classes == 5 and ds.y_train.dtype == np.int64
     assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
     np.testing.assert_array_equal(class_counts(ds.y_val, 5), [2] * 5)
-    assert_same_dataset(ds, data.synthetic(num_classes=5, input_shape=(8, 8, 1), num_train=100))
+    again = data.synthetic(num_classes=5, input_shape=(8, 8, 1), num_train=100)
+    assert_same_dataset(ds, again)
 
 
 def test_synthetic_is_learnable():
     from sklearn.linear_model import LogisticRegression
 
-    ds = data.synthetic(num_classes=10, input_shape=(16,), num_train=500, num_test=500)
+    ds = data.synthetic(
+        num_classes=10, input_shape=(16,), num_train=500, num_test=500
+    )
     clf = LogisticRegression(max_iter=500).fit(ds.x_train, ds.y_train)
     assert clf.score(ds.x_test, ds.y_test) > 0.8  # chance is 0.1
 
@@ -546,12 +560,19 @@ def test_dataset_checks_lengths_and_repr():
     with pytest.raises(ValueError, match="same length"):
         data.Dataset("t", x, y[:2], x, y, x, y, 2, (2,), ("a", "b"))
     ds = data.Dataset("t", x, y, x[:0], y[:0], x, y, 2, (2,), ("a", "b"))
-    assert repr(ds) == "<Dataset t: train 3, val 0, test 3, input_shape (2,), 2 classes>"
+    assert repr(ds) == (
+        "<Dataset t: train 3, val 0, test 3, input_shape (2,), 2 classes>"
+    )
 
 
 def test_public_api():
     assert set(data.DATASETS) == {
-        "fashion_mnist", "cifar10", "cifar100", "newsgroups20", "digits", "synthetic"
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+        "newsgroups20",
+        "digits",
+        "synthetic",
     }
     for name in data.__all__:
         assert hasattr(data, name)
@@ -565,7 +586,8 @@ def test_tfds_adapter_with_mock_data(no_env_dir):
     with tfds.testing.mock_data(num_examples=60):
         ds = data.load("tfds:mnist", validation_size=0.2, seed=0)
     assert ds.name == "tfds:mnist"
-    assert ds.x_train.shape == (48, 28, 28, 1) and ds.x_val.shape == (12, 28, 28, 1)
+    assert ds.x_train.shape == (48, 28, 28, 1)
+    assert ds.x_val.shape == (12, 28, 28, 1)
     assert ds.x_test.shape == (60, 28, 28, 1)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
@@ -588,3 +610,9 @@ def test_supervised_to_numpy_on_in_memory_dataset():
     np.testing.assert_array_equal(x, images)
     np.testing.assert_array_equal(y, labels)
     assert y.dtype == np.int64
+
+
+def test_empty_dataset_raises(tmp_path, no_env_dir):
+    write_fake_fashion(tmp_path / "fashion-mnist", n_train=0, n_test=5)
+    with pytest.raises(ValueError, match="empty"):
+        data.fashion_mnist(data_dir=tmp_path)

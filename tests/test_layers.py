@@ -64,22 +64,8 @@ def test_grouped_dense_equals_loop_over_members(grouped_input, activation):
         "linear",
         "relu",
         "tanh",
-        pytest.param(
-            "sigmoid",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: GroupedDense masks the pre-activation only; padded units "
-                "output activation(0) (0.5 for sigmoid), not zero.",
-            ),
-        ),
-        pytest.param(
-            "softmax",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: GroupedDense's softmax runs over the padded units too, so "
-                "a narrower member's probabilities do not sum to 1 over its own units.",
-            ),
-        ),
+        "sigmoid",
+        "softmax",
     ],
 )
 def test_grouped_dense_ragged_equals_loop_and_padding_is_zero(activation):

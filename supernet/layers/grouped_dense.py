@@ -32,8 +32,9 @@ class GroupedDense(keras.layers.Layer):
     connects two members.
 
     Members may have different widths: the kernel is padded to the widest
-    member and a constant mask keeps the padding at exactly zero (no gradient
-    reaches it), so padded units output zero.
+    member and a constant mask keeps the padding out of every product (no
+    gradient reaches it); padded units output exactly zero, and a softmax
+    normalises over each member's own units.
 
     Args:
         num_members: int, the number of members K.
@@ -163,11 +164,15 @@ class GroupedDense(keras.layers.Layer):
         else:
             outputs = ops.einsum("bki,kio->bko", inputs, kernel)
         if self.bias is not None:
-            bias = self.bias
-            if self.ragged:
-                bias = bias * ops.cast(self._mask[:, 0, :], bias.dtype)
-            outputs = outputs + bias
-        return self.activation(outputs)
+            outputs = outputs + self.bias
+        if not self.ragged:
+            return self.activation(outputs)
+        # Padded units must output exactly zero whatever the activation, and a
+        # softmax must normalise over each member's own units only.
+        out_mask = ops.cast(self._mask[:, 0, :], outputs.dtype)
+        if self.activation is keras.activations.softmax:
+            outputs = outputs + (1.0 - out_mask) * -1e9
+        return self.activation(outputs) * out_mask
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_members, max(self.units))

@@ -46,6 +46,12 @@ def _member_parts(member):
     return feature_model, kernel, bias, last.units
 
 
+def _copy_model(model):
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def _validate_members(members):
     if isinstance(members, keras.Model):
         members = [members]  # one fused PartitionedMLP holds all K members
@@ -132,8 +138,8 @@ def build_supernet(
     members = _validate_members(members)
     if init not in INITS:
         raise ValueError(f"Argument `init` must be one of {INITS}. Received: init={init!r}")
-    if downscale != "auto":
-        if isinstance(downscale, str) or not np.isfinite(downscale) or downscale <= 0:
+    if not isinstance(downscale, str) or downscale != "auto":
+        if not isinstance(downscale, (int, float, np.number)) or not np.isfinite(downscale) or downscale <= 0:
             raise ValueError(
                 f"Argument `downscale` must be > 0 or 'auto'. Received: downscale={downscale}"
             )
@@ -154,7 +160,9 @@ def build_supernet(
     num_classes = num_classes.pop()
 
     # === Layers ===
-    feature_models = [p[0] for p in parts]
+    # The SuperNet owns copies of the members' weights: freezing or training
+    # it never changes the caller's models.
+    feature_models = [_copy_model(p[0]) for p in parts]
     if not train_members:
         feature_models = [FrozenModel(f, name=f"frozen_{f.name}") for f in feature_models]
     head = keras.layers.Dense(

@@ -1,0 +1,233 @@
+"""Collect ensemble members from one training run at learning-rate minima."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+
+
+def _global_step(optimizer):
+    """Number of optimizer updates applied so far (the schedule's `step`)."""
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def reset_optimizer_state(optimizer):
+    """Zeroes an optimizer's slots (momenta, moments), keeping its step count.
+
+    Every variable of `optimizer.variables` is set to zero except the
+    iteration counter and a learning-rate variable, so learning-rate
+    schedules continue where they were. Adam's bias correction also reads
+    the iteration counter and is therefore not restarted. A
+    `keras.optimizers.LossScaleOptimizer` has its inner optimizer reset and
+    keeps its loss scale.
+
+    Args:
+        optimizer: a built `keras.optimizers.Optimizer`.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    if getattr(optimizer, "use_ema", False):
+        raise ValueError(
+            "Resetting the state of an optimizer with `use_ema=True` would zero "
+            "its moving averages of the weights. Received: use_ema=True"
+        )
+    keep = {id(optimizer.iterations), id(optimizer.learning_rate)}
+    for variable in optimizer.variables:
+        # With gradient accumulation `iterations` is a tensor computed from
+        # the "iteration" variable, so names catch what identity misses.
+        if id(variable) in keep or variable.name in ("iteration", "learning_rate"):
+            continue
+        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+
+
+@keras.saving.register_keras_serializable(package="supernet")
+class SnapshotEnsemble(keras.callbacks.Callback):
+    """Takes snapshots of the model at the minima of a cyclic schedule.
+
+    Snapshot Ensembles, FGE and SSE train one network with a cyclic learning
+    rate and keep a copy of the weights at the end of every cycle (or, for
+    FGE, at mid-cycle), where the rate is lowest. This callback keeps those
+    copies at batch granularity: after every training step it reads the
+    global step from `model.optimizer.iterations`, so the snapshots stay
+    aligned with the schedule across several `fit()` calls and whatever the
+    number of steps per epoch.
+
+    The step `s` reported is 0-based: a snapshot at step `s` holds the
+    weights right after the update that used `schedule(s)`.
+
+    Snapshots already taken survive later `fit()` calls on the same model;
+    they are dropped in `on_train_begin` when the model changes or when they
+    lie at or after the optimizer's current step (a fresh optimizer, or a
+    rewound one), so reusing the callback for a new run starts clean.
+
+    Args:
+        schedule: a schedule from `supernet.schedules` (`SnapshotCosine`,
+            `FGECyclic`, `CosineRestarts`) or any object with
+            `is_snapshot_step(step)` and `is_cycle_start(step)` methods.
+            Usually the one passed to the optimizer.
+        snapshot_steps: explicit 0-based global steps after which to take a
+            snapshot, instead of `schedule`. Cycles are then taken to start
+            right after each snapshot.
+        directory: `None` keeps `model.get_weights()` copies in memory;
+            otherwise each snapshot is written to
+            `directory/snapshot_{k}.keras` with `model.save`.
+        reset_optimizer: if `True`, zero the optimizer's slot variables
+            (momentum, Adam moments; not `iterations`) at every cycle start
+            after the first, so each cycle starts like a fresh optimizer.
+        verbose: 0 or 1; 1 prints a line per snapshot.
+
+    Attributes:
+        snapshots: list of weight lists (in memory) or of file paths.
+        snapshot_steps_taken: list of the 0-based global steps of the
+            snapshots.
+
+    The callback expects `steps_per_execution=1` (the default): with more
+    steps per call a planned step may fall inside a call; the snapshot is then
+    taken at the end of that call and a warning names both steps.
+
+    Example:
+    >>> schedule = supernet.schedules.SnapshotCosine(0.1, total_steps=40 * steps, num_cycles=5)
+    >>> model.compile(keras.optimizers.SGD(schedule, momentum=0.9), "sparse_categorical_crossentropy")
+    >>> snapshots = SnapshotEnsemble(schedule)
+    >>> model.fit(x, y, epochs=40, callbacks=[snapshots])  # doctest: +SKIP
+    >>> members = snapshots.models()  # doctest: +SKIP
+
+    Reference:
+        Huang et al. 2017 (Snapshot Ensembles); Garipov et al. 2018 (FGE);
+        Sadrtdinov et al. 2023 (SSE / StarSSE).
+    """
+
+    def __init__(self, schedule=None, snapshot_steps=None, directory=None, reset_optimizer=False, verbose=0):
+        super().__init__()
+        if (schedule is None) == (snapshot_steps is None):
+            raise ValueError(
+                "Exactly one of `schedule` and `snapshot_steps` must be given. "
+                f"Received: schedule={schedule}, snapshot_steps={snapshot_steps}"
+            )
+        if schedule is not None and not (
+            hasattr(schedule, "is_snapshot_step") and hasattr(schedule, "is_cycle_start")
+        ):
+            raise ValueError(
+                "Argument `schedule` must provide `is_snapshot_step(step)` and "
+                f"`is_cycle_start(step)`. Received: schedule={schedule}"
+            )
+        if snapshot_steps is not None:
+            snapshot_steps = sorted({int(s) for s in snapshot_steps})
+            if not snapshot_steps or snapshot_steps[0] < 0:
+                raise ValueError(
+                    "Argument `snapshot_steps` must be a non-empty list of steps >= 0. "
+                    f"Received: snapshot_steps={snapshot_steps}"
+                )
+        self.schedule = schedule
+        self.snapshot_steps = snapshot_steps
+        self.directory = directory
+        self.reset_optimizer = reset_optimizer
+        self.verbose = verbose
+        self.snapshots = []
+        self.snapshot_steps_taken = []
+        self._trained_model = None
+
+    # === Cycle bookkeeping ===
+
+    def _is_snapshot_step(self, steps):
+        steps = np.asarray(steps)
+        if self.schedule is not None:
+            return np.asarray(self.schedule.is_snapshot_step(steps), bool)
+        return np.isin(steps, self.snapshot_steps)
+
+    def _is_cycle_start(self, step):
+        if self.schedule is not None:
+            return bool(self.schedule.is_cycle_start(step))
+        return step - 1 in self.snapshot_steps
+
+    # === Callback hooks ===
+
+    def on_train_begin(self, logs=None):
+        step = _global_step(self.model.optimizer)
+        if self._trained_model is not self.model:
+            self.snapshots, self.snapshot_steps_taken = [], []
+        kept = [i for i, s in enumerate(self.snapshot_steps_taken) if s < step]
+        self.snapshots = [self.snapshots[i] for i in kept]
+        self.snapshot_steps_taken = [self.snapshot_steps_taken[i] for i in kept]
+        self._trained_model = self.model
+        self._last_step = step - 1
+        if self.reset_optimizer and getattr(self.model.optimizer, "use_ema", False):
+            raise ValueError(
+                "`reset_optimizer=True` does not support optimizers with "
+                "`use_ema=True`. Received: use_ema=True"
+            )
+        if self.directory is not None:
+            os.makedirs(self.directory, exist_ok=True)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.reset_optimizer:
+            return
+        step = _global_step(self.model.optimizer)
+        if step > 0 and self._is_cycle_start(step):
+            reset_optimizer_state(self.model.optimizer)
+            if self.verbose:
+                print(f"\nStep {step}: SnapshotEnsemble reset the optimizer state.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _global_step(self.model.optimizer) - 1
+        passed = np.arange(self._last_step + 1, step + 1)
+        self._last_step = step
+        planned = passed[self._is_snapshot_step(passed)]
+        if planned.size == 0:
+            return
+        if planned[-1] != step:
+            warnings.warn(
+                f"SnapshotEnsemble planned a snapshot after step {int(planned[-1])} "
+                f"but the callback only ran after step {step} (is "
+                "`steps_per_execution` > 1?); the snapshot holds the later weights."
+            )
+        self._take_snapshot(step)
+
+    def _take_snapshot(self, step):
+        k = len(self.snapshots)
+        if self.directory is None:
+            snapshot = [np.array(w, copy=True) for w in self.model.get_weights()]
+        else:
+            snapshot = os.path.join(self.directory, f"snapshot_{k}.keras")
+            self.model.save(snapshot)
+        self.snapshots.append(snapshot)
+        self.snapshot_steps_taken.append(step)
+        if self.verbose:
+            print(f"\nStep {step}: SnapshotEnsemble took snapshot {k}.")
+
+    # === Members ===
+
+    def models(self):
+        """The snapshots as Keras models, in the order they were taken.
+
+        In memory, each is a `keras.models.clone_model` of the trained model
+        with the snapshot's weights (uncompiled); with a `directory`, each is
+        loaded with `keras.saving.load_model`.
+
+        Returns:
+            list of `keras.Model`.
+        """
+        if self.directory is not None:
+            return [keras.saving.load_model(path) for path in self.snapshots]
+        members = []
+        for weights in self.snapshots:
+            member = keras.models.clone_model(self._trained_model)
+            member.set_weights(weights)
+            members.append(member)
+        return members
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "snapshot_steps": self.snapshot_steps,
+            "directory": self.directory,
+            "reset_optimizer": self.reset_optimizer,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)

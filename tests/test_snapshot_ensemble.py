@@ -1,0 +1,170 @@
+"""SnapshotEnsemble: snapshots at the exact schedule minima, no off-by-one."""
+
+import keras
+import numpy as np
+import pytest
+from test_case import assert_weights_equal, seeded_data
+
+from supernet.callbacks.snapshot_ensemble import SnapshotEnsemble
+from supernet.schedules import CosineRestarts, FGECyclic, SnapshotCosine
+
+STEPS_PER_EPOCH = 4  # 32 samples, batch 8
+EPOCHS = 6
+
+# Each schedule with the 0-based steps of its snapshots over 24 steps, worked
+# out by hand from the papers' formulas.
+SCHEDULES = {
+    # Cycles of ceil(24 / 3) = 8 steps; snapshot at each cycle's last step.
+    "snapshot_cosine": (SnapshotCosine(0.1, total_steps=24, num_cycles=3), [7, 15, 23]),
+    # t(s) = (s mod 8 + 1) / 8 reaches 1/2 at s mod 8 = 3.
+    "fge": (FGECyclic(0.1, 0.001, cycle_steps=8), [3, 11, 19]),
+    # First cycle 0..11, then 12..19, 20..27.
+    "cosine_restarts": (CosineRestarts(0.05, cycle_steps=8, first_cycle_steps=12, first_peak_lr=0.1), [11, 19]),
+}
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """The model's weights after every step, keyed by 0-based global step."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = getattr(self, "weights", {})
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - 1
+        self.weights[step] = [np.array(w) for w in self.model.get_weights()]
+
+
+def tiny_model(optimizer, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    return model
+
+
+def fit(model, callbacks, epochs=EPOCHS):
+    x, y = seeded_data(n=32, d=4, classes=3)
+    model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
+    return x
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_snapshots_at_schedule_minima(name):
+    schedule, expected = SCHEDULES[name]
+    model = tiny_model(keras.optimizers.SGD(learning_rate=schedule, momentum=0.9))
+    snapshots, recorder = SnapshotEnsemble(schedule), WeightRecorder()
+    x = fit(model, [snapshots, recorder])
+
+    assert snapshots.snapshot_steps_taken == expected
+    assert snapshots.snapshot_steps_taken == schedule.snapshot_steps(STEPS_PER_EPOCH * EPOCHS)
+    lr = np.array([float(schedule(s)) for s in range(STEPS_PER_EPOCH * EPOCHS)])
+    cycles = schedule.cycle_index(np.arange(lr.size))
+    for step, weights in zip(snapshots.snapshot_steps_taken, snapshots.snapshots):
+        assert lr[step] == pytest.approx(lr[cycles == cycles[step]].min())
+        assert_weights_equal(recorder.weights[step], weights)
+    for i in range(len(expected)):
+        for j in range(i):
+            assert_weights_equal(snapshots.snapshots[i], snapshots.snapshots[j], equal=False)
+
+    members = snapshots.models()
+    assert len(members) == len(expected)
+    predictions = [keras.ops.convert_to_numpy(member(x)) for member in members]
+    for i in range(len(predictions)):
+        for j in range(i):
+            assert not np.allclose(predictions[i], predictions[j])
+    # The last member of a cosine-annealing run is the final model.
+    if name == "snapshot_cosine":
+        np.testing.assert_allclose(predictions[-1], keras.ops.convert_to_numpy(model(x)), rtol=1e-6)
+
+
+def test_directory_variant_saves_loadable_files(tmp_path):
+    schedule, expected = SCHEDULES["fge"]
+    model = tiny_model(keras.optimizers.SGD(learning_rate=schedule))
+    snapshots = SnapshotEnsemble(schedule, directory=str(tmp_path / "snaps"))
+    recorder = WeightRecorder()
+    fit(model, [snapshots, recorder])
+    assert snapshots.snapshot_steps_taken == expected
+    assert snapshots.snapshots == [str(tmp_path / "snaps" / f"snapshot_{k}.keras") for k in range(3)]
+    for step, member in zip(expected, snapshots.models()):
+        assert_weights_equal(recorder.weights[step], [np.array(w) for w in member.get_weights()])
+        assert isinstance(member.optimizer.get_config()["learning_rate"], dict)
+
+
+def test_explicit_steps_and_several_fit_calls():
+    schedule = SnapshotCosine(0.1, total_steps=24, num_cycles=3)
+    model = tiny_model(keras.optimizers.SGD(learning_rate=schedule))
+    snapshots, recorder = SnapshotEnsemble(snapshot_steps=[2, 7, 13]), WeightRecorder()
+    fit(model, [snapshots, recorder], epochs=2)  # steps 0..7
+    fit(model, [snapshots, recorder], epochs=2)  # steps 8..15: earlier snapshots kept
+    assert snapshots.snapshot_steps_taken == [2, 7, 13]
+    for step, weights in zip([2, 7, 13], snapshots.snapshots):
+        assert_weights_equal(recorder.weights[step], weights)
+
+    # A fresh model and optimizer start a clean run.
+    fit(tiny_model(keras.optimizers.SGD(learning_rate=schedule)), [snapshots], epochs=1)
+    assert snapshots.snapshot_steps_taken == [2]
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_reset_optimizer_zeroes_moments_at_cycle_start(reset):
+    schedule = SnapshotCosine(0.01, total_steps=16, num_cycles=2)  # cycle starts 0, 8
+    model = tiny_model(keras.optimizers.Adam(learning_rate=schedule))
+    optimizer = model.optimizer
+
+    def slots():
+        return [
+            np.array(v)
+            for v in optimizer.variables
+            if v.name not in ("iteration", "learning_rate")
+        ]
+
+    seen = {}
+
+    def probe(batch, logs):
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        seen[step] = (slots(), step)
+
+    # The probe runs after SnapshotEnsemble, so it sees the state right after a reset.
+    callbacks = [
+        SnapshotEnsemble(schedule, reset_optimizer=reset),
+        keras.callbacks.LambdaCallback(on_train_batch_begin=probe),
+    ]
+    fit(model, callbacks, epochs=3)
+    before_reset, _ = seen[7]
+    at_reset, iterations = seen[8]
+    assert before_reset and all(np.any(s != 0) for s in before_reset)
+    assert iterations == 8
+    if reset:
+        assert all(np.all(s == 0) for s in at_reset)
+    else:
+        assert all(np.any(s != 0) for s in at_reset)
+    assert all(np.any(s != 0) for s in seen[9][0])  # no reset mid-cycle
+
+
+def test_config_round_trip():
+    callback = SnapshotEnsemble(SCHEDULES["cosine_restarts"][0], directory="snaps", reset_optimizer=True)
+    clone = SnapshotEnsemble.from_config(callback.get_config())
+    assert clone.get_config() == callback.get_config()
+    assert clone.schedule.get_config() == callback.schedule.get_config()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "Exactly one of `schedule` and `snapshot_steps`"),
+        ({"schedule": SCHEDULES["fge"][0], "snapshot_steps": [1]}, "Exactly one of"),
+        ({"snapshot_steps": [-1, 3]}, "snapshot_steps=\\[-1, 3\\]"),
+        ({"schedule": keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)}, "is_snapshot_step"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SnapshotEnsemble(**kwargs)
+
+
+def test_steps_per_execution_warns_and_takes_next_reachable_step():
+    model = tiny_model(keras.optimizers.SGD(learning_rate=0.01))
+    model.compile(model.optimizer, "sparse_categorical_crossentropy", steps_per_execution=2)
+    snapshots = SnapshotEnsemble(snapshot_steps=[2, 5])
+    with pytest.warns(UserWarning, match="after step 2 .* after step 3"):
+        fit(model, [snapshots], epochs=1)
+    assert snapshots.snapshot_steps_taken == [3]

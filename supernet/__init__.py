@@ -19,6 +19,8 @@ from supernet.models import (  # noqa: E402
     mlp,
     partition_widths,
     supernet_features,
+    thesis_cnn,
+    vgg16,
 )
 
 __version__ = "0.1.0"
@@ -41,4 +43,6 @@ __all__ = [
     "partition_widths",
     "reports",
     "supernet_features",
+    "thesis_cnn",
+    "vgg16",
 ]

@@ -1,7 +1,24 @@
-"""Keras callbacks for training ensembles."""
+"""Keras callbacks (and fit drivers) for training ensembles."""
 
+from supernet.callbacks.layer_by_layer import (
+    StageResult,
+    layer_by_layer_stages,
+    retrain_last_layers,
+    retrain_layer_by_layer,
+    trainable_layers,
+)
 from supernet.callbacks.member_early_stopping import MemberEarlyStopping
 from supernet.callbacks.snapshot_ensemble import SnapshotEnsemble, reset_optimizer_state
 from supernet.callbacks.time_to_accuracy import TimeToAccuracy
 
-__all__ = ["MemberEarlyStopping", "SnapshotEnsemble", "TimeToAccuracy", "reset_optimizer_state"]
+__all__ = [
+    "MemberEarlyStopping",
+    "SnapshotEnsemble",
+    "StageResult",
+    "TimeToAccuracy",
+    "layer_by_layer_stages",
+    "reset_optimizer_state",
+    "retrain_last_layers",
+    "retrain_layer_by_layer",
+    "trainable_layers",
+]

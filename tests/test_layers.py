@@ -231,3 +231,17 @@ def test_frozen_model_config_and_save_load(tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(x, training=True)), model.predict(x, verbose=0)
     )
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_grouped_dense_members_start_from_different_weights(seed):
+    # Keras initializers return identical values on every call: each member
+    # must get its own seed, or the "ensemble" starts as K copies of one net.
+    layer = GroupedDense(4, 6, kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+    layer.build((None, 5))
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not np.allclose(kernel[a], kernel[b])
+    limit = np.sqrt(6 / (5 + 6))  # Glorot fans of ONE member, not of the fused tensor
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit

@@ -1,5 +1,7 @@
 """K independent dense layers evaluated as one batched matmul."""
 
+import random as _random
+
 import keras
 import numpy as np
 from keras import ops
@@ -19,6 +21,20 @@ def _as_member_list(value, num_members, name):
             f"Argument `{name}` must contain positive ints. Received: {name}={value}"
         )
     return value
+
+
+def _member_initializer(initializer, index):
+    """A copy of `initializer` seeded for member `index` (unseeded: from `random`)."""
+    config = initializer.get_config()
+    if "seed" not in config:
+        return initializer  # deterministic initializers (zeros, constant) need no seed
+    base = config["seed"]
+    if base is None:
+        # Python's `random` is what `keras.utils.set_random_seed` seeds.
+        base = _random.randint(0, 2**31 - 1 - 1024)
+    elif not isinstance(base, int):
+        base = _random.randint(0, 2**31 - 1 - 1024)
+    return initializer.__class__.from_config({**config, "seed": base + index})
 
 
 @keras.saving.register_keras_serializable(package="supernet")
@@ -128,12 +144,13 @@ class GroupedDense(keras.layers.Layer):
         self._mask = mask
 
         def init_kernel(shape, dtype=None):
-            # One fan-in/fan-out per member, not per fused tensor.
+            # One fan-in/fan-out per member, not per fused tensor, and one seed
+            # per member: a Keras initializer returns the same values on every
+            # call, which would start all members from identical weights.
             blocks = []
-            for n_in, n_out in zip(in_units, self.units):
-                block = ops.convert_to_tensor(
-                    self.kernel_initializer((n_in, n_out), dtype=dtype), dtype
-                )
+            for k, (n_in, n_out) in enumerate(zip(in_units, self.units)):
+                initializer = _member_initializer(self.kernel_initializer, k)
+                block = ops.convert_to_tensor(initializer((n_in, n_out), dtype=dtype), dtype)
                 blocks.append(
                     ops.pad(block, [[0, in_features - n_in], [0, max_units - n_out]])
                 )

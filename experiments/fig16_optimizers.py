@@ -160,7 +160,7 @@ def report(records, out_dir):
             "plots validation accuracy."
         )
         table = reports.Table(
-            title=f"Fig. 16: four Table-2 CNNs with different optimizers and their SuperNet ({preset})",
+            title=f"Fig. 16: {len(names)} Table-2 CNNs with different optimizers and their SuperNet ({preset})",
             columns=["model", "val accuracy (%)", "test accuracy (%)"],
             rows=rows,
             caption=(

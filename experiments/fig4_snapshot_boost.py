@@ -74,7 +74,7 @@ PRESETS = {
     "smoke": Config(
         dataset="synthetic",
         dataset_kwargs=(("num_train", 120), ("num_test", 40)),
-        epochs=2,
+        epochs=3,
         snapshot_epochs=(1,),
         boost_layers=2,
         boost_epochs=1,
@@ -299,7 +299,7 @@ def _report_boost(runs, cfg, preset, folder, *, name, title, thesis_snapshots, c
         caption=(
             f"Preset `{preset}`, validation accuracy, mean ± std over {n} seed(s); the thesis figure gives curves only. "
             f"Finding: thesis claim '{claim}': boosted beats normal training at the same epoch for "
-            f"{sum(beats)} of {len(beats)} snapshots ({_verdict(bool(beats) and all(beats))}); gain decreasing with the "
+            f"{sum(beats)} of {len(beats)} snapshots ({_verdict(all(beats)) if beats else 'n/a: normal training too short'}); gain decreasing with the "
             f"snapshot epoch: {'n/a (one snapshot)' if decreasing is None else _verdict(decreasing)} "
             f"(gains {', '.join(f'{100 * g:.2f}' for g in gains)} points). Best boosted snapshot {100 * best_boost:.2f}% vs "
             f"best normal-training epoch {cell(f'{prefix}.normal.best_val')}% in {cfg['epochs']} epochs "

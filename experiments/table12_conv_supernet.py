@@ -440,7 +440,7 @@ def _deviations(cfg, preset):
         f"SuperNet head: copied weights, down-scale '{cfg['downscale']}' (chosen by validation NLL; thesis chose it by hand), "
         f"re-trained {cfg['head_epochs']} epochs with Adam lr {cfg['head_learning_rate']} (thesis: 'less than ten epochs')."
     )
-    notes.append("Fig. 17 and Table 12 come from different trainings in the thesis; here both read the same six nets.")
+    notes.append(f"Fig. 17 and Table 12 come from different trainings in the thesis; here both read the same {cfg['num_models']} nets.")
     return notes
 
 

@@ -31,17 +31,17 @@ Protocol (one seed):
    same number of SGD/Adam updates from scratch to the last member.
 4. Every group is scored on the test split: each member, softmax voting
    (mean probability; the thesis's "sum of probabilities" has the same
-   argmax), majority voting, and the SuperNet (`training.supermodel`:
-   copied head, `downscale="auto"` on the validation split, head re-trained
-   for `head_epochs` on cached features). Also the mean off-diagonal
+   argmax), majority voting, and the SuperNet (`build_supernet` with the
+   copied head, down-scaled by `choose_downscale` on the validation split,
+   head re-trained for `head_epochs` on features cached once per member). Also the mean off-diagonal
    agreement ("same classification %") and the normalised diversity.
 
 Presets and cost (measured once on this machine, 2 shared cores, load ~4:
 one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
 26.8 s wall / 18.3 s CPU; 1000 test predictions 2.7 s wall):
 
-- `smoke`: synthetic 32x32x3 data (160 train / 64 test), 1 epoch, tiny
-  groups of 2 members; checks the code path only.
+- `smoke`: synthetic 32x32x3 data (64 train / 32 val / 64 test), 1 epoch,
+  one FGE run and groups of 2 members, eager train steps; checks the code path only.
 - `cpu`: real CIFAR-10, stratified training subset of 4000 images (400 of
   them held out for validation; the test split is scaled alike to 800
   images), pre-training 4 epochs, FGE cycles of 1 epoch, groups of 3/4/5
@@ -277,7 +277,7 @@ def _member_outputs(members, ds, eager=False):
     cuts = np.cumsum([len(x) for x in xs])[:-1]
     features, probs = [], []
     for member in members:
-        probe = keras.Model(member.inputs, [member.layers[-1].input, member.output])
+        probe = keras.Model(member.inputs, [member.layers[-1].input, member.outputs[0]])
         probe.run_eagerly = eager
         f, p = probe.predict(np.concatenate(xs), batch_size=512, verbose=0)
         features.append(np.split(f.reshape(len(f), -1), cuts))

@@ -20,7 +20,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="supernet", description="SuperNet ensembles: experiments and reports.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("list", help="experiments, their presets and the thesis table each reproduces")
+    listing = commands.add_parser("list", help="experiments, their presets and the thesis table each reproduces")
+    listing.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
 
     run = commands.add_parser("run", help="run one experiment and append its results")
     run.add_argument("name")
@@ -45,7 +46,9 @@ def main(argv=None):
     from supernet import experiment
 
     try:
-        if args.command == "list":
+        if args.command == "list" and args.markdown:
+            print(experiment.markdown_index())
+        elif args.command == "list":
             for name in experiment.EXPERIMENTS:
                 module = experiment.load_module(name)
                 print(f"{name:28s} {module.REPRODUCES}")

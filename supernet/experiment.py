@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import importlib
 import pkgutil
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,12 +30,12 @@ from supernet import reports
 def _discover():
     import experiments
 
-    return tuple(
-        sorted(
-            (m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_")),
-            key=lambda name: (name != "quickstart", name),
-        )
-    )
+    def thesis_order(name):
+        number = re.search(r"\d+", name)
+        return (name != "quickstart", int(number.group()) if number else 1000, name)
+
+    names = (m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_"))
+    return tuple(sorted(names, key=thesis_order))
 
 
 EXPERIMENTS = _discover()
@@ -159,6 +160,22 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     for path in written:
         context.log(f"wrote {path}")
     return record
+
+
+def markdown_index():
+    """The README's experiment table: experiment, thesis table, command, report."""
+    lines = [
+        "| experiment | reproduces | presets | command | report |",
+        "|---|---|---|---|---|",
+    ]
+    for name in EXPERIMENTS:
+        module = load_module(name)
+        preset = "cpu" if "cpu" in module.PRESETS else next(iter(module.PRESETS))
+        lines.append(
+            f"| `{name}` | {module.REPRODUCES} | {', '.join(module.PRESETS)} | "
+            f"`supernet run {name} --preset {preset}` | `reports/{name}/` |"
+        )
+    return "\n".join(lines)
 
 
 def render_reports(out_dir="reports", names=None):

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
+from supernet.transfer import predict_probs
 
 __all__ = ["average_weights", "greedy_soup", "recompute_batchnorm_statistics", "uniform_soup"]
 
@@ -158,7 +159,7 @@ def uniform_soup(models, x_train=None, batch_size=256):
 
 
 def _accuracy(model, x, y, batch_size):
-    probs = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
+    probs = predict_probs(model, x, batch_size)
     if not np.all(np.isfinite(probs)):
         return -1.0
     return metrics.accuracy(y, probs / probs.sum(axis=-1, keepdims=True))

@@ -62,6 +62,7 @@ __all__ = [
     "global_de",
     "local_de",
     "model_stages",
+    "predict_probs",
     "set_trainable",
     "sse",
     "star_sse",
@@ -262,9 +263,9 @@ class _Progress(keras.callbacks.Callback):
             self.log(f"  {self.label}: step {self.done}/{self.total}, loss {self.last_loss:.4f}")
 
 
-def _train_cycle(model, optimizer, ds, *, steps, start_step, data_seed, batch_size, augment, callbacks, log, label):
+def _train_cycle(model, optimizer, ds, *, steps, start_step, data_seed, batch_size, augment, callbacks, log, label, run_eagerly=False):
     """One fit over `steps` batches; returns the member's training entry."""
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=False)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=False, run_eagerly=run_eagerly)
     # A cycle cut short by a NaN would shift the later cycles of the schedule.
     optimizer.iterations.assign(start_step)
     batches = TransferBatches(ds.x_train, ds.y_train, batch_size, steps, seed=data_seed, augment=augment)
@@ -298,8 +299,25 @@ def _train_cycle(model, optimizer, ds, *, steps, start_step, data_seed, batch_si
     return entry
 
 
+def predict_probs(model, x, batch_size=512):
+    """Inference-mode outputs of `model` on `x`, as float64 numpy.
+
+    Direct `model(batch, training=False)` calls instead of `predict()`:
+    every fine-tuned member or soup is a new model, and `predict()` would
+    trace a new graph for each one, which costs more than the forward
+    passes of a small test set.
+    """
+    if len(x) == 0:
+        raise ValueError("Argument `x` must not be empty. Received: len(x)=0")
+    outputs = [
+        np.asarray(keras.ops.convert_to_numpy(model(x[i : i + batch_size], training=False)), np.float64)
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(outputs)
+
+
 def _evaluate(model, ds, batch_size):
-    probs = model.predict(ds.x_test, batch_size=batch_size, verbose=0).astype(np.float64)
+    probs = predict_probs(model, ds.x_test, batch_size)
     if not np.all(np.isfinite(probs)):
         return None, {"accuracy": None, "nll": None, "calibrated_nll": None}
     probs /= probs.sum(axis=-1, keepdims=True)
@@ -383,7 +401,7 @@ def _check_members(num_members):
 # === Deep ensembles ===
 
 
-def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, start_labels):
+def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, start_labels, run_eagerly):
     _check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
     steps = steps_for(epochs, len(ds.x_train), batch_size)
     members, probs, entries = [], [], []
@@ -396,7 +414,7 @@ def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weigh
         optimizer = _sgd(CosineRestarts(lr, steps), momentum, weight_decay)
         entry = _train_cycle(
             model, optimizer, ds, steps=steps, start_step=0, data_seed=data_seed, batch_size=batch_size,
-            augment=augment, callbacks=callbacks, log=log, label=label,
+            augment=augment, callbacks=callbacks, log=log, label=label, run_eagerly=run_eagerly,
         )
         entry.update(start_from=start_labels[k], head_seed=head_seed, data_seed=data_seed)
         _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label)
@@ -419,6 +437,7 @@ def local_de(
     callbacks=(),
     log=None,
     eval_batch_size=512,
+    run_eagerly=False,
 ):
     """Local deep ensemble: members fine-tuned from ONE pre-trained checkpoint.
 
@@ -441,6 +460,8 @@ def local_de(
         callbacks: extra Keras callbacks passed to every `fit()`.
         log: optional `fn(str)` for progress lines.
         eval_batch_size: batch size of the test-set predictions.
+        run_eagerly: passed to `compile()`; eager steps skip graph tracing,
+            which is faster for tiny models and short cycles (tests).
 
     Returns:
         `(members, record)`; see the module docstring.
@@ -457,7 +478,7 @@ def local_de(
     return _independent(
         "local_de", [pretrained] * num_members, ds, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
         weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
-        eval_batch_size=eval_batch_size, start_labels=["pretrained"] * num_members,
+        run_eagerly=run_eagerly, eval_batch_size=eval_batch_size, start_labels=["pretrained"] * num_members,
     )
 
 
@@ -475,6 +496,7 @@ def global_de(
     callbacks=(),
     log=None,
     eval_batch_size=512,
+    run_eagerly=False,
 ):
     """Global deep ensemble: one member per pre-trained checkpoint.
 
@@ -501,14 +523,14 @@ def global_de(
     return _independent(
         "global_de", pretrained_models, ds, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
         weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
-        eval_batch_size=eval_batch_size, start_labels=[f"pretrained[{k}]" for k in range(len(pretrained_models))],
+        run_eagerly=run_eagerly, eval_batch_size=eval_batch_size, start_labels=[f"pretrained[{k}]" for k in range(len(pretrained_models))],
     )
 
 
 # === Snapshot ensembles ===
 
 
-def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size):
+def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, run_eagerly):
     _check_members(num_members)
     _check_positive(epochs=epochs, lr=lr, fge_lr=fge_lr, fge_epochs=fge_epochs, batch_size=batch_size)
     if trainable not in _TRAINABLE:
@@ -529,7 +551,7 @@ def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fg
         set_trainable(model, "all")
         entry = _train_cycle(
             model, optimizer, ds, steps=first_steps, start_step=0, data_seed=data_seed, batch_size=batch_size,
-            augment=augment, callbacks=callbacks, log=log, label=label,
+            augment=augment, callbacks=callbacks, log=log, label=label, run_eagerly=run_eagerly,
         )
         entry.update(start_from="pretrained", head_seed=head_seed, data_seed=data_seed, reused=False)
     else:
@@ -558,7 +580,7 @@ def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fg
             log(f"{label}: cycle from {start_from}, {cycle_steps} steps from lr {fge_lr}, {trainable_params} trainable params")
         entry = _train_cycle(
             model, optimizer, ds, steps=cycle_steps, start_step=first_steps + (k - 1) * cycle_steps,
-            data_seed=data_seed, batch_size=batch_size, augment=augment, callbacks=callbacks, log=log, label=label,
+            data_seed=data_seed, batch_size=batch_size, augment=augment, callbacks=callbacks, log=log, label=label, run_eagerly=run_eagerly,
         )
         entry.update(start_from=start_from, data_seed=data_seed)
         _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label)
@@ -590,6 +612,7 @@ def sse(
     callbacks=(),
     log=None,
     eval_batch_size=512,
+    run_eagerly=False,
 ):
     """Snapshot ensemble in transfer learning: a chain of cosine cycles.
 
@@ -629,7 +652,7 @@ def sse(
         "sse", pretrained, ds, star=False, num_members=num_members, epochs=epochs, lr=lr, fge_lr=fge_lr,
         fge_epochs=fge_epochs, trainable="all", last_k=1, first_member=first_member, batch_size=batch_size,
         momentum=momentum, weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
-        eval_batch_size=eval_batch_size,
+        eval_batch_size=eval_batch_size, run_eagerly=run_eagerly,
     )
 
 
@@ -653,6 +676,7 @@ def star_sse(
     callbacks=(),
     log=None,
     eval_batch_size=512,
+    run_eagerly=False,
 ):
     """StarSSE: every later member runs one cycle starting from member 1.
 
@@ -694,5 +718,5 @@ def star_sse(
         "star_sse", pretrained, ds, star=True, num_members=num_members, epochs=epochs, lr=lr, fge_lr=fge_lr,
         fge_epochs=fge_epochs, trainable=trainable, last_k=last_k, first_member=first_member,
         batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment, seed=seed,
-        callbacks=callbacks, log=log, eval_batch_size=eval_batch_size,
+        callbacks=callbacks, log=log, eval_batch_size=eval_batch_size, run_eagerly=run_eagerly,
     )

@@ -77,3 +77,16 @@ def test_cli_list_run_report(tmp_path):
     assert "quickstart/quickstart_smoke.md" in index
     bad = _cli("-m", "supernet.cli", "run", "nope", "--out", str(tmp_path))
     assert bad.returncode == 2 and "Unknown experiment" in bad.stderr
+
+
+def test_same_seed_same_metrics(tmp_path):
+    first = experiment.run_experiment("quickstart", "smoke", seed=4, out_dir=tmp_path / "a", verbose=False)
+    second = experiment.run_experiment("quickstart", "smoke", seed=4, out_dir=tmp_path / "b", verbose=False)
+    other = experiment.run_experiment("quickstart", "smoke", seed=5, out_dir=tmp_path / "c", verbose=False)
+    assert first["metrics"] == second["metrics"]
+    assert first["metrics"] != other["metrics"]
+
+
+def test_readme_lists_every_experiment():
+    readme = (ROOT / "README.md").read_text()
+    assert experiment.markdown_index() in readme, "README's experiment table is stale: paste `supernet list --markdown`"

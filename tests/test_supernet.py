@@ -303,3 +303,21 @@ def test_conv_members_supernet_keeps_batchnorm_statistics():
     for b, member in zip(before, members):
         assert_weights_equal(b, weights_of(member))
     assert model.supernet_info["num_members"] == 2
+
+
+def test_members_with_the_same_name_merge():
+    # Snapshots and clones of one net share its name; the SuperNet must not care.
+    x, y = seeded_data(d=D, classes=C)
+    base = _sequential_members()[0]
+    kernel, bias = base.layers[-1].get_weights()
+    base.layers[-1].set_weights([kernel, np.zeros_like(bias)])  # copy/f then equals one member
+    clones = []
+    for _ in range(3):
+        clone = keras.models.clone_model(base)
+        clone.set_weights(base.get_weights())
+        clones.append(clone)
+    assert len({m.name for m in clones}) == 1
+    model = build_supernet(clones, downscale=3.0)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), clones[0].predict(x, verbose=0), atol=1e-5
+    )

@@ -38,17 +38,22 @@ def _check_num_classes(num_classes):
         raise ValueError(f"Argument `num_classes` must be an int >= 2. Received: num_classes={num_classes}")
 
 
-def _basic_block(x, filters, stride, prefix, l2):
+def _he_normal(seeds):
+    """A He-normal initialiser with the next seed of `seeds` (None: unseeded)."""
+    return keras.initializers.HeNormal(seed=None if seeds is None else next(seeds))
+
+
+def _basic_block(x, filters, stride, prefix, l2, seeds):
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    conv = dict(padding="same", use_bias=False, kernel_regularizer=regularizer, kernel_initializer="he_normal")
+    conv = dict(padding="same", use_bias=False, kernel_regularizer=regularizer)
     shortcut = x
-    y = keras.layers.Conv2D(filters, 3, strides=stride, name=f"{prefix}_conv1", **conv)(x)
+    y = keras.layers.Conv2D(filters, 3, strides=stride, kernel_initializer=_he_normal(seeds), name=f"{prefix}_conv1", **conv)(x)
     y = keras.layers.BatchNormalization(name=f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
-    y = keras.layers.Conv2D(filters, 3, name=f"{prefix}_conv2", **conv)(y)
+    y = keras.layers.Conv2D(filters, 3, kernel_initializer=_he_normal(seeds), name=f"{prefix}_conv2", **conv)(y)
     y = keras.layers.BatchNormalization(name=f"{prefix}_bn2")(y)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, name=f"{prefix}_proj", **conv)(x)
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, kernel_initializer=_he_normal(seeds), name=f"{prefix}_proj", **conv)(x)
         shortcut = keras.layers.BatchNormalization(name=f"{prefix}_proj_bn")(shortcut)
     y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{prefix}_out")(y)
@@ -61,6 +66,7 @@ def small_resnet(
     stages=(1, 1, 1),
     width=16,
     l2=0.0,
+    seed=None,
     name="small_resnet",
 ):
     """A small CIFAR ResNet with basic blocks, as a functional Keras model.
@@ -80,6 +86,9 @@ def small_resnet(
         stages: tuple of positive ints, blocks per stage.
         width: int >= 1, filters of the stem and of stage 1.
         l2: float >= 0, L2 factor on the convolution kernels.
+        seed: int or None; with an int every kernel initialiser gets its
+            own seed derived from it, so the same seed gives the same
+            network (independent pre-training runs use different seeds).
         name: model name.
 
     Returns:
@@ -109,19 +118,22 @@ def small_resnet(
     if l2 < 0:
         raise ValueError(f"Argument `l2` must be >= 0. Received: l2={l2}")
 
+    seeds = None if seed is None else iter(range(int(seed) * 1000, int(seed) * 1000 + 1000))
+
     # === Layers and Functional Model ===
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Conv2D(
-        width, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem_conv"
+        width, 3, padding="same", use_bias=False, kernel_initializer=_he_normal(seeds), name="stem_conv"
     )(inputs)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for s, blocks in enumerate(stages, start=1):
         for b in range(1, blocks + 1):
             stride = 2 if (s > 1 and b == 1) else 1
-            x = _basic_block(x, width * 2 ** (s - 1), stride, f"stage{s}_block{b}", l2)
+            x = _basic_block(x, width * 2 ** (s - 1), stride, f"stage{s}_block{b}", l2, seeds)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="head")(x)
+    head_init = keras.initializers.GlorotUniform(seed=None if seeds is None else next(seeds))
+    outputs = keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=head_init, name="head")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

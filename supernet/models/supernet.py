@@ -14,7 +14,7 @@ def _is_softmax(activation):
     return activation is keras.activations.softmax or keras.activations.serialize(activation) == "softmax"
 
 
-def _member_parts(member):
+def _member_parts(member, index=0):
     """(feature model, kernels, biases) of one member or of a fused ensemble.
 
     The feature model maps the input to the features the member's last layer
@@ -31,7 +31,7 @@ def _member_parts(member):
     if isinstance(last, GroupedDense) and _is_softmax(last.activation):
         # A fused PartitionedMLP: its K branches become K*h concatenated features.
         features = keras.layers.Reshape((-1,))(last.input)
-        feature_model = keras.Model(member.inputs, features, name=f"{member.name}_features")
+        feature_model = keras.Model(member.inputs, features, name=f"member{index}_features")
         kernel = keras.ops.convert_to_numpy(last.kernel)
         bias = keras.ops.convert_to_numpy(last.bias)
         return feature_model, kernel.reshape(-1, kernel.shape[-1]), bias.mean(axis=0), last.units[0]
@@ -41,7 +41,8 @@ def _member_parts(member):
             f"softmax activation. Received: {type(last).__name__} "
             f"{getattr(last, 'name', '')!r}"
         )
-    feature_model = keras.Model(member.inputs, last.input, name=f"{member.name}_features")
+    # Named by position: clones and snapshots of one net share its name.
+    feature_model = keras.Model(member.inputs, last.input, name=f"member{index}_features")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in last.weights)
     return feature_model, kernel, bias, last.units
 
@@ -150,7 +151,7 @@ def build_supernet(
     if l2 < 0:
         raise ValueError(f"Argument `l2` must be >= 0. Received: l2={l2}")
 
-    parts = [_member_parts(m) for m in members]
+    parts = [_member_parts(m, k) for k, m in enumerate(members)]
     num_classes = {p[3] for p in parts}
     if len(num_classes) != 1:
         raise ValueError(

@@ -1,0 +1,507 @@
+"""StarSSE vs SSE vs local / global deep ensembles in transfer learning, with soups.
+
+Reproduces the comparison of Sadrtdinov et al. (NeurIPS 2023), "To Stay or
+Not to Stay in the Pre-train Basin", as summarised in the HSE 2024 slides
+(source 000: SSE / StarSSE / parameter-efficient StarSSE on ResNet50 ->
+CIFAR-100) and the AIRI article (source 001: local vs global DE, StarSSE,
+soups of StarSSE beating soups of SSE).
+
+Protocol. Pre-trained checkpoints are fine-tuned on a target task by five
+methods, all with SGD (momentum 0.9, weight decay) and cosine schedules
+(`supernet.transfer`): local DE (`M` seeds from checkpoint 0), global DE
+(checkpoint `k` for member `k`), SSE and StarSSE (member 1 = local DE
+member 1, reused; then `M - 1` cycles restarting at `fge_lr` for
+`fge_epochs`), and parameter-efficient StarSSE (cycles train only the last
+stage and the head). Every method's members are also merged into a uniform
+soup and a greedy soup (`supernet.soups`, BatchNorm statistics recomputed
+on the training images; greedy selection on a held-out split).
+
+Presets:
+
+- `cpu`: small ResNets (`small_resnet`, stages (1, 1, 1), width 16) are
+  pre-trained at 32x32 on CIFAR-10 classes 0-4 (10,000 images, 10 epochs,
+  one checkpoint per member, each with its own seed; cached as
+  `.keras` files in the run directory, so a rerun skips them), then
+  fine-tuned on classes 5-9 relabelled 0-4 from 2,500 training images
+  (500 held out for greedy soups; test: the 5,000 CIFAR-10 test images of
+  classes 5-9), 4 members, 10 epochs at lr 0.02, cycles at 2x lr for 1x
+  epochs, batch 128, flip + pad-and-crop augmentation. Measured on this
+  machine (2 shared cores): one training step of 128 augmented images
+  takes 0.26 s, i.e. 2.0 ms per image, so a pre-training epoch of 10,000
+  images is ~20 s and a fine-tuning epoch of 2,500 images ~5 s. Estimate
+  per seed: pre-training 4 x 10 x 20 s = 13 min, fine-tuning 17 member
+  runs (~50 s each, the PEFT cycles less) ~13 min, evaluation and soups
+  ~3 min: ~30 min, under the 60 min budget even on a busy machine.
+- `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
+  inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
+  25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of
+  the paper's grid fge_lr in {0.25..4} x lr, fge_epochs in {0.5..4} x
+  epochs). Global DE needs independently pre-trained ResNet50 checkpoints
+  (`pretrained_checkpoints`, paths to `.keras` files); without them it is
+  skipped. `--set dry_run=True` runs the paper code path for one step per
+  member on generated 32x32 data with `weights=None` (no download).
+- `smoke`: the `cpu` code path on tiny synthetic 32x32 data, 2 members.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from supernet import data, metrics, reports, soups, transfer
+from supernet.models.resnet import resnet50_backbone, small_resnet
+from supernet.schedules import CosineRestarts
+
+NAME = "starsse_transfer"
+DESCRIPTION = "Transfer learning ensembles: local/global DE, SSE, StarSSE, PEFT StarSSE and their soups"
+REPRODUCES = "Sadrtdinov et al. 2023 (StarSSE), slides 000 tables; article 001 (soups)"
+
+METHODS = ("local_de", "global_de", "sse", "star_sse", "peft_star_sse")
+LABELS = {
+    "local_de": "Local DE",
+    "global_de": "Global DE",
+    "sse": "SSE",
+    "star_sse": "StarSSE",
+    "peft_star_sse": "PEFT StarSSE",
+}
+# Source 000 (ResNet50, CIFAR-100): avg. member acc., diversity, ens. acc.
+SOURCE_NUMBERS = {
+    "sse": (85.52, 71.57, 87.11),
+    "star_sse": (85.88, 68.12, 87.41),
+    "peft_star_sse": (85.57, 71.37, 87.26),
+}
+SOURCE_PEFT_VARIANTS = "StarSSE (1) x0.74 time 85.57/71.37/87.26; (2) x0.6 time 85.94/60.94/87.10; (3) x0.55 time 86.01/17.38/86.09"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    # Data. "cifar10": source = `source_classes`, target = `target_classes`
+    # (relabelled 0..); "cifar100": the whole dataset is the target;
+    # "synthetic": generated images split by classes like "cifar10".
+    dataset: str = "cifar10"
+    dataset_kwargs: tuple = ()
+    source_classes: tuple = (0, 1, 2, 3, 4)
+    target_classes: tuple = (5, 6, 7, 8, 9)
+    pretrain_size: int = 10000
+    target_train_size: int = 2500
+    validation_size: int = 500
+    # Pre-trained checkpoints. "pretrain": small ResNets trained here;
+    # "resnet50": keras.applications ResNet50 with `weights`.
+    source: str = "pretrain"
+    stages: tuple = (1, 1, 1)
+    width: int = 16
+    pretrain_epochs: float = 10.0
+    pretrain_lr: float = 0.1
+    weights: str = "imagenet"
+    resize_to: int = 0
+    pretrained_checkpoints: tuple = ()
+    # Fine-tuning.
+    num_members: int = 4
+    epochs: float = 10.0
+    lr: float = 0.02
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    fge_lr_factor: float = 2.0
+    fge_epochs_factor: float = 1.0
+    peft_trainable: str = "last_k_stages"
+    peft_last_k: int = 1
+    augment: bool = True
+    soups: bool = True
+    run_eagerly: bool = False
+    dry_run: bool = False
+
+
+PRESETS = {
+    "smoke": Config(
+        dataset="synthetic",
+        dataset_kwargs=(("num_classes", 10), ("input_shape", (32, 32, 3)), ("num_train", 200), ("num_test", 60)),
+        pretrain_size=60,
+        target_train_size=40,
+        validation_size=20,
+        stages=(1, 1),
+        width=4,
+        pretrain_epochs=1.0,
+        num_members=2,
+        epochs=1.0,
+        lr=0.05,
+        batch_size=32,
+        run_eagerly=True,
+    ),
+    "cpu": Config(),
+    "paper": Config(
+        dataset="cifar100",
+        validation_size=2000,
+        source="resnet50",
+        weights="imagenet",
+        resize_to=224,
+        num_members=5,
+        epochs=25.0,
+        lr=0.005,
+        batch_size=256,
+    ),
+}
+
+
+# === Data ===
+
+
+def _subset(x, y, size, rng):
+    if size >= len(y):
+        return x, y
+    idx = np.sort(rng.choice(len(y), size=size, replace=False))
+    return x[idx], y[idx]
+
+
+def _relabel(x, y, classes):
+    mask = np.isin(y, classes)
+    mapping = {c: i for i, c in enumerate(classes)}
+    return x[mask], np.array([mapping[int(v)] for v in y[mask]], np.int64)
+
+
+def _dataset(name, x_tr, y_tr, x_val, y_val, x_te, y_te, num_classes, class_names):
+    return data.Dataset(
+        name=name, x_train=x_tr, y_train=y_tr, x_val=x_val, y_val=y_val, x_test=x_te, y_test=y_te,
+        num_classes=num_classes, input_shape=tuple(x_tr.shape[1:]), class_names=tuple(class_names),
+    )
+
+
+def _load(config):
+    """`(source_dataset or None, target_dataset)`."""
+    rng = np.random.default_rng([config.seed, 7])
+    kwargs = dict(config.dataset_kwargs)
+    if config.dry_run:
+        # The paper code path on generated CIFAR-sized data: a few images, one step each.
+        raw = data.load("synthetic", validation_size=4, seed=config.seed, num_classes=4, input_shape=(32, 32, 3), num_train=12, num_test=8)
+        return None, raw
+    if config.dataset == "cifar100":
+        raw = data.load("cifar100", validation_size=config.validation_size, seed=config.seed, **kwargs)
+        return None, raw
+    raw = data.load(config.dataset, validation_size=0, seed=config.seed, **kwargs)
+    names = raw.class_names
+    x_src, y_src = _relabel(raw.x_train, raw.y_train, config.source_classes)
+    x_src, y_src = _subset(x_src, y_src, config.pretrain_size, rng)
+    xs_te, ys_te = _relabel(raw.x_test, raw.y_test, config.source_classes)
+    source = _dataset(
+        f"{raw.name} classes {list(config.source_classes)}", x_src, y_src, xs_te[:0], ys_te[:0], xs_te, ys_te,
+        len(config.source_classes), [names[c] for c in config.source_classes],
+    )
+    x_tgt, y_tgt = _relabel(raw.x_train, raw.y_train, config.target_classes)
+    x_tgt, y_tgt = _subset(x_tgt, y_tgt, config.target_train_size + config.validation_size, rng)
+    order = rng.permutation(len(y_tgt))
+    val, train = order[: config.validation_size], order[config.validation_size :]
+    xt_te, yt_te = _relabel(raw.x_test, raw.y_test, config.target_classes)
+    target = _dataset(
+        f"{raw.name} classes {list(config.target_classes)}", x_tgt[train], y_tgt[train], x_tgt[val], y_tgt[val],
+        xt_te, yt_te, len(config.target_classes), [names[c] for c in config.target_classes],
+    )
+    return source, target
+
+
+# === Pre-trained checkpoints ===
+
+
+def _pretrain_key(config, source, k):
+    return {
+        "k": k, "seed": config.seed, "dataset": config.dataset, "dataset_kwargs": repr(config.dataset_kwargs),
+        "classes": list(config.source_classes), "size": len(source.x_train), "stages": list(config.stages),
+        "width": config.width, "epochs": config.pretrain_epochs, "lr": config.pretrain_lr,
+        "batch_size": config.batch_size, "augment": config.augment,
+    }
+
+
+def _pretrain(config, source, k, context):
+    """Checkpoint `k`: a small ResNet trained on the source classes (cached)."""
+    path = Path(context.run_dir) / f"pretrained_{k}.keras"
+    key_path = path.with_suffix(".json")
+    key = _pretrain_key(config, source, k)
+    if path.exists() and key_path.exists() and json.loads(key_path.read_text()) == key:
+        context.log(f"checkpoint {k}: cached at {path}")
+        model = keras.saving.load_model(path)
+        return model, {"cached": True, "wall_s": None}
+    init_seed, order_seed = np.random.default_rng([config.seed, 100 + k]).integers(0, 2**20, size=2)
+    model = small_resnet(source.input_shape, source.num_classes, stages=config.stages, width=config.width, seed=int(init_seed), name=f"pretrained_{k}")
+    steps = transfer.steps_for(config.pretrain_epochs, len(source.x_train), config.batch_size)
+    optimizer = keras.optimizers.SGD(CosineRestarts(config.pretrain_lr, steps), momentum=0.9, weight_decay=5e-4)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
+    batches = transfer.TransferBatches(source.x_train, source.y_train, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
+    start = time.perf_counter()
+    model.fit(batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
+    wall = time.perf_counter() - start
+    model.save(path)
+    key_path.write_text(json.dumps(key))
+    epoch_s = wall / max(config.pretrain_epochs, 1e-9)
+    context.log(f"checkpoint {k}: pre-trained {steps} steps in {wall:.1f}s ({epoch_s:.1f}s per epoch)")
+    return model, {"cached": False, "wall_s": wall, "epoch_wall_s": epoch_s}
+
+
+def _checkpoints(config, source, context):
+    """`(checkpoints, info)`: checkpoint 0 for local methods, all for global DE."""
+    info = {"source_accuracy": [], "pretrain_wall_s": [], "global_de": True}
+    if config.source == "pretrain":
+        models = []
+        for k in range(config.num_members):
+            model, meta = _pretrain(config, source, k, context)
+            probs = transfer.predict_probs(model, source.x_test)
+            info["source_accuracy"].append(metrics.accuracy(source.y_test, probs))
+            info["pretrain_wall_s"].append(meta["wall_s"])
+            models.append(model)
+        return models, info
+    if config.source != "resnet50":
+        raise ValueError(f"Config `source` must be 'pretrain' or 'resnet50'. Received: source={config.source!r}")
+    weights = None if config.dry_run or config.weights in (None, "None", "none", "") else config.weights
+    resize = config.resize_to or None
+
+    def backbone():
+        return resnet50_backbone((32, 32, 3), weights=weights, resize_to=resize)
+
+    models = [backbone()]
+    if config.dry_run:
+        models.append(backbone())  # random-init stand-ins for independent checkpoints
+    else:
+        models += [keras.saving.load_model(p) for p in config.pretrained_checkpoints]
+    if len(models) < 2:
+        info["global_de"] = False
+        context.log("global DE skipped: no independently pre-trained ResNet50 checkpoints given")
+    return models, info
+
+
+# === Main ===
+
+
+def _summary(record, first_wall=0.0, first_cpu=0.0):
+    e = record["ensemble"]
+    return {
+        "avg_member_accuracy": e["avg_member_accuracy"],
+        "diversity": e["diversity"],
+        "accuracy": e["accuracy"],
+        "nll": e["nll"],
+        "calibrated_nll": e["calibrated_nll"],
+        "num_ok": record["num_ok"],
+        "num_failed": record["num_failed"],
+        "wall_s": record["wall_s"] + first_wall,
+        "cpu_s": record["cpu_s"] + first_cpu,
+        "cycles_wall_s": float(sum(m["wall_s"] for m in record["members"][1:])),
+        "member_accuracy": [m["accuracy"] for m in record["members"]],
+        "member_status": [m["status"] for m in record["members"]],
+        "member_wall_s": [m["wall_s"] for m in record["members"]],
+        "messages": [m["message"] for m in record["members"] if m["message"]],
+    }
+
+
+def _soup_scores(model, ds):
+    probs = transfer.predict_probs(model, ds.x_test)
+    if not np.all(np.isfinite(probs)):
+        return {"accuracy": None, "nll": None, "calibrated_nll": None}
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return {
+        "accuracy": metrics.accuracy(ds.y_test, probs),
+        "nll": metrics.nll(ds.y_test, probs),
+        "calibrated_nll": metrics.calibrated_nll(ds.y_test, probs),
+    }
+
+
+def main(config, context):
+    with context.stage("data"):
+        source, target = _load(config)
+        if source is not None:
+            context.log(f"source: {source.summary()}")
+        context.log(f"target: {target.summary()}")
+    with context.stage("pretrain"):
+        checkpoints, pretrain_info = _checkpoints(config, source, context)
+
+    one_step = config.dry_run
+    common = dict(
+        lr=config.lr, batch_size=config.batch_size, momentum=config.momentum, weight_decay=config.weight_decay,
+        augment=config.augment and not one_step, seed=config.seed, log=context.log,
+        run_eagerly=config.run_eagerly,
+    )
+    epochs = 1.0 if one_step else config.epochs
+    num_members = 2 if one_step else config.num_members
+    cyclic = dict(
+        num_members=num_members, epochs=epochs, fge_lr=config.fge_lr_factor * config.lr,
+        fge_epochs=1.0 if one_step else config.fge_epochs_factor * config.epochs,
+    )
+    results, member_models = {}, {}
+    with context.stage("local_de"):
+        members, record = transfer.local_de(checkpoints[0], target, num_members=num_members, epochs=epochs, **common)
+        results["local_de"], member_models["local_de"] = _summary(record), members
+    first_entry = record["members"][0]
+    first = members[0] if first_entry["status"] == "ok" else None
+    first_wall, first_cpu = first_entry["wall_s"], first_entry["cpu_s"]
+    if pretrain_info["global_de"]:
+        with context.stage("global_de"):
+            members, record = transfer.global_de(checkpoints[:num_members], target, epochs=epochs, **common)
+            results["global_de"], member_models["global_de"] = _summary(record), members
+    for method, extra in (
+        ("sse", {}),
+        ("star_sse", {}),
+        ("peft_star_sse", {"trainable": config.peft_trainable, "last_k": config.peft_last_k}),
+    ):
+        trainer = transfer.sse if method == "sse" else transfer.star_sse
+        with context.stage(method):
+            members, record = trainer(checkpoints[0], target, first_member=first, **cyclic, **common, **extra)
+        # Member 1 is local DE's member 1: its cost is counted in every method.
+        results[method] = _summary(record, first_wall if first is not None else 0.0, first_cpu if first is not None else 0.0)
+        member_models[method] = members
+
+    soup_results = {}
+    if config.soups:
+        with context.stage("soups"):
+            for method, members in member_models.items():
+                if not members:
+                    continue
+                uniform = soups.uniform_soup(members, x_train=target.x_train, batch_size=config.batch_size)
+                greedy = soups.greedy_soup(members, target.x_val, target.y_val, x_train=target.x_train, batch_size=config.batch_size)
+                soup_results[method] = {
+                    "uniform": _soup_scores(uniform, target),
+                    "greedy": {**_soup_scores(greedy, target), "ingredients": [int(i) for i in greedy.soup_info["ingredients"]]},
+                }
+                context.log(
+                    f"{LABELS[method]} soups: uniform acc {soup_results[method]['uniform']['accuracy']}, "
+                    f"greedy acc {soup_results[method]['greedy']['accuracy']} "
+                    f"({len(greedy.soup_info['ingredients'])} ingredients)"
+                )
+    star, peft = results["star_sse"], results["peft_star_sse"]
+    peft_ratio = peft["wall_s"] / star["wall_s"] if star["wall_s"] > 0 else None
+    cycles_ratio = peft["cycles_wall_s"] / star["cycles_wall_s"] if star["cycles_wall_s"] > 0 else None
+    return {
+        "methods": results,
+        "soups": soup_results,
+        "peft_time_ratio": peft_ratio,
+        "peft_cycles_time_ratio": cycles_ratio,
+        "pretrain": pretrain_info,
+        "data": {"target": target.summary(), "source": None if source is None else source.summary()},
+    }
+
+
+# === Report ===
+
+
+def _finding(stats, claim, left, op, right):
+    a, b = stats.get(left), stats.get(right)
+    if a is None or b is None or a["mean"] is None or b["mean"] is None:
+        return f"{claim}: not evaluated (missing numbers)."
+    holds = a["mean"] >= b["mean"] if op == ">=" else a["mean"] > b["mean"]
+    return f"{claim}: {'confirmed' if holds else 'not confirmed'} ({a['mean']:.4f} vs {b['mean']:.4f})."
+
+
+def report(records, out_dir):
+    written = []
+    for preset in sorted({r["preset"] for r in records}):
+        runs = [r for r in records if r["preset"] == preset]
+        last = runs[-1]["metrics"]
+        methods = [m for m in METHODS if m in last["methods"]]
+        paths = []
+        for m in methods:
+            base = f"metrics.methods.{m}"
+            paths += [f"{base}.{k}" for k in ("avg_member_accuracy", "diversity", "accuracy", "calibrated_nll", "wall_s", "num_failed")]
+            for kind in ("uniform", "greedy"):
+                paths += [f"metrics.soups.{m}.{kind}.{k}" for k in ("accuracy", "calibrated_nll")]
+        paths += ["metrics.peft_time_ratio", "metrics.peft_cycles_time_ratio"]
+        group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
+        stats, n = group["metrics"], group["n_runs"]
+
+        def cell(path, scale=1.0, digits=2):
+            s = stats[path]
+            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
+
+        rows = []
+        for m in methods:
+            base = f"metrics.methods.{m}"
+            src = SOURCE_NUMBERS.get(m, (None, None, None))
+            failed = stats[f"{base}.num_failed"]["mean"]
+            name = LABELS[m] + (f" ({failed:.1f} failed members/run)" if failed else "")
+            rows.append([
+                name, cell(f"{base}.avg_member_accuracy", 100), cell(f"{base}.diversity", digits=1),
+                cell(f"{base}.accuracy", 100), cell(f"{base}.calibrated_nll", digits=3), cell(f"{base}.wall_s", digits=0),
+                *["—" if v is None else f"{v:.2f}" for v in src],
+            ])
+        for kind in ("uniform", "greedy"):
+            for m in methods:
+                base = f"metrics.soups.{m}.{kind}"
+                if stats[f"{base}.accuracy"]["n"] == 0:
+                    continue
+                rows.append([f"{kind} soup of {LABELS[m]}", "—", "—", cell(f"{base}.accuracy", 100), cell(f"{base}.calibrated_nll", digits=3), "—", "—", "—", "—"])
+        config = runs[-1]["config"]
+        soup_stats = {
+            f"{m}.{kind}": stats.get(f"metrics.soups.{m}.{kind}.accuracy") for m in methods for kind in ("uniform", "greedy")
+        }
+        acc = {m: stats[f"metrics.methods.{m}.accuracy"] for m in methods}
+        div = {m: stats[f"metrics.methods.{m}.diversity"] for m in methods}
+        findings = [
+            _finding(acc, "StarSSE ensemble accuracy >= local DE (source 001)", "star_sse", ">=", "local_de"),
+            _finding(acc, "StarSSE ensemble accuracy >= SSE (source 000: 87.41 vs 87.11)", "star_sse", ">=", "sse"),
+            _finding(soup_stats, "StarSSE uniform soup beats SSE uniform soup (source 001)", "star_sse.uniform", ">", "sse.uniform"),
+            _finding(soup_stats, "StarSSE greedy soup beats SSE greedy soup (source 001)", "star_sse.greedy", ">", "sse.greedy"),
+        ]
+        if "global_de" in div and all(div[m]["mean"] is not None for m in div):
+            most = max(div, key=lambda m: div[m]["mean"])
+            findings.append(
+                f"Global DE is the most diverse method (source 001): {'confirmed' if most == 'global_de' else 'not confirmed'} "
+                f"(most diverse: {LABELS[most]}, {div[most]['mean']:.1f})."
+            )
+        ratio = stats["metrics.peft_time_ratio"]
+        if ratio["mean"] is not None:
+            findings.append(
+                f"PEFT StarSSE ({config['peft_trainable']}, k={config['peft_last_k']}) takes x{ratio['mean']:.2f} the time of "
+                f"full StarSSE (x{stats['metrics.peft_cycles_time_ratio']['mean']:.2f} for the cycles alone; source 000: x0.74 to x0.55)."
+            )
+        table = reports.Table(
+            title="StarSSE in transfer learning: local / global DE, SSE, StarSSE, PEFT StarSSE and soups",
+            columns=[
+                "method", "avg member acc. (%)", "diversity", "ens. acc. (%)", "calibrated NLL", "time (s)",
+                "source avg acc.", "source div.", "source ens. acc.",
+            ],
+            rows=rows,
+            caption=(
+                f"Preset `{preset}`, mean ± std over {n} seed(s); {config['num_members']} members; target "
+                f"{last['data']['target']}. Diversity = 100 x mean pairwise disagreement / mean member error. "
+                "Time: wall seconds of all members, incl. the shared first fine-tuning. "
+                "Findings: " + " ".join(findings)
+            ),
+            source="Sadrtdinov et al. 2023 via source 000 (HSE 2024 slides, ResNet50 / CIFAR-100) and source 001 (AIRI article)",
+            footnotes=[],
+        )
+        if config["dataset"] != "cifar100":
+            table.footnote(
+                f"Small ResNet (stages {config['stages']}, width {config['width']}) pre-trained here at 32x32 on "
+                f"{config['dataset']} classes {config['source_classes']} ({config['pretrain_size']} images, "
+                f"{config['pretrain_epochs']} epochs), fine-tuned on classes {config['target_classes']} from "
+                f"{config['target_train_size']} images; the source uses an ImageNet ResNet50 on CIFAR-100 at 224x224."
+            )
+        table.footnote(
+            f"One point of the source's grid: fge_lr = {config['fge_lr_factor']} x lr, fge_epochs = "
+            f"{config['fge_epochs_factor']} x epochs ({config['epochs']} epochs at lr {config['lr']}, batch "
+            f"{config['batch_size']}); the source sweeps fge_lr in {{0.25..4}} x lr, fge_epochs in {{0.5..4}} x epochs."
+        )
+        table.footnote(
+            "Augmentation: flip + 4-pixel pad-and-crop at 32x32 (the source: RandomResizedCrop + flip at 224, test "
+            "resize 256 / centre crop 224). Keras SGD: decoupled weight decay."
+        )
+        table.footnote(
+            "Member 1 of SSE / StarSSE / PEFT StarSSE is local DE's member 1 (fine-tuned once, its time counted in each)."
+        )
+        table.footnote(
+            f"PEFT row: cycles train the last {config['peft_last_k']} stage(s) and the head; source numbers shown are "
+            f"its 'StarSSE (1)' row. All source PEFT rows: {SOURCE_PEFT_VARIANTS}."
+        )
+        table.footnote(
+            "Local / global DE and soups: the slides give no numbers for these; source 001 states the qualitative "
+            "findings checked in the caption. Soups recompute BatchNorm statistics on the training images; greedy "
+            f"soups select on {config['validation_size']} held-out training images."
+        )
+        if "global_de" not in methods:
+            table.footnote("Global DE skipped: no independently pre-trained checkpoints given.")
+        written += reports.write_table(table, Path(out_dir) / NAME / f"{NAME}_{preset}")
+    return written
+
+
+if __name__ == "__main__":
+    from supernet.experiment import main_module
+
+    main_module(NAME)

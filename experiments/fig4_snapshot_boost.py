@@ -323,7 +323,7 @@ def _report_boost(runs, cfg, preset, folder, *, name, title, thesis_snapshots, c
             histories,
             "val_accuracy",
             folder / f"{name}_{preset}.png",
-            title=title.split(" (")[0] + f" ({preset}, {n} seed(s))",
+            title=title.split(":")[0] + f": snapshot boost vs normal training ({preset}, {n} seed(s))",
             markers={"best normal training": (best + 1, normal_mean[best])},
         )
     )

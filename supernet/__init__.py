@@ -8,7 +8,7 @@ import os
 # TensorFlow's C++ start-up chatter hides the progress output of long runs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from supernet import callbacks, data, losses, metrics, reports, schedules, training  # noqa: E402
+from supernet import callbacks, data, losses, metrics, reports, schedules, soups, training, transfer  # noqa: E402
 from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
 from supernet.losses import MemberwiseCrossentropy  # noqa: E402
 from supernet.models import (  # noqa: E402
@@ -18,8 +18,11 @@ from supernet.models import (  # noqa: E402
     fit_head,
     mlp,
     partition_widths,
+    resnet50_backbone,
+    small_resnet,
     supernet_features,
     thesis_cnn,
+    transfer_model,
     vgg16,
 )
 
@@ -42,6 +45,11 @@ __all__ = [
     "mlp",
     "partition_widths",
     "reports",
+    "resnet50_backbone",
+    "small_resnet",
+    "soups",
+    "transfer",
+    "transfer_model",
     "supernet_features",
     "thesis_cnn",
     "vgg16",

@@ -71,7 +71,7 @@ def test_greedy_soup_never_worse_than_best_ingredient(blobs):
     x, y = blobs
     # One decent model and two random ones: a uniform soup would be hurt.
     good = _dense_bn(0)
-    good.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    good.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", run_eagerly=True)
     good.fit(x, y, epochs=15, batch_size=30, verbose=0)
     models = [_dense_bn(5), good, _dense_bn(6)]
     x_val, y_val = x[::2], y[::2]

@@ -1,6 +1,7 @@
 """Model builders: partitioned MLPs, SuperNet heads, the thesis's conv nets."""
 
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
+from supernet.models.resnet import resnet50_backbone, small_resnet, transfer_model
 from supernet.models.thesis_cnn import thesis_cnn
 from supernet.models.vgg16 import vgg16
 from supernet.models.supernet import (
@@ -16,6 +17,9 @@ __all__ = [
     "choose_downscale",
     "fit_head",
     "mlp",
+    "resnet50_backbone",
+    "small_resnet",
+    "transfer_model",
     "partition_widths",
     "supernet_features",
     "thesis_cnn",

@@ -7,15 +7,23 @@
 2. SuperNet inference: one fused `predict` against K `predict` calls plus
    averaging;
 3. distance to the hardware limit: the fused MLP's training GFLOP/s against
-   this machine's dense matmul peak (fp32, and bf16), measured in the same run.
+   this machine's dense matmul peak (fp32, and bf16), measured in the same run;
+4. Keras backends: the same fused-MLP training epoch and one thesis CNN epoch
+   (CIFAR-10 subset) under TensorFlow and under JAX, each in a fresh
+   subprocess with `KERAS_BACKEND` set (JAX is skipped, with the reason, when
+   it is not installed: `pip install -e ".[jax]"`).
 
 Every number is measured in this process; nothing is carried over from an
 earlier run.
 """
 
 import argparse
+import importlib.util
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -140,7 +148,114 @@ def bench_inference(fused, members, x, repeats=3):
     }
 
 
-def run(quick=False, out_dir="reports", batch_sizes=(128, 512)):
+def _backend_worker(spec):
+    """Runs in a subprocess whose `KERAS_BACKEND` is set: times both workloads."""
+    import keras
+
+    import supernet
+    from supernet.models import PartitionedMLP
+
+    result = {"backend": keras.backend.backend(), "keras": keras.__version__}
+    rng = np.random.default_rng(0)
+    hidden, batch_size = tuple(spec["hidden"]), spec["batch_size"]
+    x = rng.random((spec["mlp_samples"], 784), dtype=np.float32)
+    y = rng.integers(0, 10, spec["mlp_samples"])
+    keras.utils.set_random_seed(0)
+    model = PartitionedMLP(784, list(hidden), 10, num_members=spec["num_members"], dropout=0.2, seed=0)
+    model.compile(optimizer="adam")
+    start = time.perf_counter()
+    # Warm up on the full and the last, partial batch shape: JAX compiles one program per shape.
+    warm = batch_size * 2 + len(x) % batch_size
+    model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0)
+    result["mlp_trace_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    result["mlp_epoch_s"] = time.perf_counter() - start
+    dims = [784, *hidden, 10]
+    flops = training_flops_per_sample(list(zip(dims[:-1], dims[1:]))) * spec["num_members"] * len(x)
+    result["mlp_gflops"] = flops / result["mlp_epoch_s"] / 1e9
+
+    images = spec["cnn_images"]
+    if os.environ.get("SUPERNET_DATA_DIR"):
+        try:
+            ds = supernet.data.cifar10(subset=images, validation_size=0)
+            result["cnn_data"] = f"CIFAR-10, {len(ds.x_train)} training images"
+        except (OSError, ValueError) as error:
+            ds = None
+            result["cnn_data_note"] = f"CIFAR-10 unavailable ({type(error).__name__}: {error})"
+    else:
+        ds = None
+        result["cnn_data_note"] = "CIFAR-10 unavailable (SUPERNET_DATA_DIR is not set)"
+    if ds is None:
+        ds = supernet.data.synthetic(num_classes=10, input_shape=(32, 32, 3), num_train=images, validation_size=0)
+        result["cnn_data"] = f"synthetic 32x32x3 stand-in for CIFAR-10, {len(ds.x_train)} images"
+    keras.utils.set_random_seed(0)
+    cnn = supernet.models.thesis_cnn(num_classes=10)
+    cnn.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    cnn_batch = spec["cnn_batch_size"]
+    start = time.perf_counter()
+    warm = cnn_batch * 2 + len(ds.x_train) % cnn_batch
+    cnn.fit(ds.x_train[:warm], ds.y_train[:warm], batch_size=cnn_batch, epochs=1, verbose=0)
+    result["cnn_trace_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    cnn.fit(ds.x_train, ds.y_train, batch_size=cnn_batch, epochs=1, verbose=0)
+    result["cnn_epoch_s"] = time.perf_counter() - start
+    result["cnn_images"] = len(ds.x_train)
+    return result
+
+
+def bench_backend(backend, *, num_members=6, hidden=(200, 466, 466), mlp_samples=6000, batch_size=256,
+                  cnn_images=2000, cnn_batch_size=128, timeout=1800):
+    """Fused-MLP epoch and thesis-CNN epoch timed under one Keras backend.
+
+    Runs `_backend_worker` in a subprocess with `KERAS_BACKEND=backend`, since
+    the backend is fixed once Keras is imported. Each timing excludes a first
+    `fit` on two full batches and one of the epoch's last, partial size
+    (tracing / XLA compilation of every batch shape), reported separately.
+
+    Returns:
+        The worker's dict (`mlp_epoch_s`, `mlp_gflops`, `cnn_epoch_s`,
+        `cnn_data`, ...), or `{"backend": backend, "skipped": reason}` when the
+        backend is not installed or the subprocess fails.
+    """
+    if importlib.util.find_spec(backend) is None:
+        return {"backend": backend, "skipped": f"{backend} is not importable (pip install -e \".[{backend}]\")"}
+    spec = {
+        "num_members": num_members, "hidden": list(hidden), "mlp_samples": mlp_samples,
+        "batch_size": batch_size, "cnn_images": cnn_images, "cnn_batch_size": cnn_batch_size,
+    }
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "benchmarks.bench", "--backend-worker", json.dumps(spec)]
+    try:
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"backend": backend, "skipped": f"timed out after {timeout} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"backend": backend, "skipped": f"worker failed (exit {done.returncode}): {tail}"}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _backend_rows(results, spec_text, cnn_text):
+    """Table rows: the first backend (TensorFlow) as the baseline, each other beside it."""
+    base, others = results[0], results[1:] or [{"backend": "—", "skipped": "not run"}]
+
+    def cell(result, key):
+        return f"{result['backend']}: skipped" if "skipped" in result else f"{result['backend']} {result[key]:.2f} s"
+
+    rows = []
+    for other in others:
+        for key, what in (("mlp_epoch_s", f"backend: fused MLP training epoch ({spec_text})"),
+                          ("cnn_epoch_s", f"backend: thesis CNN epoch ({cnn_text})")):
+            measured = "skipped" not in base and "skipped" not in other
+            ratio = f"{base[key] / other[key]:.2f}x" if measured else "—"
+            rows.append([what, cell(base, key), cell(other, key), ratio, "report"])
+    return rows
+
+
+def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tensorflow", "jax")):
     import keras
 
     num_samples = 12_000 if quick else 54_000
@@ -205,6 +320,31 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512)):
     rows.append(["SuperNet inference (samples/s)", f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference['supernet_per_s']:.0f}", f"{inference['speedup_supernet']:.2f}x", ">= 2x"])
     rows.append(["fused SuperNet inference (samples/s)", f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference['fused_supernet_per_s']:.0f}", f"{inference['speedup_fused_supernet']:.2f}x", ">= 2x"])
 
+    backend_notes = []
+    if backends:
+        mlp_samples, cnn_images = (2000, 500) if quick else (6000, 2000)
+        spec_text = f"6 x {'-'.join(map(str, hidden))}-10, {mlp_samples} samples, batch 256"
+        backend_results = []
+        for backend in backends:
+            say(f"backend {backend}: fused MLP epoch ({spec_text}) and thesis CNN epoch ({cnn_images} images), in a subprocess ...")
+            result = bench_backend(backend, mlp_samples=mlp_samples, cnn_images=cnn_images)
+            backend_results.append(result)
+            if "skipped" in result:
+                say(f"  {backend} skipped: {result['skipped']}")
+                backend_notes.append(f"{backend} skipped: {result['skipped']}.")
+                continue
+            say(
+                f"  fused MLP epoch {result['mlp_epoch_s']:.1f}s ({result['mlp_gflops']:.0f} GFLOP/s, first fit "
+                f"{result['mlp_trace_s']:.1f}s); thesis CNN epoch {result['cnn_epoch_s']:.1f}s on {result['cnn_data']} "
+                f"(first fit {result['cnn_trace_s']:.1f}s)"
+            )
+            if "cnn_data_note" in result:
+                say(f"  note: {result['cnn_data_note']}; used synthetic data instead")
+                note = f"{result['cnn_data_note']}: thesis CNN timed on synthetic 32x32x3 images instead."
+                backend_notes += [note] if note not in backend_notes else []
+        cnn_data = next((r["cnn_data"] for r in backend_results if "cnn_data" in r), f"{cnn_images} images")
+        rows += _backend_rows(backend_results, spec_text, f"{cnn_data}, batch 128")
+
     table = reports.Table(
         title="Benchmarks: fused ensembles vs the plain alternatives",
         columns=["what", "baseline", "supernet", "ratio", "goal"],
@@ -215,7 +355,11 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512)):
             f"{os.cpu_count()} cores; fp32 matmul peak {peak32:.0f} GFLOP/s"
             + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else "")
             + f". Training: {num_samples} samples of 784 features, {epochs} epoch(s), Adam, dropout 0.2."
+            + (" Backend rows: each backend in its own subprocess, one timed epoch after a warm-up "
+               "fit on every batch shape (tracing/compilation time in the log), Keras defaults "
+               "(no XLA on TensorFlow), Adam; ratio = TensorFlow time / JAX time." if backends else "")
         ),
+        footnotes=backend_notes,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +373,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="supernet bench")
     parser.add_argument("--quick", action="store_true", help="smaller data, one epoch")
     parser.add_argument("--out", default="reports")
+    parser.add_argument("--backend-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.backend_worker:
+        print("RESULT " + json.dumps(_backend_worker(json.loads(args.backend_worker))), flush=True)
+        return 0
     run(quick=args.quick, out_dir=args.out)
     return 0
 

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.table12_conv_supernet import _ensemble_rows, _load, _optimizer, _train, _verdict
+from experiments._common import load_dataset, verdict
+from experiments._conv import ensemble_rows, make_optimizer, train
 from supernet import reports
 from supernet.models import thesis_cnn
 
@@ -75,17 +76,17 @@ PRESETS = {
 
 
 def main(config, context):
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
     members, curves = [], {}
     with context.stage("train_members"):
         for k, (name, lr) in enumerate(config.optimizers):
             context.log(f"member {k + 1}/{len(config.optimizers)}: {name} (lr {lr}), {config.epochs} epochs")
             model = thesis_cnn(ds.input_shape, ds.num_classes, l2=config.l2, name=f"thesis_cnn_{name}")
-            history, _ = _train(
+            history, _ = train(
                 model,
                 ds,
-                optimizer=_optimizer(name, lr),
+                optimizer=make_optimizer(name, lr),
                 epochs=config.epochs,
                 batch_size=config.batch_size,
                 log=context.log,
@@ -93,7 +94,7 @@ def main(config, context):
             members.append(model)
             curves[name] = {"val_accuracy": history["val_accuracy"], "val_loss": history["val_loss"]}
     with context.stage("supernet"):
-        rows = _ensemble_rows(
+        rows = ensemble_rows(
             members,
             ds,
             downscale=config.downscale,
@@ -165,8 +166,8 @@ def report(records, out_dir):
             rows=rows,
             caption=(
                 f"Preset `{preset}`, accuracy after {cfg['epochs']} epochs, mean ± std over {n} seed(s); the thesis gives "
-                f"curves only. Finding: thesis claim '{THESIS_CLAIM}': {_verdict(beats_all)} on the test split; SuperNet "
-                f"also above softmax and majority voting: {_verdict(beats_votes)}. Wall / CPU s per seed: training "
+                f"curves only. Finding: thesis claim '{THESIS_CLAIM}': {verdict(beats_all)} on the test split; SuperNet "
+                f"also above softmax and majority voting: {verdict(beats_votes)}. Wall / CPU s per seed: training "
                 f"{cell('timings.train_members.wall_s', 1, 0)} / {cell('timings.train_members.cpu_s', 1, 0)}, SuperNet "
                 f"{cell('timings.supernet.wall_s', 1, 0)} / {cell('timings.supernet.cpu_s', 1, 0)}."
             ),

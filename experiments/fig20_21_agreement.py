@@ -34,16 +34,15 @@ one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
 """
 
 import dataclasses
-import hashlib
-import json
 import math
 
 import keras
 import numpy as np
 
-from supernet import data, metrics, reports
+from experiments._common import load_dataset, pretrained_cnn
+from experiments._conv import StopAfterSnapshots
+from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble
-from supernet.models import thesis_cnn
 from supernet.schedules import FGECyclic
 
 NAME = "fig20_21_agreement"
@@ -89,50 +88,6 @@ PRESETS = {
 }
 
 
-def _load(config):
-    return data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
-
-
-def _cache_key(config):
-    fields = ("seed", "dataset", "dataset_kwargs", "subset", "validation_size", "batch_size", "pretrain_epochs", "pretrain_lr")
-    payload = json.dumps({f: getattr(config, f) for f in fields}, sort_keys=True, default=str)
-    return hashlib.sha1(payload.encode()).hexdigest()[:12]
-
-
-def _pretrained(k, ds, config, context):
-    """Independent Table-2 net `k`, trained with Adam or loaded from the cache."""
-    path = context.run_dir / "cache" / f"net_{_cache_key(config)}_{k}.keras"
-    if config.cache and path.exists():
-        context.log(f"  net {k + 1}: loaded from {path}")
-        return keras.saving.load_model(path, compile=False)
-    keras.utils.set_random_seed(1000 * config.seed + k)
-    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes)
-    model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    model.fit(ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
-    if config.cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-    return model
-
-
-class _StopAfterSnapshots(keras.callbacks.Callback):
-    """Stops training as soon as `snapshots` holds `count` members."""
-
-    def __init__(self, snapshots, count):
-        super().__init__()
-        self.snapshots, self.count = snapshots, count
-
-    def on_train_batch_end(self, batch, logs=None):
-        if len(self.snapshots.snapshots) >= self.count:
-            self.model.stop_training = True
-
-
 def _fge(base, ds, config):
     """FGE from a pre-trained net: triangular cyclic SGD, members at the minima."""
     keras.utils.set_random_seed(1000 * config.seed + 100)
@@ -149,16 +104,10 @@ def _fge(base, ds, config):
         ds.y_train,
         batch_size=config.batch_size,
         epochs=math.ceil(total / steps_per_epoch),
-        callbacks=[snapshots, _StopAfterSnapshots(snapshots, config.num_models)],
+        callbacks=[snapshots, StopAfterSnapshots(snapshots, config.num_models)],
         verbose=0,
     )
     return snapshots.models(), [int(s) for s in snapshots.snapshot_steps_taken]
-
-
-def _mean_off_diagonal(matrix):
-    matrix = np.asarray(matrix, dtype=float)
-    mask = ~np.eye(len(matrix), dtype=bool)
-    return float(matrix[mask].mean())
 
 
 def _scores(models, ds, eager):
@@ -171,7 +120,7 @@ def _scores(models, ds, eager):
     accuracies = [metrics.accuracy(ds.y_test, p) for p in probs]
     return {
         "agreement_matrix": agreement.tolist(),
-        "mean_agreement": _mean_off_diagonal(agreement),
+        "mean_agreement": metrics.mean_off_diagonal(agreement),
         "min_agreement": float(np.min(agreement)),
         "member_accuracy": accuracies,
         "mean_member_accuracy": float(np.mean(accuracies)),
@@ -183,10 +132,10 @@ def _scores(models, ds, eager):
 def main(config, context):
     if config.num_models < 2:
         raise ValueError(f"Argument `num_models` must be >= 2. Received: num_models={config.num_models}")
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
     with context.stage("train_independent"):
-        nets = [_pretrained(k, ds, config, context) for k in range(config.num_models)]
+        nets = [pretrained_cnn(k, ds, config, context, prefix="net", save_cost=False)[0] for k in range(config.num_models)]
     with context.stage("fge"):
         snapshots, steps = _fge(nets[0], ds, config)
         context.log(f"  {len(snapshots)} FGE members at steps {steps}")

@@ -30,15 +30,14 @@ Test-friendly override of the `paper` preset (one step on generated data):
 """
 
 import dataclasses
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from experiments.table12_conv_supernet import _Snapshots, _check_snapshots, _load, _verdict
-from supernet import metrics, reports
-from supernet.callbacks import retrain_last_layers
+from experiments._common import load_dataset
+from experiments._conv import EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, report_boost
+from supernet import metrics
 from supernet.models import thesis_cnn
 from supernet.training import epoch_logger
 
@@ -84,91 +83,20 @@ PRESETS = {
 }
 
 
-# === Helpers shared with fig5_18_vgg_cifar100 ===
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of every epoch, across any number of `fit()` calls."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
-def _boost(model, ds, *, num_layers, epochs, learning_rate, batch_size):
-    """Retrain the last `num_layers` layers of `model` one at a time; per-epoch curves."""
-    timer = _EpochTimer()
-    stages = retrain_last_layers(
-        model,
-        ds.x_train,
-        ds.y_train,
-        num_layers=num_layers,
-        epochs=epochs,
-        optimizer_fn=lambda: keras.optimizers.Adam(learning_rate),
-        validation_data=(ds.x_val, ds.y_val),
-        batch_size=batch_size,
-        callbacks=[timer],
-        verbose=0,
-    )
-    curve = [float(v) for s in stages for v in s.history["val_accuracy"]]
-    return {
-        "val_curve": curve,
-        "epoch_seconds": timer.seconds,
-        "layers": [s.layer for s in stages],
-        "test_accuracy": metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0)),
-    }
-
-
-def _boost_snapshots(build, snapshots, normal_curve, ds, *, num_layers, epochs, learning_rate, batch_size, log):
-    """Boost every snapshot; compare with normal training at the same epoch."""
-    results = {}
-    span = num_layers * epochs
-    for epoch in sorted(snapshots):
-        model = build()
-        model.set_weights(snapshots[epoch])
-        boosted = _boost(model, ds, num_layers=num_layers, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
-        end = epoch + span
-        boosted.update(
-            snapshot_epoch=epoch,
-            snapshot_val=normal_curve[epoch - 1],
-            final_val=boosted["val_curve"][-1],
-            gain=boosted["val_curve"][-1] - normal_curve[epoch - 1],
-            normal_val_same_epoch=normal_curve[end - 1] if end <= len(normal_curve) else None,
-            normal_best_val_to_same_epoch=max(normal_curve[:end]),
-        )
-        results[str(epoch)] = boosted
-        log(
-            f"  snapshot {epoch}: val {boosted['snapshot_val']:.4f} -> boosted {boosted['final_val']:.4f} "
-            f"(normal training at epoch {end}: {boosted['normal_val_same_epoch']})"
-        )
-    return results
-
-
-def _padded_mean(curves, offset):
-    """Mean of equal-length curves, preceded by `offset` NaNs (to start at x = offset + 1)."""
-    return [float("nan")] * offset + [float(v) for v in np.mean(np.asarray(curves, dtype=float), axis=0)]
-
-
 # === Experiment ===
 
 
 def main(config, context):
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
-    snapshot_epochs = _check_snapshots(config.snapshot_epochs, config.epochs)
+    snapshot_epochs = check_snapshots(config.snapshot_epochs, config.epochs)
 
     def build():
         return thesis_cnn(ds.input_shape, ds.num_classes, l2=config.l2)
 
     model = build()
-    snapshots = _Snapshots(snapshot_epochs)
-    timer = _EpochTimer()
+    snapshots = SnapshotWeights(snapshot_epochs)
+    timer = EpochTimer()
     with context.stage("normal_training"):
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -188,7 +116,7 @@ def main(config, context):
     normal_test = metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
 
     with context.stage("boost_snapshots"):
-        boosted = _boost_snapshots(
+        boosted = boost_snapshots(
             build,
             snapshots.weights,
             normal,
@@ -223,7 +151,7 @@ def report(records, out_dir):
         if not runs:
             continue
         cfg = runs[-1]["config"]
-        written += _report_boost(
+        written += report_boost(
             runs,
             cfg,
             preset,
@@ -236,105 +164,6 @@ def report(records, out_dir):
             footnotes=_footnotes(cfg),
         )
     return written
-
-
-def _report_boost(runs, cfg, preset, folder, *, name, title, thesis_snapshots, claim, source, footnotes, prefix="metrics", real_dataset="cifar10"):
-    """Table + figure of a snapshot-boost experiment (also used by fig5_18)."""
-    epochs = [str(e) for e in _get(runs[-1], prefix)["snapshots"]]
-    span = cfg["boost_layers"] * cfg["boost_epochs"]
-    fields = ("snapshot_val", "final_val", "gain", "normal_val_same_epoch", "normal_best_val_to_same_epoch", "test_accuracy")
-    paths = [f"{prefix}.snapshots.{e}.{f}" for e in epochs for f in fields]
-    paths += [f"{prefix}.normal.best_val", f"{prefix}.normal.final_test_accuracy"]
-    group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-    stats, n = group["metrics"], group["n_runs"]
-
-    def cell(path, scale=100.0, digits=2):
-        s = stats[path]
-        return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-    def mean(path):
-        return stats[path]["mean"]
-
-    def seconds(run, key, e=None):
-        block = _get(run, prefix)
-        if e is None:
-            return float(np.mean(block["normal"]["epoch_seconds"]))
-        return float(np.sum(block["snapshots"][e]["epoch_seconds"]))
-
-    normal_sec = np.mean([seconds(r, "normal") for r in runs])
-    rows = []
-    for e in epochs:
-        boost_sec = np.mean([seconds(r, "boost", e) for r in runs])
-        rows.append(
-            [
-                e,
-                cell(f"{prefix}.snapshots.{e}.snapshot_val"),
-                cell(f"{prefix}.snapshots.{e}.final_val"),
-                cell(f"{prefix}.snapshots.{e}.normal_val_same_epoch"),
-                cell(f"{prefix}.snapshots.{e}.normal_best_val_to_same_epoch"),
-                cell(f"{prefix}.snapshots.{e}.gain"),
-                f"{boost_sec:.0f} vs {span * normal_sec:.0f}",
-            ]
-        )
-    beats = [
-        mean(f"{prefix}.snapshots.{e}.final_val") > mean(f"{prefix}.snapshots.{e}.normal_val_same_epoch")
-        for e in epochs
-        if mean(f"{prefix}.snapshots.{e}.normal_val_same_epoch") is not None
-    ]
-    gains = [mean(f"{prefix}.snapshots.{e}.gain") for e in epochs]
-    decreasing = all(b <= a for a, b in zip(gains, gains[1:])) if len(gains) > 1 else None
-    best_boost = max(mean(f"{prefix}.snapshots.{e}.final_val") for e in epochs)
-    table = reports.Table(
-        title=title,
-        columns=[
-            "snapshot epoch",
-            "val acc at snapshot (%)",
-            f"boosted, after {span} epochs (%)",
-            f"normal training at snapshot + {span} (%)",
-            "best normal up to then (%)",
-            "boost gain (points)",
-            f"wall s: {span} boost epochs vs {span} normal",
-        ],
-        rows=rows,
-        caption=(
-            f"Preset `{preset}`, validation accuracy, mean ± std over {n} seed(s); the thesis figure gives curves only. "
-            f"Finding: thesis claim '{claim}': boosted beats normal training at the same epoch for "
-            f"{sum(beats)} of {len(beats)} snapshots ({_verdict(all(beats)) if beats else 'n/a: normal training too short'}); gain decreasing with the "
-            f"snapshot epoch: {'n/a (one snapshot)' if decreasing is None else _verdict(decreasing)} "
-            f"(gains {', '.join(f'{100 * g:.2f}' for g in gains)} points). Best boosted snapshot {100 * best_boost:.2f}% vs "
-            f"best normal-training epoch {cell(f'{prefix}.normal.best_val')}% in {cfg['epochs']} epochs "
-            f"(test accuracy after normal training {cell(f'{prefix}.normal.final_test_accuracy')}%)."
-        ),
-        footnotes=footnotes,
-        source=source,
-    )
-    written = list(reports.write_table(table, folder / f"{name}_{preset}"))
-
-    blocks = [_get(r, prefix) for r in runs]
-    histories = {"normal training": {"val_accuracy": _padded_mean([b["normal"]["val_curve"] for b in blocks], 0)}}
-    for e in epochs:
-        histories[f"boost of epoch-{e} snapshot"] = {
-            "val_accuracy": _padded_mean([b["snapshots"][e]["val_curve"] for b in blocks], int(e))
-        }
-    normal_mean = histories["normal training"]["val_accuracy"]
-    best = int(np.nanargmax(normal_mean))
-    written.append(
-        reports.plot_curves(
-            histories,
-            "val_accuracy",
-            folder / f"{name}_{preset}.png",
-            title=title.split(":")[0] + f": snapshot boost vs normal training ({preset}, {n} seed(s))",
-            markers={"best normal training": (best + 1, normal_mean[best])},
-        )
-    )
-    return written
-
-
-def _get(record, dotted):
-    value = record
-    for part in dotted.split("."):
-        value = value[part]
-    return value
 
 
 def _footnotes(cfg):

@@ -42,15 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.fig4_snapshot_boost import _boost_snapshots, _report_boost
-from experiments.table12_conv_supernet import (
-    _check_snapshots,
-    _ensemble_rows,
-    _load,
-    _optimizer,
-    _train,
-    _verdict,
-    _with_weights,
+from experiments._common import load_dataset, verdict
+from experiments._conv import (
+    ENSEMBLE_METHODS,
+    boost_snapshots,
+    check_snapshots,
+    ensemble_rows,
+    make_optimizer,
+    report_boost,
+    train,
+    with_weights,
 )
 from supernet import metrics, reports
 from supernet.models import vgg16
@@ -122,12 +123,12 @@ PRESETS = {
 
 
 def main(config, context):
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
     if config.dataset != "cifar100":
         context.log("  generated data: a code-path check only, no CIFAR-100 numbers")
-    boost_epochs = _check_snapshots(config.boost_snapshot_epochs, config.epochs)
-    supernet_epochs = _check_snapshots(config.supernet_snapshot_epochs, config.epochs)
+    boost_epochs = check_snapshots(config.boost_snapshot_epochs, config.epochs)
+    supernet_epochs = check_snapshots(config.supernet_snapshot_epochs, config.epochs)
     member_epochs = supernet_epochs[-1]
 
     def build(k):
@@ -146,10 +147,10 @@ def main(config, context):
             epochs = config.epochs if k == 0 else member_epochs
             context.log(f"VGG-16 {k + 1}/{config.num_models}: {epochs} epochs")
             model, start = build(k), time.perf_counter()
-            history, weights = _train(
+            history, weights = train(
                 model,
                 ds,
-                optimizer=_optimizer(config.optimizer, config.learning_rate),
+                optimizer=make_optimizer(config.optimizer, config.learning_rate),
                 epochs=epochs,
                 snapshot_epochs=sorted(set(boost_epochs) | set(supernet_epochs)) if k == 0 else supernet_epochs,
                 batch_size=config.batch_size,
@@ -163,7 +164,7 @@ def main(config, context):
 
     normal = curves[0]["val_accuracy"]
     with context.stage("fig5_boost"):
-        boosted = _boost_snapshots(
+        boosted = boost_snapshots(
             lambda: build(0),
             {e: snapshots[0][e] for e in boost_epochs},
             normal,
@@ -178,8 +179,8 @@ def main(config, context):
     by_epoch = {}
     with context.stage("fig18_supernets"):
         for epoch in supernet_epochs:
-            members = [_with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)]
-            rows = _ensemble_rows(
+            members = [with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)]
+            rows = ensemble_rows(
                 members,
                 ds,
                 downscale=config.downscale,
@@ -211,9 +212,6 @@ def main(config, context):
     }
 
 
-_METHODS = (("best_member", "best single net"), ("majority", "majority voting"), ("softmax", "softmax voting"), ("supernet", "SuperNet"))
-
-
 def report(records, out_dir):
     written = []
     folder = Path(out_dir) / NAME
@@ -227,7 +225,7 @@ def report(records, out_dir):
         # --- Fig. 5
         last = str(runs[-1]["metrics"]["fig5"]["snapshots"] and max(int(e) for e in runs[-1]["metrics"]["fig5"]["snapshots"]))
         last_gain = float(np.mean([r["metrics"]["fig5"]["snapshots"][last]["gain"] for r in runs]))
-        written += _report_boost(
+        written += report_boost(
             runs,
             dict(cfg),
             preset,
@@ -237,7 +235,7 @@ def report(records, out_dir):
             thesis_snapshots=THESIS_BOOST_SNAPSHOTS,
             claim=(
                 f"{THESIS_CLAIM_FIG5}; ours: last snapshot (epoch {last}) gain {100 * last_gain:.2f} points, > 1: "
-                f"{_verdict(last_gain > THESIS_FIG5_LAST_GAIN)}; the thesis compares with VGG-16's "
+                f"{verdict(last_gain > THESIS_FIG5_LAST_GAIN)}; the thesis compares with VGG-16's "
                 f"{100 * VGG16_CIFAR100_REFERENCE:.2f}% on CIFAR-100"
             ),
             source="thesis section 3.1, Fig. 5 (curves only)",
@@ -247,7 +245,7 @@ def report(records, out_dir):
 
         # --- Fig. 18
         epochs = [str(e) for e in runs[-1]["metrics"]["fig18"]["snapshot_epochs"]]
-        paths = [f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy" for e in epochs for m, _ in _METHODS]
+        paths = [f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy" for e in epochs for m, _ in ENSEMBLE_METHODS]
         timing = [f"timings.{s}.{t}" for s in ("train_members", "fig5_boost", "fig18_supernets") for t in ("wall_s", "cpu_s")]
         group = reports.aggregate(runs, by=["preset"], metrics=paths + timing)[0]
         stats, n = group["metrics"], group["n_runs"]
@@ -267,11 +265,11 @@ def report(records, out_dir):
         table = reports.Table(
             title=f"Fig. 18: SuperNet of {cfg['num_models']} VGG-16s vs voting, per snapshot epoch ({preset})",
             columns=["method"] + [f"epoch {e} (%)" for e in epochs],
-            rows=[[label] + [cell(f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy") for e in epochs] for m, label in _METHODS],
+            rows=[[label] + [cell(f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy") for e in epochs] for m, label in ENSEMBLE_METHODS],
             caption=(
                 f"Preset `{preset}`, test accuracy, mean ± std over {n} seed(s); the thesis figure gives curves only "
                 f"(snapshots at {THESIS_SUPERNET_SNAPSHOTS}). Finding: thesis claim '{THESIS_CLAIM_FIG18}' at every "
-                f"snapshot epoch: {_verdict(wins)}. Wall / CPU s per seed: training "
+                f"snapshot epoch: {verdict(wins)}. Wall / CPU s per seed: training "
                 f"{cell('timings.train_members.wall_s', 1, 0)} / {cell('timings.train_members.cpu_s', 1, 0)}, Fig. 5 boost "
                 f"{cell('timings.fig5_boost.wall_s', 1, 0)} / {cell('timings.fig5_boost.cpu_s', 1, 0)}, SuperNets "
                 f"{cell('timings.fig18_supernets.wall_s', 1, 0)} / {cell('timings.fig18_supernets.cpu_s', 1, 0)}."

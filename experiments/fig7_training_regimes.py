@@ -35,7 +35,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet import data, reports
+from experiments._common import load_dataset
+from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
 from supernet.training import fit_members, scores, supermodel
 
@@ -108,13 +109,7 @@ def _compile(model, learning_rate):
 
 
 def main(config, context):
-    ds = data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
+    ds = load_dataset(config)
     context.log(ds.summary())
     e1, e2 = config.first_epochs, config.second_epochs
     whole = config.whole_epochs or e1 + e2

@@ -40,12 +40,21 @@ Test-friendly override of the `paper` preset (one step on generated data):
 import dataclasses
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from supernet import data, metrics, reports
-from supernet.models import build_supernet, fit_head, thesis_cnn
-from supernet.training import epoch_logger
+from experiments._common import load_dataset, verdict
+from experiments._conv import (
+    ENSEMBLE_METHODS,
+    check_snapshots,
+    ensemble_rows,
+    make_optimizer,
+    predict,
+    supernet_scores,
+    train,
+    with_weights,
+)
+from supernet import metrics, reports
+from supernet.models import thesis_cnn
 
 NAME = "table12_conv_supernet"
 DESCRIPTION = "Six Table-2 CNNs on CIFAR-10: SuperNet vs majority/softmax voting per snapshot epoch and per member count"
@@ -97,148 +106,13 @@ PRESETS = {
 # === Helpers shared with fig16_optimizers and fig5_18_vgg_cifar100 ===
 # (candidates for supernet/: snapshot collection and conv-ensemble scoring)
 
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "nadam": keras.optimizers.Nadam,
-    "rmsprop": keras.optimizers.RMSprop,
-    "adagrad": keras.optimizers.Adagrad,
-    "sgd": keras.optimizers.SGD,
-}
-
-
-def _optimizer(name, learning_rate):
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {name!r}. Known: {sorted(_OPTIMIZERS)}")
-    return _OPTIMIZERS[name](learning_rate=learning_rate)
-
-
-def _load(config):
-    return data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
-
-
-def _check_snapshots(snapshot_epochs, epochs):
-    if not snapshot_epochs or any(not 1 <= int(e) <= epochs for e in snapshot_epochs):
-        raise ValueError(
-            f"Snapshot epochs must be in [1, epochs={epochs}]. Received: snapshot_epochs={snapshot_epochs}"
-        )
-    return tuple(sorted(int(e) for e in snapshot_epochs))
-
-
-class _Snapshots(keras.callbacks.Callback):
-    """Keeps a copy of the model's weights after the given 1-based epochs."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = tuple(epochs)
-        self.weights = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 in self.epochs:
-            self.weights[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
-
-
-def _train(model, ds, *, optimizer, epochs, snapshot_epochs=(), batch_size=64, log=None):
-    """Compile and fit `model`; returns (per-epoch history, {epoch: weights})."""
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    snapshots = _Snapshots(snapshot_epochs)
-    callbacks = [snapshots] + ([epoch_logger(log, epochs, keys=("accuracy", "val_accuracy"))] if log else [])
-    history = model.fit(
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, snapshots.weights
-
-
-def _with_weights(model, weights):
-    model.set_weights(weights)
-    return model
-
-
-def _predict(model, x):
-    return model.predict(x, batch_size=512, verbose=0)
-
-
-def _supernet_scores(members, ds, *, downscale, head_epochs, learning_rate, batch_size, seed):
-    """Build a SuperNet of `members`, re-train its head, score it on val and test."""
-    supernet = build_supernet(
-        members,
-        init="copy",
-        downscale=downscale,
-        validation_data=(ds.x_val, ds.y_val) if downscale == "auto" else None,
-        seed=seed,
-    )
-    history = fit_head(
-        supernet,
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
-        epochs=head_epochs,
-        batch_size=batch_size,
-        optimizer=keras.optimizers.Adam(learning_rate),
-        verbose=0,
-    )
-    return {
-        "val_accuracy": metrics.accuracy(ds.y_val, _predict(supernet, ds.x_val)),
-        "test_accuracy": metrics.accuracy(ds.y_test, _predict(supernet, ds.x_test)),
-        "downscale": float(supernet.supernet_info["downscale"]),
-        "head_val_accuracy": [float(v) for v in history.history["val_accuracy"]],
-    }
-
-
-def _ensemble_rows(members, ds, *, downscale, head_epochs, learning_rate, batch_size, seed):
-    """Members, majority vote, softmax vote and SuperNet on val and test."""
-    rows = {}
-    probs = {}
-    for split in ("val", "test"):
-        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
-        probs[split] = np.stack([_predict(m, x) for m in members])
-        rows.setdefault("members", {str(k + 1): {} for k in range(len(members))})
-        for k, p in enumerate(probs[split]):
-            rows["members"][str(k + 1)][f"{split}_accuracy"] = metrics.accuracy(y, p)
-        rows.setdefault("majority", {})[f"{split}_accuracy"] = float(
-            np.mean(metrics.majority_vote(probs[split]) == y)
-        )
-        rows.setdefault("softmax", {})[f"{split}_accuracy"] = metrics.accuracy(
-            y, metrics.softmax_vote(probs[split])
-        )
-    for split in ("val", "test"):
-        accs = [m[f"{split}_accuracy"] for m in rows["members"].values()]
-        rows.setdefault("best_member", {})[f"{split}_accuracy"] = float(max(accs))
-        rows.setdefault("mean_member", {})[f"{split}_accuracy"] = float(np.mean(accs))
-    rows["supernet"] = _supernet_scores(
-        members,
-        ds,
-        downscale=downscale,
-        head_epochs=head_epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    return rows
-
-
-def _verdict(ok):
-    return "confirmed" if ok else "not confirmed"
-
-
 # === Experiment ===
 
 
 def main(config, context):
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
-    snapshot_epochs = _check_snapshots(config.snapshot_epochs, config.epochs)
+    snapshot_epochs = check_snapshots(config.snapshot_epochs, config.epochs)
 
     def build(k):
         # Unique names: build_supernet names each member's feature model after it.
@@ -248,10 +122,10 @@ def main(config, context):
     with context.stage("train_members"):
         for k in range(config.num_models):
             context.log(f"member {k + 1}/{config.num_models}: {config.epochs} epochs")
-            history, weights = _train(
+            history, weights = train(
                 build(k),
                 ds,
-                optimizer=_optimizer("adam", config.learning_rate),
+                optimizer=make_optimizer("adam", config.learning_rate),
                 epochs=config.epochs,
                 snapshot_epochs=snapshot_epochs,
                 batch_size=config.batch_size,
@@ -270,8 +144,8 @@ def main(config, context):
     by_epoch = {}
     with context.stage("ensembles_per_snapshot"):
         for epoch in snapshot_epochs:
-            members = [_with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)]
-            rows = _ensemble_rows(members, ds, **head)
+            members = [with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)]
+            rows = ensemble_rows(members, ds, **head)
             by_epoch[str(epoch)] = rows
             context.log(
                 f"  epoch {epoch}: best member {rows['best_member']['test_accuracy']:.4f}, majority "
@@ -282,13 +156,13 @@ def main(config, context):
     last = snapshot_epochs[-1]
     by_k = {}
     with context.stage("member_count_sweep"):
-        members = [_with_weights(build(k), s[last]) for k, s in enumerate(snapshots)]
-        probs_test = np.stack([_predict(m, ds.x_test) for m in members])
+        members = [with_weights(build(k), s[last]) for k, s in enumerate(snapshots)]
+        probs_test = np.stack([predict(m, ds.x_test) for m in members])
         for k in range(config.num_models, 0, -1):
             if k == config.num_models:
                 supernet = by_epoch[str(last)]["supernet"]
             else:
-                supernet = _supernet_scores(members[:k], ds, **head)
+                supernet = supernet_scores(members[:k], ds, **head)
             by_k[str(k)] = {
                 "supernet": supernet,
                 "softmax": {"test_accuracy": metrics.accuracy(ds.y_test, metrics.softmax_vote(probs_test[:k]))},
@@ -308,9 +182,6 @@ def main(config, context):
 
 # === Report ===
 
-_METHODS = (("best_member", "best single net"), ("majority", "majority voting"), ("softmax", "softmax voting"), ("supernet", "SuperNet"))
-
-
 def report(records, out_dir):
     written = []
     folder = Path(out_dir) / NAME
@@ -321,7 +192,7 @@ def report(records, out_dir):
         cfg = runs[-1]["config"]
         epochs = [str(e) for e in runs[-1]["metrics"]["snapshot_epochs"]]
         num = cfg["num_models"]
-        paths = [f"metrics.by_epoch.{e}.{m}.test_accuracy" for e in epochs for m, _ in _METHODS]
+        paths = [f"metrics.by_epoch.{e}.{m}.test_accuracy" for e in epochs for m, _ in ENSEMBLE_METHODS]
         paths += [f"metrics.by_epoch.{epochs[-1]}.members.{k}.test_accuracy" for k in range(1, num + 1)]
         paths += [f"metrics.by_members.{k}.{m}.test_accuracy" for k in range(1, num + 1) for m in ("supernet", "softmax")]
         timing = [f"timings.{s}.{t}" for s in ("train_members", "ensembles_per_snapshot", "member_count_sweep", "total") for t in ("wall_s", "cpu_s")]
@@ -359,13 +230,13 @@ def report(records, out_dir):
         table = reports.Table(
             title=f"Fig. 17: SuperNet of {num} Table-2 CNNs vs voting, per snapshot epoch ({preset})",
             columns=["method"] + [f"epoch {e} (%)" for e in epochs],
-            rows=[[label] + [cell(f"metrics.by_epoch.{e}.{m}.test_accuracy") for e in epochs] for m, label in _METHODS],
+            rows=[[label] + [cell(f"metrics.by_epoch.{e}.{m}.test_accuracy") for e in epochs] for m, label in ENSEMBLE_METHODS],
             caption=(
                 f"Preset `{preset}`, test accuracy, mean ± std over {n} seed(s). Thesis Fig. 17 (CIFAR-10, snapshots at "
                 f"epochs {', '.join(map(str, THESIS_SNAPSHOT_EPOCHS))}) gives curves, no numbers. "
-                f"Finding: thesis claim '{THESIS_CLAIM_FIG17}' at every snapshot epoch: {_verdict(fig17_ok)}; "
-                f"at epoch {last} the order SuperNet > softmax > majority: {_verdict(order_ok)}; "
-                f"SuperNet > best single net: {_verdict(best_ok)}. {time_note}"
+                f"Finding: thesis claim '{THESIS_CLAIM_FIG17}' at every snapshot epoch: {verdict(fig17_ok)}; "
+                f"at epoch {last} the order SuperNet > softmax > majority: {verdict(order_ok)}; "
+                f"SuperNet > best single net: {verdict(best_ok)}. {time_note}"
             ),
             footnotes=deviations,
             source="thesis section 4.1, Fig. 17",
@@ -396,8 +267,8 @@ def report(records, out_dir):
                 f"Preset `{preset}`, test accuracy of the first k members' snapshots at epoch {last}, mean ± std over "
                 f"{n} seed(s); thesis values from its Table 12 (single members there: "
                 f"{', '.join(f'{100 * a:.2f}' for a in THESIS_MEMBER_ACC)}%). "
-                f"Finding: thesis claim '{THESIS_CLAIM_TABLE12}': SuperNet({num}) > SuperNet(1): {_verdict(rises)}; "
-                f"non-decreasing in k: {_verdict(monotone)}; correlation of k with SuperNet accuracy {corr:.2f}."
+                f"Finding: thesis claim '{THESIS_CLAIM_TABLE12}': SuperNet({num}) > SuperNet(1): {verdict(rises)}; "
+                f"non-decreasing in k: {verdict(monotone)}; correlation of k with SuperNet accuracy {corr:.2f}."
             ),
             footnotes=deviations,
             source="thesis Table 12 (caption says CIFAR20, section 4.1 and the Table 2 model say CIFAR-10)",
@@ -407,7 +278,7 @@ def report(records, out_dir):
         # --- Figure: accuracy vs snapshot epoch per method (Fig. 17 style).
         histories = {
             label: {"test_accuracy": [mean(f"metrics.by_epoch.{e}.{m}.test_accuracy") for e in epochs]}
-            for m, label in _METHODS
+            for m, label in ENSEMBLE_METHODS
         }
         written.append(
             reports.plot_curves(

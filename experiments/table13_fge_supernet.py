@@ -59,15 +59,14 @@ one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
 """
 
 import dataclasses
-import hashlib
-import json
 import math
-import time
 
 import keras
 import numpy as np
 
-from supernet import data, metrics, reports
+from experiments._common import load_dataset, pretrained_cnn, timed_fit
+from experiments._conv import StopAfterSnapshots
+from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble
 from supernet.models import build_supernet, choose_downscale, thesis_cnn
 from supernet.models.supernet import HEAD_NAME, merged_logits
@@ -143,62 +142,8 @@ PRESETS = {
 # === Data and training helpers ===
 
 
-def _load(config):
-    return data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
-
-
 def _steps_per_epoch(ds, config):
     return math.ceil(len(ds.x_train) / config.batch_size)
-
-
-def _cache_key(config, *fields):
-    payload = {f: getattr(config, f) for f in ("seed", "dataset", "dataset_kwargs", "subset", "validation_size", "batch_size")}
-    payload.update({f: getattr(config, f) for f in fields})
-    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _timed_fit(model, *args, **kwargs):
-    wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(*args, **kwargs)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-
-
-def _pretrained(k, ds, config, context):
-    """Independent Table-2 net `k`, trained with Adam or loaded from the cache."""
-    cache = context.run_dir / "cache"
-    stem = cache / f"pretrain_{_cache_key(config, 'pretrain_epochs', 'pretrain_lr')}_{k}"
-    if config.cache and stem.with_suffix(".keras").exists() and stem.with_suffix(".json").exists():
-        model = keras.saving.load_model(stem.with_suffix(".keras"), compile=False)
-        cost = json.loads(stem.with_suffix(".json").read_text())
-        context.log(f"  net {k + 1}: loaded from {stem.with_suffix('.keras')}")
-        return model, dict(cost, cached=True)
-    keras.utils.set_random_seed(1000 * config.seed + k)
-    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes)
-    model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    cost = _timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
-    if config.cache:
-        cache.mkdir(parents=True, exist_ok=True)
-        model.save(stem.with_suffix(".keras"))
-        stem.with_suffix(".json").write_text(json.dumps(cost))
-    return model, dict(cost, cached=False)
-
-
-class _StopAfterSnapshots(keras.callbacks.Callback):
-    """Stops training as soon as `snapshots` holds `count` members."""
-
-    def __init__(self, snapshots, count):
-        super().__init__()
-        self.snapshots, self.count = snapshots, count
-
-    def on_train_batch_end(self, batch, logs=None):
-        if len(self.snapshots.snapshots) >= self.count:
-            self.model.stop_training = True
 
 
 def _fge_cycle_steps(ds, config):
@@ -212,9 +157,9 @@ def _fge_steps(members, ds, config):
 
 
 def _collect(model, snapshots, count, ds, config, total_steps):
-    stop = _StopAfterSnapshots(snapshots, count)
+    stop = StopAfterSnapshots(snapshots, count)
     epochs = math.ceil(total_steps / _steps_per_epoch(ds, config))
-    cost = _timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=epochs, callbacks=[snapshots, stop], verbose=0)
+    cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=epochs, callbacks=[snapshots, stop], verbose=0)
     if len(snapshots.snapshots) != count:
         raise RuntimeError(f"Expected {count} snapshots, got {len(snapshots.snapshots)}.")
     return snapshots.models(), cost
@@ -244,26 +189,6 @@ def _snapshot_ensemble(ds, config):
     snapshots = SnapshotEnsemble(schedule)
     models, cost = _collect(model, snapshots, cycles, ds, config, total)
     return models, dict(cost, steps=[int(s) for s in snapshots.snapshot_steps_taken], total_steps=total)
-
-
-def _renamed(models, prefix, ds):
-    """Copies of Table-2 nets with unique names.
-
-    `build_supernet` names each member's feature model after the member, so
-    members sharing the name `thesis_cnn` (clones, snapshots) collide.
-    """
-    copies = []
-    for i, model in enumerate(models):
-        copy = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, name=f"{prefix}_{i + 1}")
-        copy.set_weights(model.get_weights())
-        copies.append(copy)
-    return copies
-
-
-def _mean_off_diagonal(matrix):
-    matrix = np.asarray(matrix, dtype=float)
-    mask = ~np.eye(len(matrix), dtype=bool)
-    return float(matrix[mask].mean()) if mask.any() else 100.0
 
 
 def _member_outputs(members, ds, eager=False):
@@ -323,7 +248,7 @@ def _evaluate(members, ds, config, seed):
         "majority_vote": float(np.mean(metrics.majority_vote(probs) == y)),
         **_supernet_scores(members, features, ds, config, seed),
         "diversity": metrics.diversity(y, probs),
-        "mean_agreement": _mean_off_diagonal(agreement),
+        "mean_agreement": metrics.mean_off_diagonal(agreement) if len(agreement) > 1 else 100.0,
         "agreement_matrix": agreement.tolist(),
     }
 
@@ -334,14 +259,14 @@ def main(config, context):
             "Each FGE run starts from one independent net, so `num_independent` must be >= "
             f"len(fge_members). Received: num_independent={config.num_independent}, fge_members={config.fge_members}"
         )
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
     groups, costs = {}, {}
 
     with context.stage("pretrain"):
         nets, pretrain_costs = [], []
         for k in range(config.num_independent):
-            net, cost = _pretrained(k, ds, config, context)
+            net, cost = pretrained_cnn(k, ds, config, context)
             nets.append(net)
             pretrain_costs.append(cost)
             context.log(f"  net {k + 1}/{config.num_independent}: train CPU {cost['cpu_s']:.0f}s")
@@ -363,7 +288,6 @@ def main(config, context):
 
     all_groups = {**fge, INDEPENDENT: nets, SNAPSHOT: sse}
     for g, (label, members) in enumerate(all_groups.items()):
-        members = _renamed(members, label.lower().replace(" ", "_"), ds)
         with context.stage(f"evaluate_{label.lower().replace(' ', '_')}"):
             groups[label] = _evaluate(members, ds, config, seed=1000 * config.seed + 300 + g)
             groups[label]["train_cpu_s"] = costs[label]["cpu_s"]

@@ -51,7 +51,9 @@ import time
 import keras
 import numpy as np
 
-from supernet import data, metrics, reports
+from experiments._common import hms, load_dataset
+from experiments._conv import StopAfterSnapshots
+from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble, retrain_last_layers, retrain_layer_by_layer
 from supernet.models import build_supernet, fit_head, thesis_cnn
 from supernet.schedules import FGECyclic
@@ -121,28 +123,6 @@ PRESETS = {
 }
 
 
-def _load(config):
-    return data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
-
-
-class _StopAfterSnapshots(keras.callbacks.Callback):
-    """Stops training as soon as `snapshots` holds `count` members."""
-
-    def __init__(self, snapshots, count):
-        super().__init__()
-        self.snapshots, self.count = snapshots, count
-
-    def on_train_batch_end(self, batch, logs=None):
-        if len(self.snapshots.snapshots) >= self.count:
-            self.model.stop_training = True
-
-
 class _CPUBudget(keras.callbacks.Callback):
     """Stops training once the process CPU time spent in `fit` reaches `budget_s`.
 
@@ -177,18 +157,8 @@ def _accuracy(model, ds, eager):
     return metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
 
 
-def _renamed(models, ds):
-    """Copies with unique names: `build_supernet` names feature models after members."""
-    copies = []
-    for i, model in enumerate(models):
-        copy = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, name=f"fge_snapshot_{i + 1}")
-        copy.set_weights(model.get_weights())
-        copies.append(copy)
-    return copies
-
-
 def main(config, context):
-    ds = _load(config)
+    ds = load_dataset(config)
     context.log(ds.summary())
     eager = config.run_eagerly
     steps_per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
@@ -221,9 +191,9 @@ def main(config, context):
         total = (config.fge_members - 1) * cycle + cycle // 2
         runner.fit(
             ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=math.ceil(total / steps_per_epoch),
-            callbacks=[snapshots, _StopAfterSnapshots(snapshots, config.fge_members)], verbose=0,
+            callbacks=[snapshots, StopAfterSnapshots(snapshots, config.fge_members)], verbose=0,
         )
-        members = _renamed(snapshots.models(), ds)
+        members = snapshots.models()
         context.log(f"  {len(members)} FGE members at steps {snapshots.snapshot_steps_taken}")
     with context.stage("score_snapshots"):
         scores["snapshots"] = [_accuracy(m, ds, eager) for m in members]
@@ -293,11 +263,6 @@ def main(config, context):
     }
 
 
-def _hms(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def report(records, out_dir):
     written = []
     for preset in sorted({r["preset"] for r in records}):
@@ -333,9 +298,9 @@ def report(records, out_dir):
             ["snapshots, last layer retrained (mean member)", cell("metrics.accuracy.snapshots_retrained_mean", 100), cpu_until("retrain_snapshots"), "—", "—"],
             ["softmax vote of retrained snapshots", cell("metrics.accuracy.softmax_vote", 100), cpu_until("retrain_snapshots"), "—", "—"],
             ["FGE + SuperModel (pipeline)", cell("metrics.accuracy.supernet", 100), cell("metrics.pipeline_total_cpu_s", digits=0),
-             f"{100 * t_pipe['accuracy']:.2f}", f"{_hms(t_pipe['cpu_s'])} ({t_pipe['cpu_s']} s)"],
+             f"{100 * t_pipe['accuracy']:.2f}", f"{hms(t_pipe['cpu_s'])} ({t_pipe['cpu_s']} s)"],
             ["single Table-2 net, same CPU budget", cell("metrics.accuracy.single_net", 100), cell("metrics.single_net.total_cpu_s", digits=0),
-             f"{100 * t_single['accuracy']:.2f} ({t_single['label']})", f"{_hms(t_single['cpu_s'])} ({t_single['cpu_s']} s)"],
+             f"{100 * t_single['accuracy']:.2f} ({t_single['label']})", f"{hms(t_single['cpu_s'])} ({t_single['cpu_s']} s)"],
         ]
         gain = stats["metrics.accuracy_gain"]["mean"]
         reached = [r["metrics"]["single_net"]["cpu_to_pipeline_accuracy"] for r in runs]
@@ -362,7 +327,7 @@ def report(records, out_dir):
             rows=rows,
             caption=(
                 f"Preset `{preset}`, mean ± std over {n} seed(s). Finding: the thesis says the pipeline reaches 90%+ "
-                f"in less CPU time than a single network ({_hms(t_pipe['cpu_s'])} vs {_hms(t_single['cpu_s'])}). "
+                f"in less CPU time than a single network ({hms(t_pipe['cpu_s'])} vs {hms(t_single['cpu_s'])}). "
                 f"Ours: the pipeline's SuperNet reaches {cell('metrics.accuracy.supernet', 100)}% in "
                 f"{cell('metrics.pipeline_total_cpu_s', digits=0)} CPU s, the single net "
                 f"{cell('metrics.accuracy.single_net', 100)}% in the same CPU time ({cell('metrics.single_net.epochs', digits=1)} "

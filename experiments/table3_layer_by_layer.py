@@ -31,7 +31,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from supernet import data, metrics, reports
+from experiments._common import load_dataset, verdict
+from supernet import metrics, reports
 from supernet.callbacks import retrain_layer_by_layer
 from supernet.models import thesis_cnn
 from supernet.training import epoch_logger
@@ -96,13 +97,7 @@ class _TestAccuracyAfterFit(keras.callbacks.Callback):
 
 
 def main(config, context):
-    ds = data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
+    ds = load_dataset(config)
     context.log(ds.summary())
     epochs_per_stage = tuple(int(e) for e in config.epochs_per_stage)
     if not 1 <= len(epochs_per_stage) <= len(STAGES) - 1:
@@ -242,9 +237,9 @@ def report(records, out_dir):
             rows=rows,
             caption=(
                 f"Preset `{preset}`, validation accuracy (%), ours mean ± std over {n} seed(s), thesis value in parentheses. "
-                f"Finding: thesis claim '{THESIS_CLAIM}'. Every stage raises the mean accuracy: {_verdict(every_stage)} "
-                f"(thesis means: {_verdict(thesis_every)}); models rising at every stage: ours {ours_rising} of {num}, thesis {thesis_rising} of {len(THESIS_TABLE3)}; "
-                f"mean gain over the {sum(stage_epochs)} extra epochs {100 * gain:.2f} points, within 2-5: {_verdict(in_range)} "
+                f"Finding: thesis claim '{THESIS_CLAIM}'. Every stage raises the mean accuracy: {verdict(every_stage)} "
+                f"(thesis means: {verdict(thesis_every)}); models rising at every stage: ours {ours_rising} of {num}, thesis {thesis_rising} of {len(THESIS_TABLE3)}; "
+                f"mean gain over the {sum(stage_epochs)} extra epochs {100 * gain:.2f} points, within 2-5: {verdict(in_range)} "
                 f"(per model: {', '.join(f'{100 * g:.2f}' for g in per_model_gain)}). "
                 f"Wall / CPU s per seed: base training {cell('timings.train_base.wall_s', 1, 0)} / {cell('timings.train_base.cpu_s', 1, 0)}, "
                 f"layer-by-layer {cell('timings.layer_by_layer.wall_s', 1, 0)} / {cell('timings.layer_by_layer.cpu_s', 1, 0)}."
@@ -254,10 +249,6 @@ def report(records, out_dir):
         )
         written += reports.write_table(table, folder / f"{NAME}_{preset}")
     return written
-
-
-def _verdict(ok):
-    return "confirmed" if ok else "not confirmed"
 
 
 if __name__ == "__main__":

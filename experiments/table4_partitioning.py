@@ -42,10 +42,10 @@ patience.
 
 import dataclasses
 
-import keras
 import numpy as np
 
-from supernet import data, reports
+from experiments._common import fit_classifier, hms, load_dataset, split_scores
+from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
 from supernet.training import fit_members, scores, supermodel
 
@@ -134,35 +134,22 @@ def _per_size(pairs, size):
 
 def _train_single(config, ds, widths, dropout, patience):
     model = mlp(ds.input_shape[0], widths, ds.num_classes, dropout=dropout)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    history = model.fit(
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
+    history, stop = fit_classifier(
+        model,
+        ds,
+        learning_rate=config.learning_rate,
         epochs=config.max_epochs,
         batch_size=config.batch_size,
-        callbacks=[stop],
-        verbose=0,
+        patience=patience,
     )
     epochs = len(history.history["loss"])
-    result = scores(ds.y_test, model.predict(ds.x_test, verbose=0, batch_size=1024))
+    result = split_scores(model, ds)
     result.update(epochs=epochs, best_epoch=int(stop.best_epoch) + 1, params=int(model.count_params()))
     return result
 
 
 def main(config, context):
-    ds = data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
+    ds = load_dataset(config)
     context.log(ds.summary())
     results = {}
     for size in config.sizes:
@@ -221,15 +208,6 @@ def main(config, context):
     return {"results": results}
 
 
-def _get(record, dotted):
-    value = record
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def _cpu_paths(size, k):
     paths = [f"timings.{size}_k{k}_members.cpu_s"]
     if k > 1:
@@ -241,17 +219,12 @@ def _cpu_total(records, size, k):
     """Mean and std over seeds of member-training + head CPU seconds."""
     totals = []
     for r in records:
-        parts = [_get(r, p) for p in _cpu_paths(size, k)]
+        parts = [reports.get_path(r, p) for p in _cpu_paths(size, k)]
         if all(isinstance(p, (int, float)) for p in parts):
             totals.append(float(sum(parts)))
     if not totals:
         return None, None, 0
     return float(np.mean(totals)), (float(np.std(totals, ddof=1)) if len(totals) > 1 else None), len(totals)
-
-
-def _mmss(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def report(records, out_dir):
@@ -304,7 +277,7 @@ def report(records, out_dir):
             root = dict((s, tuple(w)) for s, w in config["root_widths"]).get(size, ROOT_WIDTHS[size])
             for k in ks:
                 base = f"metrics.results.{size}.k{k}"
-                widths = _get(runs[-1], f"{base}.widths") or []
+                widths = reports.get_path(runs[-1], f"{base}.widths") or []
                 thesis = THESIS_TABLE4.get(size, {}).get(k)
                 cpu_mean, cpu_std, cpu_n = _cpu_total(runs, size, k)
                 table.rows.append(
@@ -317,7 +290,7 @@ def report(records, out_dir):
                         cell(f"{base}.nll", digits=4),
                         "—" if thesis is None else f"{thesis[1]:.4f}",
                         reports.format_mean_std(cpu_mean, cpu_std, cpu_n, digits=0),
-                        "—" if thesis is None else f"{thesis[2]} ({_mmss(thesis[2])})",
+                        "—" if thesis is None else f"{thesis[2]} ({hms(thesis[2])})",
                         cell(f"{base}.epochs", digits=1),
                     ]
                 )

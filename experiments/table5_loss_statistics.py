@@ -34,7 +34,8 @@ import dataclasses
 
 import numpy as np
 
-from supernet import data, metrics, reports, training
+from experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram
+from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet
 
 NAME = "table5_loss_statistics"
@@ -92,17 +93,6 @@ PRESETS = {
 }
 
 
-def _loss_edges(config):
-    return np.logspace(np.log10(config.loss_hist_min), np.log10(config.loss_hist_max), config.loss_hist_bins + 1)
-
-
-def _loss_histogram(y, probs, edges):
-    """Counts of per-sample cross-entropies over `edges` (clipped into range)."""
-    losses = metrics.per_sample_cross_entropy(y, probs)
-    losses = np.clip(losses, edges[0], np.nextafter(edges[-1], 0))
-    return np.histogram(losses, bins=edges)[0].astype(int).tolist()
-
-
 def _summary(y_val, val_probs, y_test, test_probs):
     result = {"accuracy": metrics.accuracy(y_val, val_probs)}
     result.update(metrics.loss_statistics(y_val, val_probs))
@@ -114,15 +104,9 @@ def _summary(y_val, val_probs, y_test, test_probs):
 
 
 def main(config, context):
-    ds = data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
+    ds = load_dataset(config)
     context.log(ds.summary())
-    edges = _loss_edges(config)
+    edges = loss_edges(config)
 
     with context.stage("train_members"):
         model = PartitionedMLP(
@@ -197,17 +181,10 @@ def main(config, context):
         "head_history": head["history"],
         "loss_hist_edges": edges.tolist(),
         "loss_hist": {
-            "member_1": _loss_histogram(ds.y_val, val_members[0], edges),
-            "supermodel": _loss_histogram(ds.y_val, super_val, edges),
+            "member_1": loss_histogram(ds.y_val, val_members[0], edges),
+            "supermodel": loss_histogram(ds.y_val, super_val, edges),
         },
     }
-
-
-def _losses_from_histogram(counts, edges):
-    """Pseudo-samples at the geometric bin centres, to redraw a stored histogram."""
-    edges = np.asarray(edges, dtype=float)
-    centres = np.sqrt(edges[:-1] * edges[1:])
-    return np.repeat(centres, np.asarray(counts, dtype=int))
 
 
 ROWS = (
@@ -318,8 +295,8 @@ def report(records, out_dir):
             written.append(
                 reports.plot_loss_histogram(
                     {
-                        "sub-model 1": _losses_from_histogram(hist["member_1"], edges),
-                        "SuperModel": _losses_from_histogram(hist["supermodel"], edges),
+                        "sub-model 1": losses_from_histogram(hist["member_1"], edges),
+                        "SuperModel": losses_from_histogram(hist["supermodel"], edges),
                     },
                     out / f"{NAME}_{preset}_loss_histogram.png",
                     title=f"Per-sample validation loss, seed {first['seed']} (thesis Figs. 12-13)",

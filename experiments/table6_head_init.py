@@ -36,6 +36,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from experiments._common import verdict
 from supernet import data, metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, supernet_features
 from supernet.models.supernet import HEAD_NAME
@@ -275,10 +276,6 @@ def _fmt(stats, path, digits):
     return reports.format_mean_std(s["mean"], s["std"], s["n"], digits=digits)
 
 
-def _verdict(ok):
-    return "confirmed" if ok else "not confirmed"
-
-
 def report(records, out_dir):
     """Table 6 per preset, plus a findings table computed from the numbers."""
     written = []
@@ -387,8 +384,8 @@ def report(records, out_dir):
             findings.append([
                 DATASET_LABELS[tag],
                 "copied, not scaled, no regularisation has the worst loss (thesis caption)",
-                f"worst: {name(ours_worst)} -> {_verdict(ours_worst == ('copy', 'none'))}",
-                f"worst: {name(t_worst)} -> {_verdict(t_worst == ('copy', 'none'))}",
+                f"worst: {name(ours_worst)} -> {verdict(ours_worst == ('copy', 'none'))}",
+                f"worst: {name(t_worst)} -> {verdict(t_worst == ('copy', 'none'))}",
             ])
             per_reg = [
                 reg for reg in regs
@@ -398,7 +395,7 @@ def report(records, out_dir):
             findings.append([
                 DATASET_LABELS[tag],
                 "copied, not scaled has the worst loss within each regularisation row",
-                f"{len(per_reg)} of {len(regs)} rows -> {_verdict(len(per_reg) == len(regs))}",
+                f"{len(per_reg)} of {len(regs)} rows -> {verdict(len(per_reg) == len(regs))}",
                 "3 of 3 rows" if all(
                     THESIS[tag][r]["copy"][1] >= max(v[1] for v in THESIS[tag][r].values()) for r in THESIS[tag]
                 ) else "not in every row",

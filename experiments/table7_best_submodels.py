@@ -35,7 +35,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet import data, metrics, reports, training
+from experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram, verdict
+from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, fit_head
 
 NAME = "table7_best_submodels"
@@ -114,25 +115,14 @@ class _SnapshotsAndCurves(keras.callbacks.Callback):
             self.weights[epoch + 1] = [np.array(w, copy=True) for w in self.model.get_weights()]
 
 
-def _loss_histogram(y, probs, edges):
-    losses = np.clip(metrics.per_sample_cross_entropy(y, probs), edges[0], np.nextafter(edges[-1], 0))
-    return np.histogram(losses, bins=edges)[0].astype(int).tolist()
-
-
 def _scores(y, probs):
     return {"accuracy": metrics.accuracy(y, probs), "nll": metrics.nll(y, probs)}
 
 
 def main(config, context):
-    ds = data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
+    ds = load_dataset(config)
     context.log(ds.summary())
-    edges = np.logspace(np.log10(config.loss_hist_min), np.log10(config.loss_hist_max), config.loss_hist_bins + 1)
+    edges = loss_edges(config)
 
     def fused():
         return PartitionedMLP(
@@ -176,7 +166,7 @@ def main(config, context):
                 "head_history": result["history"],
             }
             if epoch == snapshot_epochs[-1]:
-                hist["supermodel_last"] = _loss_histogram(ds.y_val, val_probs, edges)
+                hist["supermodel_last"] = loss_histogram(ds.y_val, val_probs, edges)
             context.log(
                 f"  SuperModel @ epoch {epoch}: val acc {supermodels[f'epoch_{epoch}']['val']['accuracy']:.4f}, "
                 f"test acc {result['after']['accuracy']:.4f} (members avg val {members_val.mean():.4f})"
@@ -188,7 +178,7 @@ def main(config, context):
         for key, epoch in (("first", first), ("last", last)):
             member = snapshot_members[epoch]
             before = member.predict(ds.x_val, verbose=0, batch_size=1024)
-            hist[f"member_{key}"] = _loss_histogram(ds.y_val, before, edges)
+            hist[f"member_{key}"] = loss_histogram(ds.y_val, before, edges)
             single = build_supernet([member], init="random", l2=config.retrain_l2, seed=config.seed)
             fit_head(
                 single, ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val),
@@ -238,15 +228,6 @@ def main(config, context):
     }
 
 
-def _losses_from_histogram(counts, edges):
-    edges = np.asarray(edges, dtype=float)
-    return np.repeat(np.sqrt(edges[:-1] * edges[1:]), np.asarray(counts, dtype=int))
-
-
-def _verdict(ok):
-    return "confirmed" if ok else "not confirmed"
-
-
 def report(records, out_dir):
     """Table 7, SuperModel-per-snapshot and 5-NN tables; Fig. 11 curves and Figs. 12/13 histograms."""
     written = []
@@ -286,9 +267,9 @@ def report(records, out_dir):
             f"Thesis claim: re-training the last layer helps the late, overconfident snapshot more (thesis gain "
             f"+{THESIS_TABLE7['last']['after'][0] - THESIS_TABLE7['last']['before'][0]:.4f} vs "
             f"+{THESIS_TABLE7['first']['after'][0] - THESIS_TABLE7['first']['before'][0]:.4f}); ours "
-            f"{gain['last']:+.4f} vs {gain['first']:+.4f}: {_verdict(gain['last'] > gain['first'])}. "
+            f"{gain['last']:+.4f} vs {gain['first']:+.4f}: {verdict(gain['last'] > gain['first'])}. "
             f"Late snapshot ends at least as accurate as the early one after re-training: "
-            f"{_verdict(mean('metrics.retrain.last.after.accuracy') >= mean('metrics.retrain.first.after.accuracy'))}."
+            f"{verdict(mean('metrics.retrain.last.after.accuracy') >= mean('metrics.retrain.first.after.accuracy'))}."
         )
         scaled = list(epochs) != [20, 40, 60]
         footnotes = [
@@ -332,7 +313,7 @@ def report(records, out_dir):
                     f"{'-'.join(map(str, config['hidden_units']))}-10, no regularisation; head copied (f = "
                     f"{config['head_downscale']}) and re-trained {config['head_epochs']} epochs. Thesis claim: the "
                     f"SuperModel from the latest snapshot has the highest accuracy: "
-                    f"{_verdict(accs[-1] >= max(accs))}. Members: wall {cell('timings.train_members.wall_s', 1)} s, "
+                    f"{verdict(accs[-1] >= max(accs))}. Members: wall {cell('timings.train_members.wall_s', 1)} s, "
                     f"CPU {cell('timings.train_members.cpu_s', 1)} s."
                 ),
                 source="thesis Fig. 11 (figure only, no numbers)",
@@ -355,8 +336,8 @@ def report(records, out_dir):
                 caption=(
                     f"Preset `{preset}`, mean ± std over {n} seed(s); t-SNE of a stratified subsample of "
                     f"{config['tsne_points']} validation examples (maps are PNGs written during the run). Thesis "
-                    f"claim: the output map separates classes better early ({_verdict(out_drop)}), the penultimate "
-                    f"maps are alike (|difference| {pen_gap:.3f} < 0.01: {_verdict(pen_gap < 0.01)})."
+                    f"claim: the output map separates classes better early ({verdict(out_drop)}), the penultimate "
+                    f"maps are alike (|difference| {pen_gap:.3f} < 0.01: {verdict(pen_gap < 0.01)})."
                 ),
                 source="thesis Figs. 14 and 15 captions",
                 footnotes=[f"t-SNE on {config['tsne_points']} validation examples (the thesis used the whole validation set)."],
@@ -377,9 +358,9 @@ def report(records, out_dir):
             ))
         hist, edges = metrics_["loss_hist"], metrics_["loss_hist_edges"]
         written.append(reports.plot_loss_histogram(
-            {f"member {member}, epoch {epochs[0]}": _losses_from_histogram(hist["member_first"], edges),
-             f"member {member}, epoch {epochs[-1]}": _losses_from_histogram(hist["member_last"], edges),
-             f"SuperModel, epoch {epochs[-1]}": _losses_from_histogram(hist["supermodel_last"], edges)},
+            {f"member {member}, epoch {epochs[0]}": losses_from_histogram(hist["member_first"], edges),
+             f"member {member}, epoch {epochs[-1]}": losses_from_histogram(hist["member_last"], edges),
+             f"SuperModel, epoch {epochs[-1]}": losses_from_histogram(hist["supermodel_last"], edges)},
             out / f"{NAME}_{preset}_fig12_13_loss_histogram.png",
             title=f"Per-sample validation loss, seed {first['seed']} (thesis Figs. 12-13)",
         ))

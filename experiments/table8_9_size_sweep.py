@@ -62,10 +62,10 @@ parameters; the thesis's base 45-105-105 has 52,345).
 
 import dataclasses
 
-import keras
 import numpy as np
 
-from supernet import data, reports
+from experiments._common import fit_classifier, load_dataset, split_scores
+from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp
 from supernet.training import fit_members, scores, supermodel
 
@@ -238,23 +238,17 @@ def _size_label(target):
 
 
 def _fit_keras(model, ds, config, loss="sparse_categorical_crossentropy"):
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"])
-    callbacks = []
-    if config.patience is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-        )
-    history = model.fit(
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
+    history, _ = fit_classifier(
+        model,
+        ds,
+        learning_rate=config.learning_rate,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=0,
+        patience=config.patience,
+        loss=loss,
     )
-    result = scores(ds.y_test, model.predict(ds.x_test, verbose=0, batch_size=1024))
-    val = scores(ds.y_val, model.predict(ds.x_val, verbose=0, batch_size=1024))
+    result = split_scores(model, ds)
+    val = split_scores(model, ds, "val")
     result.update(
         val_accuracy=val["accuracy"],
         val_nll=val["nll"],
@@ -266,13 +260,7 @@ def _fit_keras(model, ds, config, loss="sparse_categorical_crossentropy"):
 
 
 def main(config, context):
-    ds = data.load(
-        config.dataset,
-        validation_size=config.validation_size,
-        subset=config.subset,
-        seed=config.seed,
-        **dict(config.dataset_kwargs),
-    )
+    ds = load_dataset(config)
     context.log(ds.summary())
     input_dim, num_classes = int(np.prod(ds.input_shape)), ds.num_classes
     results = {}

@@ -26,7 +26,10 @@ def build_parser():
     run = commands.add_parser("run", help="run one experiment and append its results")
     run.add_argument("name")
     run.add_argument("--preset", default="smoke", help="smoke | cpu | paper (default: smoke)")
-    run.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    seeds.add_argument("--seeds", default=None, metavar="LIST", help="a sweep: one full run per seed, e.g. 0,1,2 or 0-7")
+    run.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (0-based) of the sweep's seeds")
     run.add_argument("--out", default="reports", help="reports folder (default: reports)")
     run.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[], metavar="KEY=VALUE", help="override a config field")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -55,7 +58,14 @@ def main(argv=None):
                 print(f"{'':28s} {module.DESCRIPTION}")
                 print(f"{'':28s} presets: {', '.join(module.PRESETS)}")
         elif args.command == "run":
-            experiment.run_experiment(args.name, args.preset, args.seed, args.out, dict(args.overrides), verbose=not args.quiet)
+            shard = None if args.shard is None else experiment.parse_shard(args.shard)
+            seeds = [args.seed] if args.seed is not None else None
+            if args.seeds is not None:
+                seeds = experiment.parse_seeds(args.seeds)
+            if shard is None and seeds is None:
+                experiment.run_experiment(args.name, args.preset, None, args.out, dict(args.overrides), verbose=not args.quiet)
+            else:
+                experiment.run_sweep(args.name, args.preset, seeds, args.out, dict(args.overrides), shard, verbose=not args.quiet)
         elif args.command == "bench":
             from benchmarks import bench as benchmark
 

@@ -12,6 +12,13 @@ An experiment module (see `experiments/`) defines:
 `run_experiment` does everything around `main`: seeding and op determinism,
 the run directory, stage timings, progress output and appending one JSON
 line to `<out>/results/<name>.jsonl`.
+
+`run_sweep` runs several seeds, optionally only one shard of them
+(`--seeds 0-7 --shard i/n`): shard `i` of `n` runs the seeds at positions
+`i, i + n, i + 2n, ...`. Each seed is a full, independent run appended to the
+same JSON-lines store (append-safe across processes), and reports aggregate
+by seed, so `supernet report` merges the shards into the table an unsharded
+sweep gives.
 """
 
 import dataclasses
@@ -127,8 +134,99 @@ def results_path(out_dir, name):
     return Path(out_dir) / "results" / f"{name}.jsonl"
 
 
-def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides=None, verbose=True):
+def parse_seeds(text):
+    """Seeds from `"0,1,5"`, an inclusive range `"0-4"`, or a mix `"0-3,9"`.
+
+    Returns:
+        list of distinct ints, in the order given.
+    """
+    seeds = []
+    for item in str(text).split(","):
+        item = item.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not match:
+            raise ValueError(
+                "Argument `--seeds` must be a comma list of seeds or inclusive "
+                f"ranges, e.g. 0,1,2 or 0-7. Received: --seeds={text}"
+            )
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if last < first:
+            raise ValueError(
+                f"Argument `--seeds` has a range that ends before it starts: {item!r}. "
+                f"Received: --seeds={text}"
+            )
+        seeds.extend(range(first, last + 1))
+    duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
+    if duplicates:
+        raise ValueError(
+            f"Argument `--seeds` lists seeds more than once: {duplicates}. Received: --seeds={text}"
+        )
+    return seeds
+
+
+def parse_shard(text):
+    """`"i/n"` -> `(i, n)`, 0-based shard `i` of `n`, with `0 <= i < n`."""
+    match = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", str(text))
+    if not match:
+        raise ValueError(
+            f"Argument `--shard` must be i/n, e.g. 0/4 (0-based shard i of n). Received: --shard={text}"
+        )
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1:
+        raise ValueError(f"Argument `--shard` needs n >= 1 shards. Received: --shard={text}")
+    if not 0 <= index < count:
+        raise ValueError(
+            f"Argument `--shard` needs 0 <= i < n (shards are 0-based). Received: --shard={text}"
+        )
+    return index, count
+
+
+def shard_runs(runs, shard=None):
+    """The runs of shard `(i, n)`: those whose position modulo `n` is `i`."""
+    if shard is None:
+        return list(runs)
+    index, count = shard
+    return list(runs)[index::count]
+
+
+def run_sweep(name, preset="smoke", seeds=None, out_dir="reports", overrides=None, shard=None, verbose=True):
+    """Run one experiment for several seeds, or only one shard of them.
+
+    Args:
+        name, preset, out_dir, overrides, verbose: as in `run_experiment`.
+        seeds: list of ints; `None` runs the preset's seed once.
+        shard: `None`, or `(i, n)` to run only the seeds at positions `p` with
+            `p % n == i` (see `parse_shard`). Each record then carries
+            `"shard": "i/n"`. With `n > 1` the tables are not rendered
+            after each run (other shards are still writing and would race on
+            the same files): run `supernet report` once every shard is done.
+
+    Returns:
+        list of the records written, possibly empty when this shard has no
+        seeds (e.g. an array job wider than the sweep).
+    """
+    runs = [None] if seeds is None else list(seeds)
+    mine = shard_runs(runs, shard)
+    label = None if shard is None else f"{shard[0]}/{shard[1]}"
+    render = shard is None or shard[1] == 1
+    if verbose and shard is not None:
+        shown = ", ".join("preset seed" if s is None else str(s) for s in mine) or "none"
+        print(f"[{name}] shard {label}: {len(mine)} of {len(runs)} run(s), seeds: {shown}", flush=True)
+    records = [
+        run_experiment(name, preset, seed, out_dir, overrides, verbose, shard=label, render=render)
+        for seed in mine
+    ]
+    if verbose and not render:
+        print(f"[{name}] shard {label} done; after all shards: supernet report --out {out_dir}", flush=True)
+    return records
+
+
+def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides=None, verbose=True, shard=None, render=True):
     """Run one experiment and append its record to the results store.
+
+    Args:
+        shard: optional `"i/n"` label stored in the record (see `run_sweep`).
+        render: re-render the experiment's tables after appending.
 
     Returns:
         The record written (see `supernet.reports.make_record`).
@@ -151,12 +249,12 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
         seed=config.seed,
         metrics=metrics,
         timings=context.timer.as_dict(),
-        extra={"started_utc": started},
+        extra={"started_utc": started, **({"shard": shard} if shard is not None else {})},
     )
     store = reports.ResultsStore(results_path(out_dir, name))
     store.append(record)
     context.log(f"results appended to {store.path}")
-    written = module.report(store.read(), out_dir)
+    written = module.report(store.read(), out_dir) if render else []
     for path in written:
         context.log(f"wrote {path}")
     return record

@@ -35,6 +35,7 @@ __all__ = [
     "pairwise_disagreement",
     "diversity",
     "agreement_matrix",
+    "mean_off_diagonal",
     "linear_cka",
     "knn_accuracy",
     "softmax_vote",
@@ -624,6 +625,35 @@ def agreement_matrix(member_probs_or_preds):
         percentage of the same classifications").
     """
     return 100.0 * (1.0 - pairwise_disagreement(member_probs_or_preds))
+
+
+def mean_off_diagonal(matrix):
+    """Mean of the off-diagonal entries of a square matrix.
+
+    Summarises a pairwise matrix such as `agreement_matrix` by the mean over
+    all ordered pairs of distinct members, leaving out each member's
+    comparison with itself.
+
+    Args:
+        matrix: square array-like of shape `(n, n)` with `n >= 2`.
+
+    Returns:
+        Python float.
+
+    Example:
+
+    >>> mean_off_diagonal([[100.0, 50.0], [70.0, 100.0]])
+    60.0
+
+    Reference:
+        Bukowski & Dzwinel (2020), SuperNet thesis, Figs. 20 and 21 (mean
+        percentage of the same classifications between two nets).
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or len(matrix) < 2:
+        raise ValueError(f"Argument `matrix` must be square with at least 2 rows. Received: shape={matrix.shape}")
+    mask = ~np.eye(len(matrix), dtype=bool)
+    return float(matrix[mask].mean())
 
 
 def diversity(y_true, member_probs):

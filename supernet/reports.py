@@ -38,6 +38,7 @@ __all__ = [
     "run_metadata",
     "make_record",
     "ResultsStore",
+    "get_path",
     "aggregate",
     "format_mean_std",
     "Table",
@@ -461,6 +462,24 @@ def _get_path(record, dotted):
             return None
         value = value[part]
     return value
+
+
+def get_path(record, dotted):
+    """Value at a dotted path of nested dicts, or None where a part is missing.
+
+    Args:
+        record: nested dicts, e.g. one results record.
+        dotted: keys joined by dots, e.g. `"metrics.rows.supernet.test_accuracy"`.
+
+    Returns:
+        The value found, or None if a key is missing or a non-dict is reached.
+
+    Example:
+
+    >>> get_path({"metrics": {"accuracy": 0.9}}, "metrics.accuracy")
+    0.9
+    """
+    return _get_path(record, dotted)
 
 
 def aggregate(records, *, by, metrics):

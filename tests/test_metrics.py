@@ -452,3 +452,15 @@ def test_public_api_is_declared():
     for name in metrics.__all__:
         assert callable(getattr(metrics, name))
         assert getattr(metrics, name).__doc__
+
+
+def test_mean_off_diagonal_hand_value():
+    # Off-diagonal entries 80, 60, 70, 50, 90, 40 -> mean 390 / 6 = 65.
+    matrix = [[100.0, 80.0, 60.0], [70.0, 100.0, 50.0], [90.0, 40.0, 100.0]]
+    assert metrics.mean_off_diagonal(matrix) == pytest.approx(65.0)
+
+
+@pytest.mark.parametrize("matrix", [[[100.0]], [[1.0, 2.0, 3.0]]])
+def test_mean_off_diagonal_rejects_non_square_or_single(matrix):
+    with pytest.raises(ValueError, match="matrix"):
+        metrics.mean_off_diagonal(matrix)

@@ -395,3 +395,11 @@ def test_subsample_is_stratified_and_seeded():
     assert np.sum(labels[idx] == 1) == 10
     assert np.array_equal(idx, reports._subsample(labels, 100, seed=3))
     assert not np.array_equal(idx, reports._subsample(labels, 100, seed=4))
+
+
+def test_get_path_hand_values():
+    record = {"metrics": {"rows": {"supernet": {"test_accuracy": 0.9}}, "scalar": 3}}
+    assert reports.get_path(record, "metrics.rows.supernet.test_accuracy") == 0.9
+    assert reports.get_path(record, "metrics.rows.softmax.test_accuracy") is None
+    # A path that walks through a non-dict value is missing, not an error.
+    assert reports.get_path(record, "metrics.scalar.value") is None

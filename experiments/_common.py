@@ -1,0 +1,148 @@
+"""Orchestration shared by several experiment modules.
+
+Only glue between a frozen `Config` and `supernet/`: loading the dataset a
+config names, caching pre-trained nets in a run's folder, fitting and scoring
+plain Keras classifiers, loss histograms stored in results, report strings.
+Reusable math and models live in `supernet/`.
+"""
+
+import hashlib
+import json
+import time
+
+import keras
+import numpy as np
+
+from supernet import data, metrics
+from supernet.models import thesis_cnn
+from supernet.training import scores
+
+# Config fields that decide which data a net is trained on; part of every cache key.
+_DATA_FIELDS = ("seed", "dataset", "dataset_kwargs", "subset", "validation_size", "batch_size")
+
+
+# === Data ===
+
+
+def load_dataset(config):
+    """`data.load` with `config.dataset`, `validation_size`, `subset`, `seed` and `dataset_kwargs`."""
+    return data.load(
+        config.dataset,
+        validation_size=config.validation_size,
+        subset=config.subset,
+        seed=config.seed,
+        **dict(config.dataset_kwargs),
+    )
+
+
+# === Training ===
+
+
+def timed_fit(model, *args, **kwargs):
+    """`model.fit(*args, **kwargs)`; returns its `{"wall_s", "cpu_s"}`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(*args, **kwargs)
+    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
+def fit_classifier(model, ds, *, learning_rate, epochs, batch_size, patience=None, loss="sparse_categorical_crossentropy"):
+    """Fit `model` with Adam on `ds` (validation split monitored).
+
+    With a `patience`, training stops early on `val_loss` and the best
+    weights are restored. Returns `(history, early_stopping_or_None)`.
+    """
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+    stop = None
+    if patience is not None:
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    history = model.fit(
+        ds.x_train,
+        ds.y_train,
+        validation_data=(ds.x_val, ds.y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=[stop] if stop is not None else [],
+        verbose=0,
+    )
+    return history, stop
+
+
+def split_scores(model, ds, split="test"):
+    """`supernet.training.scores` (accuracy, NLL) of `model` on `ds`'s `split`."""
+    x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+    return scores(y, model.predict(x, verbose=0, batch_size=1024))
+
+
+# === Cache of pre-trained nets in `context.run_dir` ===
+
+
+def cache_key(config, *fields):
+    """Short hash of the data fields of `config` plus `fields`."""
+    payload = {f: getattr(config, f) for f in _DATA_FIELDS + fields}
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def pretrained_cnn(k, ds, config, context, *, prefix="pretrain", save_cost=True):
+    """Independent Table-2 net `k`, trained with Adam or loaded from the cache.
+
+    The cache is `context.run_dir / "cache"`, used when `config.cache` is set;
+    files are named `{prefix}_{key}_{k}` with the key from `cache_key`. With
+    `save_cost` the training's wall / CPU seconds are cached beside the net
+    (and a net without them is not reused).
+
+    Returns:
+        `(model, cost)`, cost holding `wall_s`, `cpu_s` (when known) and `cached`.
+    """
+    stem = context.run_dir / "cache" / f"{prefix}_{cache_key(config, 'pretrain_epochs', 'pretrain_lr')}_{k}"
+    model_path, cost_path = stem.with_suffix(".keras"), stem.with_suffix(".json")
+    if config.cache and model_path.exists() and (cost_path.exists() or not save_cost):
+        model = keras.saving.load_model(model_path, compile=False)
+        cost = json.loads(cost_path.read_text()) if save_cost else {}
+        context.log(f"  net {k + 1}: loaded from {model_path}")
+        return model, dict(cost, cached=True)
+    keras.utils.set_random_seed(1000 * config.seed + k)
+    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes)
+    model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
+    cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
+    if config.cache:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(model_path)
+        if save_cost:
+            cost_path.write_text(json.dumps(cost))
+    return model, dict(cost, cached=False)
+
+
+# === Loss histograms (stored as counts, redrawn by the reports) ===
+
+
+def loss_edges(config):
+    """Log-spaced bin edges from `config.loss_hist_min`, `loss_hist_max`, `loss_hist_bins`."""
+    return np.logspace(np.log10(config.loss_hist_min), np.log10(config.loss_hist_max), config.loss_hist_bins + 1)
+
+
+def loss_histogram(y, probs, edges):
+    """Counts of per-sample cross-entropies over `edges` (clipped into range)."""
+    losses = metrics.per_sample_cross_entropy(y, probs)
+    losses = np.clip(losses, edges[0], np.nextafter(edges[-1], 0))
+    return np.histogram(losses, bins=edges)[0].astype(int).tolist()
+
+
+def losses_from_histogram(counts, edges):
+    """Pseudo-samples at the geometric bin centres, to redraw a stored histogram."""
+    edges = np.asarray(edges, dtype=float)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    return np.repeat(centres, np.asarray(counts, dtype=int))
+
+
+# === Report strings ===
+
+
+def verdict(ok):
+    """`"confirmed"` or `"not confirmed"`, for a thesis claim checked in a caption."""
+    return "confirmed" if ok else "not confirmed"
+
+
+def hms(seconds):
+    """Seconds as `HH:MM:SS`, rounded to the second."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

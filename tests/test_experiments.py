@@ -90,3 +90,20 @@ def test_same_seed_same_metrics(tmp_path):
 def test_readme_lists_every_experiment():
     readme = (ROOT / "README.md").read_text()
     assert experiment.markdown_index() in readme, "README's experiment table is stale: paste `supernet list --markdown`"
+
+
+def test_chapter3_summary_quotes_verdicts_by_column(tmp_path):
+    report = tmp_path / "table6_head_init" / "table6_head_init_cpu_findings.md"
+    report.parent.mkdir()
+    report.write_text(
+        "### findings\n\nCaption. Thesis claim X: not confirmed.\n\n"
+        "| dataset | claim | ours (mean of 3 seeds) | thesis |\n| --- | --- | --- | --- |\n"
+        "| F-MNIST | worst loss | random -> not confirmed | copied -> confirmed |\n"
+    )
+    smoke = tmp_path / "table6_head_init" / "table6_head_init_smoke_findings.md"
+    smoke.write_text("Thesis claim Y: confirmed.\n")
+    summary = experiment.chapter3_summary(tmp_path, [report, smoke]).read_text()
+    assert "F-MNIST: worst loss: **random -> not confirmed**" in summary
+    assert "Thesis claim X: not confirmed." in summary
+    assert "claim Y" not in summary  # smoke runs are not evidence
+    assert "no stored run yet" in summary  # e.g. claim 4 has no report here

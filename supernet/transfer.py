@@ -201,9 +201,19 @@ def set_trainable(model, trainable="all", last_k=1):
             )
         kept = list(stages)[-last_k:]
         first = min(names.index(name) for s in kept for name in stages[s])
+    # Layers frozen by construction (e.g. ResNet50's fixed ImageNet
+    # preprocessing) stay frozen whatever `trainable` asks for.
+    base = _base_trainable(model)
     for i, layer in enumerate(model.layers):
-        layer.trainable = i >= first
+        layer.trainable = base[layer.name] and i >= first
     return int(sum(int(np.prod(v.shape)) for v in model.trainable_weights))
+
+
+def _base_trainable(model):
+    """The model's trainable flags as first seen by `set_trainable`."""
+    if not hasattr(model, "_supernet_base_trainable"):
+        model._supernet_base_trainable = {layer.name: layer.trainable for layer in model.layers}
+    return model._supernet_base_trainable
 
 
 # === Shared training pieces ===
@@ -235,8 +245,9 @@ def _sgd(schedule, momentum, weight_decay):
 def _snapshot(model):
     member = keras.models.clone_model(model)
     member.set_weights(model.get_weights())
+    base = _base_trainable(model)
     for layer in member.layers:
-        layer.trainable = True
+        layer.trainable = base.get(layer.name, True)
     return member
 
 

@@ -49,7 +49,7 @@ def test_member_early_stopping_needs_a_fused_model_and_valid_arguments():
     x, y = _data()
     plain = keras.Sequential([keras.Input((D,)), keras.layers.Dense(C, activation="softmax")])
     plain.compile("sgd", "sparse_categorical_crossentropy")
-    with pytest.raises(ValueError, match="GroupedDense"):
+    with pytest.raises(ValueError, match="PartitionedMLP"):
         plain.fit(x, y, epochs=1, verbose=0, callbacks=[MemberEarlyStopping((x, y))])
     with pytest.raises(ValueError, match="monitor"):
         MemberEarlyStopping((x, y), monitor="auc")
@@ -79,3 +79,27 @@ def test_time_to_accuracy_reports_none_when_never_reached():
     assert timer.reached_epoch is None and timer.wall_s is None and len(timer.scores) == 2
     with pytest.raises(ValueError, match="target"):
         TimeToAccuracy((x, y), target=1.5)
+
+
+def test_member_early_stopping_patience_zero_follows_keras():
+    # patience=0 stops at the first epoch without improvement, not after epoch 1.
+    x, y = _data(0)
+    keras.utils.set_random_seed(1)
+    fused = PartitionedMLP(D, [16], C, num_members=2)
+    fused.compile(optimizer=keras.optimizers.SGD(0.05))
+    stopper = MemberEarlyStopping(_data(1, n=32), patience=0)
+    history = fused.fit(x, y, batch_size=16, epochs=30, shuffle=False, callbacks=[stopper], verbose=0)
+    assert len(history.history["loss"]) > 1
+    assert all(1 <= e < len(history.history["loss"]) + 1 for e in stopper.best_epochs)
+
+
+def test_member_early_stopping_rejects_merged_head_and_bad_data():
+    x, y = _data()
+    merged = PartitionedMLP(D, [8], C, num_members=2, head="merged")
+    merged.compile()
+    with pytest.raises(ValueError, match="head='members'"):
+        merged.fit(x, y, epochs=1, verbose=0, callbacks=[MemberEarlyStopping((x, y))])
+    with pytest.raises(ValueError, match="validation_data"):
+        MemberEarlyStopping(x)
+    config = MemberEarlyStopping((x, y), patience=3).get_config()
+    assert MemberEarlyStopping.from_config({**config, "validation_data": (x, y)}).patience == 3

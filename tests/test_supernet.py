@@ -127,18 +127,30 @@ def test_fit_changes_only_the_head(members):
     x, y = seeded_data(d=D, classes=C)
     model = build_supernet(members, downscale=2.0)
     member_weights = [weights_of(m) for m in _as_sequential_members_of(members)]
+    own_members = _frozen_copies(model)
+    own_before = [weights_of(layer) for layer in own_members]
     head_before = weights_of(model.get_layer("supernet_head"))
     assert len(model.trainable_weights) == 2
     model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert_weights_equal(head_before, weights_of(model.get_layer("supernet_head")), equal=False)
+    # The SuperNet's own copies of the members are frozen ...
+    for before, layer in zip(own_before, own_members):
+        assert_weights_equal(before, weights_of(layer))
+    # ... and the caller's members are untouched.
     for before, member in zip(member_weights, _as_sequential_members_of(members)):
         assert_weights_equal(before, weights_of(member))
 
 
 def _as_sequential_members_of(members):
-    """The member models themselves (not copies), whose weights the SuperNet shares."""
+    """The caller's member models (the SuperNet holds copies of them)."""
     return [members] if isinstance(members, PartitionedMLP) else members
+
+
+def _frozen_copies(model):
+    copies = [layer for layer in model.layers if isinstance(layer, FrozenModel)]
+    assert copies, "a SuperNet with frozen members wraps them in FrozenModel"
+    return copies
 
 
 @pytest.mark.parametrize("kind", ["sequential", "fused"])
@@ -295,11 +307,17 @@ def test_conv_members_supernet_keeps_batchnorm_statistics():
     logits = sum(f @ w for f, (w, _) in zip(features, kernels))
     logits = (logits + np.mean([b for _, b in kernels], axis=0)) / 2.0
     np.testing.assert_allclose(_probs(model, x), special.softmax(logits, axis=-1), atol=1e-5)
+    own = [weights_of(layer) for layer in _frozen_copies(model)]
+    # The copies carry the members' moving statistics, which are not this data's.
+    for b, o in zip(before, own):
+        assert_weights_equal(b[: len(o)], o)  # all but the member's own softmax layer
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    for b, member in zip(before, members):
-        assert_weights_equal(b, weights_of(member))
     fit_head(model, x, y, batch_size=8, epochs=1, verbose=0)
+    # BatchNormalization inside the SuperNet ran in inference mode: its moving
+    # mean/variance (part of weights_of) are bit-identical after both fits.
+    for b, layer in zip(own, _frozen_copies(model)):
+        assert_weights_equal(b, weights_of(layer))
     for b, member in zip(before, members):
         assert_weights_equal(b, weights_of(member))
     assert model.supernet_info["num_members"] == 2

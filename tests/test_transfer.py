@@ -220,3 +220,15 @@ def test_resnet50_one_train_step():
     history = model.fit(x, np.array([0, 1]), epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert time.time() - start < 300
+
+
+def test_set_trainable_keeps_layers_frozen_by_construction(tiny):
+    # e.g. ResNet50's fixed ImageNet preprocessing: "all" must not unfreeze it.
+    model = transfer_model(tiny[1], 3)
+    fixed = model.layers[1]
+    fixed.trainable = False
+    for mode in ("head", "all", "last_k_stages"):
+        transfer.set_trainable(model, mode, last_k=1)
+        assert not fixed.trainable, mode
+    assert transfer._snapshot(model).layers[1].trainable is False
+    assert model.layers[-1].trainable  # the head is trainable in every mode

@@ -32,7 +32,7 @@ class MemberEarlyStopping(keras.callbacks.Callback):
         stopped_epoch: 1-based epoch at which training stopped (0 if never).
 
     Example:
-    >>> stop = MemberEarlyStopping((x_val, y_val), patience=5)
+    >>> stop = MemberEarlyStopping((x_val, y_val), patience=5)  # doctest: +SKIP
     >>> model.fit(x, y, epochs=100, callbacks=[stop])  # doctest: +SKIP
 
     Reference:
@@ -43,6 +43,11 @@ class MemberEarlyStopping(keras.callbacks.Callback):
         super().__init__()
         if monitor not in ("loss", "accuracy"):
             raise ValueError(f"Argument `monitor` must be 'loss' or 'accuracy'. Received: monitor={monitor!r}")
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise ValueError(
+                "Argument `validation_data` must be a tuple (x_val, y_val). "
+                f"Received: validation_data of type {type(validation_data).__name__}"
+            )
         if patience < 0:
             raise ValueError(f"Argument `patience` must be >= 0. Received: patience={patience}")
         self.validation_data = validation_data
@@ -57,12 +62,16 @@ class MemberEarlyStopping(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         layers = self._grouped_layers()
-        if not layers:
-            raise ValueError("MemberEarlyStopping needs a fused model with GroupedDense layers (a PartitionedMLP).")
+        if not layers or len(self.model.outputs[0].shape) != 3:
+            raise ValueError(
+                "MemberEarlyStopping needs a fused model with one softmax per member, "
+                "output (batch, K, classes): a PartitionedMLP with head='members'."
+            )
         self.num_members = layers[-1].num_members
         self.best = np.full(self.num_members, np.inf)
         self.best_epochs = [0] * self.num_members
         self.wait = np.zeros(self.num_members, int)
+        self.done = np.zeros(self.num_members, bool)
         self.best_weights = [None] * self.num_members
         self.stopped_epoch = 0
 
@@ -78,8 +87,14 @@ class MemberEarlyStopping(keras.callbacks.Callback):
         return np.asarray(per_member)
 
     def on_epoch_end(self, epoch, logs=None):
+        # Keras's EarlyStopping rule, per member: a member that has run out of
+        # patience is done for good, although the fused model keeps stepping
+        # it until every member is done; its best weights are restored.
         scores = self._scores()
         for k, score in enumerate(scores):
+            if self.done[k]:
+                continue
+            self.wait[k] += 1
             if score < self.best[k] - self.min_delta:
                 self.best[k] = score
                 self.best_epochs[k] = epoch + 1
@@ -89,11 +104,11 @@ class MemberEarlyStopping(keras.callbacks.Callback):
                         [keras.ops.convert_to_numpy(w)[k].copy() for w in layer.weights]
                         for layer in self._grouped_layers()
                     ]
-            else:
-                self.wait[k] += 1
+            elif self.wait[k] >= self.patience and epoch > 0:
+                self.done[k] = True
         if logs is not None:
             logs[f"val_member_{self.monitor}_best"] = float(np.mean(np.abs(self.best)))
-        if np.all(self.wait >= self.patience):
+        if self.done.all():
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
 
@@ -110,11 +125,16 @@ class MemberEarlyStopping(keras.callbacks.Callback):
             layer.set_weights(weights)
 
     def get_config(self):
+        # The validation arrays are data, not configuration: pass them again,
+        # `MemberEarlyStopping.from_config({**config, "validation_data": (x, y)})`.
         return {
-            "validation_data": None,
             "monitor": self.monitor,
             "patience": self.patience,
             "min_delta": self.min_delta,
             "restore_best_weights": self.restore_best_weights,
             "batch_size": self.batch_size,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

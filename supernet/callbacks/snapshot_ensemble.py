@@ -87,11 +87,18 @@ class SnapshotEnsemble(keras.callbacks.Callback):
     taken at the end of that call and a warning names both steps.
 
     Example:
-    >>> schedule = supernet.schedules.SnapshotCosine(0.1, total_steps=40 * steps, num_cycles=5)
+    >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    >>> from supernet.schedules import SnapshotCosine
+    >>> schedule = SnapshotCosine(0.1, total_steps=8 * 4, num_cycles=4)  # 8 epochs of 4 steps
     >>> model.compile(keras.optimizers.SGD(schedule, momentum=0.9), "sparse_categorical_crossentropy")
     >>> snapshots = SnapshotEnsemble(schedule)
-    >>> model.fit(x, y, epochs=40, callbacks=[snapshots])  # doctest: +SKIP
-    >>> members = snapshots.models()  # doctest: +SKIP
+    >>> _ = model.fit(x, y, batch_size=8, epochs=8, callbacks=[snapshots], verbose=0)
+    >>> snapshots.snapshot_steps_taken
+    [7, 15, 23, 31]
+    >>> len(snapshots.models())
+    4
 
     Reference:
         Huang et al. 2017 (Snapshot Ensembles); Garipov et al. 2018 (FGE);

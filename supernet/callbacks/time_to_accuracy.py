@@ -53,7 +53,7 @@ class TimeToAccuracy(keras.callbacks.Callback):
             return float(self.score_fn(y, probs))
         if probs.ndim == 3:
             probs = probs.mean(axis=1)
-        return float(np.mean(np.argmax(probs, axis=-1) == np.asarray(y)))
+        return float(np.mean(np.argmax(probs, axis=-1) == np.asarray(y).reshape(-1)))
 
     def on_epoch_end(self, epoch, logs=None):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -69,4 +69,10 @@ class TimeToAccuracy(keras.callbacks.Callback):
         self._excluded[1] += time.process_time() - cpu
 
     def get_config(self):
-        return {"validation_data": None, "target": self.target, "offset": list(self.offset), "stop": self.stop}
+        # The validation arrays are data, not configuration: pass them again
+        # to `from_config` as `validation_data`.
+        return {"target": self.target, "offset": list(self.offset), "stop": self.stop}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

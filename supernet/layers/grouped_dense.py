@@ -77,7 +77,7 @@ class GroupedDense(keras.layers.Layer):
 
     Example:
     >>> layer = GroupedDense(num_members=3, units=4)
-    >>> layer(np.ones((2, 5))).shape
+    >>> tuple(layer(np.ones((2, 5))).shape)
     (2, 3, 4)
 
     Reference:
@@ -188,7 +188,8 @@ class GroupedDense(keras.layers.Layer):
         # softmax must normalise over each member's own units only.
         out_mask = ops.cast(self._mask[:, 0, :], outputs.dtype)
         if self.activation is keras.activations.softmax:
-            outputs = outputs + (1.0 - out_mask) * -1e9
+            # -1e4 is "minus infinity" for a softmax yet finite in float16.
+            outputs = ops.where(out_mask > 0, outputs, ops.full_like(outputs, -1e4))
         return self.activation(outputs) * out_mask
 
     def compute_output_shape(self, input_shape):

@@ -215,8 +215,8 @@ class PartitionedMLP(keras.Model):
         self.hidden_units = [list(w) for w in widths] if per_member else [int(u) for u in hidden_units]
         self.num_classes = int(num_classes)
         self.num_members = int(num_members)
-        self.dropout = dropout if isinstance(dropout, (int, float)) else list(dropout)
-        self.l2 = l2 if isinstance(l2, (int, float)) else list(l2)
+        self.dropout = float(dropout) if np.ndim(dropout) == 0 else [float(r) for r in dropout]
+        self.l2 = float(l2) if np.ndim(l2) == 0 else [float(f) for f in l2]
         self.activation = activation
         self.head = head
         self.seed = seed

@@ -34,7 +34,7 @@ def _member_parts(member, index=0):
         feature_model = keras.Model(member.inputs, features, name=f"member{index}_features")
         kernel = keras.ops.convert_to_numpy(last.kernel)
         bias = keras.ops.convert_to_numpy(last.bias)
-        return feature_model, kernel.reshape(-1, kernel.shape[-1]), bias.mean(axis=0), last.units[0]
+        return feature_model, kernel.reshape(-1, kernel.shape[-1]), bias, last.units[0]
     if not (isinstance(last, keras.layers.Dense) and _is_softmax(last.activation)):
         raise ValueError(
             f"The last layer of member {member.name!r} must be a Dense layer with a "
@@ -44,7 +44,7 @@ def _member_parts(member, index=0):
     # Named by position: clones and snapshots of one net share its name.
     feature_model = keras.Model(member.inputs, last.input, name=f"member{index}_features")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in last.weights)
-    return feature_model, kernel, bias, last.units
+    return feature_model, kernel, bias[None, :], last.units
 
 
 def _copy_model(model):
@@ -127,6 +127,7 @@ def build_supernet(
         `init`, `downscale` and the number of members.
 
     Example:
+    >>> from supernet.models import mlp
     >>> members = [mlp(64, [16], 10) for _ in range(3)]
     >>> model = build_supernet(members, downscale=3.0)
     >>> model.compile("adam", "sparse_categorical_crossentropy")
@@ -139,17 +140,23 @@ def build_supernet(
     members = _validate_members(members)
     if init not in INITS:
         raise ValueError(f"Argument `init` must be one of {INITS}. Received: init={init!r}")
-    if not isinstance(downscale, str) or downscale != "auto":
-        if not isinstance(downscale, (int, float, np.number)) or not np.isfinite(downscale) or downscale <= 0:
-            raise ValueError(
-                f"Argument `downscale` must be > 0 or 'auto'. Received: downscale={downscale}"
-            )
-    elif init != "copy":
-        raise ValueError("Argument `downscale='auto'` requires init='copy'. Received: init='random'")
-    elif validation_data is None:
+    auto = isinstance(downscale, str) and downscale == "auto"
+    if not auto and (
+        isinstance(downscale, (str, bool))
+        or not isinstance(downscale, (int, float, np.number))
+        or not np.isfinite(downscale)
+        or downscale <= 0
+    ):
+        raise ValueError(f"Argument `downscale` must be > 0 or 'auto'. Received: downscale={downscale!r}")
+    if init == "random" and (auto or downscale != 1.0):
+        raise ValueError(
+            "Argument `downscale` only applies to copied weights (init='copy'). "
+            f"Received: init='random', downscale={downscale!r}"
+        )
+    if auto and validation_data is None:
         raise ValueError("Argument `validation_data=(x_val, y_val)` is required for downscale='auto'.")
-    if l2 < 0:
-        raise ValueError(f"Argument `l2` must be >= 0. Received: l2={l2}")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.number)) or l2 < 0:
+        raise ValueError(f"Argument `l2` must be a number >= 0. Received: l2={l2!r}")
 
     parts = [_member_parts(m, k) for k, m in enumerate(members)]
     num_classes = {p[3] for p in parts}
@@ -184,8 +191,9 @@ def build_supernet(
     factor = 1.0
     if init == "copy":
         kernel = np.concatenate([p[1] for p in parts], axis=0)
-        bias = np.mean([p[2] for p in parts], axis=0)
-        if downscale == "auto":
+        # One mean over every member's bias, fused members counted one by one.
+        bias = np.concatenate([p[2] for p in parts], axis=0).mean(axis=0)
+        if auto:
             x_val, y_val = validation_data
             feats = supernet_features(model).predict(x_val, verbose=0, batch_size=1024)
             factor = choose_downscale(merged_logits(feats, kernel, bias), y_val)

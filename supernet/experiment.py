@@ -254,7 +254,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     store = reports.ResultsStore(results_path(out_dir, name))
     store.append(record)
     context.log(f"results appended to {store.path}")
-    written = module.report(store.read(), out_dir) if render else []
+    written = module.report(reports.latest_runs(store.read()), out_dir) if render else []
     for path in written:
         context.log(f"wrote {path}")
     return record
@@ -369,7 +369,7 @@ def render_reports(out_dir="reports", names=None):
     written, index = [], []
     for name in names or EXPERIMENTS:
         module = load_module(name)
-        records = reports.ResultsStore(results_path(out_dir, name)).read()
+        records = reports.latest_runs(reports.ResultsStore(results_path(out_dir, name)).read())
         if not records:
             continue
         paths = module.report(records, out_dir)

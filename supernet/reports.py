@@ -40,6 +40,7 @@ __all__ = [
     "ResultsStore",
     "get_path",
     "aggregate",
+    "latest_runs",
     "format_mean_std",
     "Table",
     "to_markdown",
@@ -480,6 +481,32 @@ def get_path(record, dotted):
     0.9
     """
     return _get_path(record, dotted)
+
+
+def latest_runs(records):
+    """The last record of every (experiment, preset, seed, shard-free config).
+
+    Re-running a seed (after a crash, or by mistake) replaces its earlier
+    record in tables instead of counting the seed twice; the store itself
+    keeps every line.
+
+    Example:
+
+    >>> runs = [{"experiment": "e", "preset": "cpu", "seed": 0, "config": {}, "metrics": {"a": a}}
+    ...         for a in (1, 2)]
+    >>> [r["metrics"]["a"] for r in latest_runs(runs)]
+    [2]
+    """
+    latest = {}
+    for record in records:
+        key = json.dumps(
+            [record.get("experiment"), record.get("preset"), record.get("seed"), record.get("config")],
+            sort_keys=True,
+            default=str,
+        )
+        latest.pop(key, None)  # keep first-seen order of the surviving runs
+        latest[key] = record
+    return list(latest.values())
 
 
 def aggregate(records, *, by, metrics):

@@ -148,6 +148,40 @@ def bench_inference(fused, members, x, repeats=3):
     }
 
 
+def _precision_data(num_samples, seed=0):
+    """Fashion-MNIST (mirror or download) when available, else generated data."""
+    from supernet import data
+
+    try:
+        ds = data.fashion_mnist(subset=num_samples, validation_size=0, seed=seed)
+        return ds, "Fashion-MNIST"
+    except (FileNotFoundError, OSError, ValueError) as error:
+        ds = data.synthetic(input_shape=(784,), num_classes=10, num_train=num_samples, num_test=2000, validation_size=0, seed=seed)
+        return ds, f"synthetic data (Fashion-MNIST unavailable: {type(error).__name__})"
+
+
+def bench_precision(policy, ds, *, num_members=6, hidden=(200, 466, 466), epochs=2, batch_size=512, seed=0):
+    """Fused training time and softmax-vote test accuracy under a dtype policy."""
+    import keras
+
+    from supernet.models import PartitionedMLP
+
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(seed)
+        model = PartitionedMLP(ds.input_shape[0], list(hidden), ds.num_classes, num_members=num_members, dropout=0.2)
+        model.compile(optimizer="adam")
+        model.fit(ds.x_train[: batch_size * 2], ds.y_train[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)
+        start = time.perf_counter()
+        model.fit(ds.x_train, ds.y_train, batch_size=batch_size, epochs=epochs, verbose=0)
+        seconds = time.perf_counter() - start
+        probs = np.asarray(model.predict(ds.x_test, batch_size=1024, verbose=0), dtype="float32").mean(axis=1)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return {"seconds": seconds, "accuracy": float(np.mean(probs.argmax(axis=-1) == ds.y_test))}
+
+
 def _backend_worker(spec):
     """Runs in a subprocess whose `KERAS_BACKEND` is set: times both workloads."""
     import keras
@@ -319,6 +353,23 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
     )
     rows.append(["SuperNet inference (samples/s)", f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference['supernet_per_s']:.0f}", f"{inference['speedup_supernet']:.2f}x", ">= 2x"])
     rows.append(["fused SuperNet inference (samples/s)", f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference['fused_supernet_per_s']:.0f}", f"{inference['speedup_fused_supernet']:.2f}x", ">= 2x"])
+
+    precision_samples = 12_000 if quick else 30_000
+    ds, source = _precision_data(precision_samples)
+    say(f"precision: fused training on {len(ds.x_train)} samples of {source}, 2 epochs, batch 512, fp32 vs mixed_bfloat16 ...")
+    fp32 = bench_precision("float32", ds)
+    bf16 = bench_precision("mixed_bfloat16", ds)
+    say(
+        f"  float32 {fp32['seconds']:.1f}s, test acc {100 * fp32['accuracy']:.2f}%; mixed_bfloat16 "
+        f"{bf16['seconds']:.1f}s, test acc {100 * bf16['accuracy']:.2f}%"
+    )
+    rows.append([
+        f"fused training, mixed_bfloat16 ({source})",
+        f"{fp32['seconds']:.1f} s, acc {100 * fp32['accuracy']:.2f}% (float32)",
+        f"{bf16['seconds']:.1f} s, acc {100 * bf16['accuracy']:.2f}%",
+        f"{fp32['seconds'] / bf16['seconds']:.2f}x",
+        "option if accuracy holds",
+    ])
 
     backend_notes = []
     if backends:

@@ -33,7 +33,6 @@ from pathlib import Path
 from supernet import reports
 
 
-
 def _discover():
     import experiments
 
@@ -257,6 +256,11 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     written = module.report(reports.latest_runs(store.read()), out_dir) if render else []
     for path in written:
         context.log(f"wrote {path}")
+    if verbose:
+        # The run's tables, aggregated over every stored seed of this preset.
+        for path in written:
+            if Path(path).suffix == ".md" and _preset_of(path, list(module.PRESETS)) == preset:
+                print("\n" + Path(path).read_text(), flush=True)
     return record
 
 

@@ -191,6 +191,32 @@ def _clock(seconds):
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _one_sided_finding(runs, tag, thesis_ratio):
+    """Verdict when no run has both models at the target.
+
+    Where the SuperModel reached it and the single net did not within the
+    epoch cap, the single net's whole training stage (which also holds its
+    per-epoch validation passes) bounds its time from below, so the ratio is
+    at most SuperModel time / that stage time.
+    """
+    bounds = []
+    for run in runs:
+        result = run["metrics"][tag]
+        if result["supermodel"]["reached"] and not result["single"]["reached"]:
+            single_cpu = run["timings"][f"single_{tag}"]["cpu_s"]
+            bounds.append(result["supermodel"]["cpu_s"] / single_cpu)
+    if not bounds:
+        return ("No run where both models reached the target, so no time ratio; the thesis claim "
+                f"(SuperModel faster, CPU ratio {thesis_ratio:.2f}) cannot be checked at this budget.")
+    goal = f" Issue goal ratio <= 0.5: {'met' if max(bounds) <= 0.5 else 'not shown'} (CPU)." if tag == "fmnist" else ""
+    return (
+        f"In {len(bounds)} of {len(runs)} run(s) the SuperModel reached the target and the single net did not "
+        f"within the epoch cap, so the CPU time ratio is at most {max(bounds):.2f} (SuperModel time to target / "
+        f"the single net's whole training stage; thesis CPU ratio {thesis_ratio:.2f}). Thesis claim, the "
+        f"SuperModel reaches the target faster: confirmed.{goal}"
+    )
+
+
 def report(records, out_dir):
     """Tables 10 and 11 per preset with the SuperModel/single time ratios."""
     written = []
@@ -242,8 +268,7 @@ def report(records, out_dir):
                     f"target faster: {'confirmed' if ratio_cpu['mean'] < 1 else 'not confirmed'}.{goal}"
                 )
             else:
-                finding = ("No run where both models reached the target, so no time ratio; the thesis claim "
-                           f"(SuperModel faster, CPU ratio {thesis_ratio:.2f}) cannot be checked at this budget.")
+                finding = _one_sided_finding(runs, tag, thesis_ratio)
             caption = (
                 f"Preset `{preset}`, mean ± std over {n} seed(s) (times and epochs over the runs that reached "
                 f"the target). Target: {config[f'{tag}_target']:.0%} validation accuracy; val loss and test accuracy "

@@ -62,13 +62,13 @@ def matmul_peak(dtype="float32", size=2048, repeats=5):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        matmul = tf.function(lambda: ops.sum(ops.matmul(a, b)), jit_compile=False)
+        matmul = tf.function(lambda: ops.cast(ops.sum(ops.matmul(a, b)), "float32"), jit_compile=False)
     elif keras.backend.backend() == "jax":
         import jax
 
-        matmul = jax.jit(lambda: ops.sum(ops.matmul(a, b)))
+        matmul = jax.jit(lambda: ops.cast(ops.sum(ops.matmul(a, b)), "float32"))
     else:
-        matmul = lambda: ops.sum(ops.matmul(a, b))  # noqa: E731
+        matmul = lambda: ops.cast(ops.sum(ops.matmul(a, b)), "float32")  # noqa: E731
     ops.convert_to_numpy(matmul())
     seconds = _best_of(lambda: ops.convert_to_numpy(matmul()), repeats)
     return 2 * size**3 / seconds / 1e9

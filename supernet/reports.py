@@ -159,6 +159,9 @@ def _dist_version(*names):
     return None
 
 
+_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "XLA_FLAGS")
+
+
 @functools.lru_cache(maxsize=None)
 def _static_metadata():
     # Versions, backend and host cannot change within a process; importing
@@ -184,6 +187,9 @@ def _static_metadata():
         "versions": {k: v for k, v in versions.items() if v is not None},
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        # Thread caps change timings (a 1-thread run is slower per process
+        # but two of them share 2 cores better), so they go with the record.
+        "thread_env": {key: os.environ[key] for key in _THREAD_VARIABLES if key in os.environ},
         "platform": platform.platform(),
     }
 
@@ -202,7 +208,8 @@ def run_metadata():
         checkout or before the first commit), `git_dirty` (bool, or None
         when unknown), `backend` (`keras.backend.backend()`), `versions`
         (python, keras, tensorflow and jax when installed, numpy, sklearn),
-        `hostname`, `cpu_count` and `platform`.
+        `hostname`, `cpu_count`, `platform` and `thread_env` (the
+        thread-count environment variables that were set).
 
     Example:
 

@@ -82,11 +82,25 @@ def test_thesis_cnn_one_fit_step_and_save_load(cnn, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"num_classes": 1}, "num_classes"), ({"l2": -1.0}, "l2"), ({"input_shape": (4, 4, 3)}, "input_shape")],
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"l2": -1.0}, "l2"),
+        ({"input_shape": (4, 4, 3)}, "input_shape"),
+        ({"bn_momentum": 1.0}, "bn_momentum"),
+        ({"bn_momentum": 0.0}, "bn_momentum"),
+    ],
 )
 def test_thesis_cnn_bad_args(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         thesis_cnn(**kwargs)
+
+
+@pytest.mark.parametrize("build", [thesis_cnn, lambda **kw: vgg16(dense_units=8, **kw)])
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_bn_momentum_reaches_every_batchnorm(build, momentum):
+    model = build() if momentum is None else build(bn_momentum=momentum)
+    norms = [layer for layer in model.layers if isinstance(layer, BN)]
+    assert norms and {layer.momentum for layer in norms} == {0.99 if momentum is None else momentum}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +136,12 @@ def test_vgg16_one_train_step_and_save_load(vgg, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"input_shape": (16, 16, 3)}, "input_shape"), ({"dropout": 1.0}, "dropout"), ({"num_classes": 0}, "num_classes")],
+    [
+        ({"input_shape": (16, 16, 3)}, "input_shape"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"bn_momentum": -0.1}, "bn_momentum"),
+    ],
 )
 def test_vgg16_bad_args(kwargs, argument):
     with pytest.raises(ValueError, match=argument):

@@ -15,6 +15,7 @@ def vgg16(
     l2=5e-4,
     dropout=0.5,
     dense_units=512,
+    bn_momentum=0.99,
     name="vgg16",
 ):
     """VGG-16 for CIFAR-sized inputs, as a plain `keras.Sequential`.
@@ -33,6 +34,9 @@ def vgg16(
             5e-4).
         dropout: float in [0, 1), rate of the two classifier Dropout layers.
         dense_units: int >= 1, width of the hidden classifier layer.
+        bn_momentum: float in (0, 1), momentum of the BatchNormalization
+            moving statistics (Keras default 0.99; short runs need less,
+            see `thesis_cnn`).
         name: model name.
 
     Returns:
@@ -61,6 +65,8 @@ def vgg16(
         raise ValueError(f"Argument `dropout` must be in [0, 1). Received: dropout={dropout}")
     if not isinstance(dense_units, numbers.Integral) or dense_units < 1:
         raise ValueError(f"Argument `dense_units` must be an int >= 1. Received: dense_units={dense_units}")
+    if not 0 < bn_momentum < 1:
+        raise ValueError(f"Argument `bn_momentum` must be in (0, 1). Received: bn_momentum={bn_momentum}")
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
 
     layers = [keras.Input(shape=input_shape)]
@@ -74,7 +80,7 @@ def vgg16(
             keras.layers.Conv2D(
                 item, 3, padding="same", kernel_regularizer=regularizer, name=f"block{block}_conv{conv}"
             ),
-            keras.layers.BatchNormalization(name=f"block{block}_bn{conv}"),
+            keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{block}_bn{conv}"),
             keras.layers.Activation("relu", name=f"block{block}_relu{conv}"),
         ]
         conv += 1
@@ -82,7 +88,7 @@ def vgg16(
         keras.layers.Flatten(name="flatten"),
         keras.layers.Dropout(dropout, name="fc_dropout1"),
         keras.layers.Dense(dense_units, kernel_regularizer=regularizer, name="fc"),
-        keras.layers.BatchNormalization(name="fc_bn"),
+        keras.layers.BatchNormalization(momentum=bn_momentum, name="fc_bn"),
         keras.layers.Activation("relu", name="fc_relu"),
         keras.layers.Dropout(dropout, name="fc_dropout2"),
         keras.layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer, name="predictions"),

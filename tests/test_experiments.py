@@ -92,7 +92,7 @@ def test_readme_lists_every_experiment():
     assert experiment.markdown_index() in readme, "README's experiment table is stale: paste `supernet list --markdown`"
 
 
-def test_chapter3_summary_quotes_verdicts_by_column(tmp_path):
+def test_claims_summary_quotes_verdicts_by_column(tmp_path):
     report = tmp_path / "table6_head_init" / "table6_head_init_cpu_findings.md"
     report.parent.mkdir()
     report.write_text(
@@ -102,8 +102,20 @@ def test_chapter3_summary_quotes_verdicts_by_column(tmp_path):
     )
     smoke = tmp_path / "table6_head_init" / "table6_head_init_smoke_findings.md"
     smoke.write_text("Thesis claim Y: confirmed.\n")
-    summary = experiment.chapter3_summary(tmp_path, [report, smoke]).read_text()
+    summary = experiment.claims_summary(tmp_path, [report, smoke]).read_text()
     assert "F-MNIST: worst loss: **random -> not confirmed**" in summary
     assert "Thesis claim X: not confirmed." in summary
     assert "claim Y" not in summary  # smoke runs are not evidence
     assert "no stored run yet" in summary  # e.g. claim 4 has no report here
+
+
+def test_every_summary_claim_names_known_experiments(tmp_path):
+    for filename, _, claims in experiment.SUMMARIES:
+        for _, names in claims:
+            assert set(names) <= set(experiment.EXPERIMENTS), (filename, names)
+    report = tmp_path / "table12_conv_supernet" / "table12_conv_supernet_cpu.md"
+    report.parent.mkdir()
+    report.write_text("Finding: SuperNet > softmax > majority: confirmed.\n")
+    chapter4 = experiment.claims_summary(tmp_path, [report], experiment.SUMMARIES[1]).read_text()
+    assert chapter4.startswith("### Thesis chapter 4")
+    assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: Finding: SuperNet > softmax > majority: confirmed." in chapter4

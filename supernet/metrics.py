@@ -271,7 +271,7 @@ def per_sample_cross_entropy(y_true, probs, eps=1e-12):
 
 
 def logit_margin(y_true, logits):
-    """Per-sample logit gap `l_y - max_{i != y} l_i` (> 0 iff correct).
+    """Per-sample logit gap `l_y - max_{i != y} l_i` (> 0 iff `y` is the unique arg-max).
 
     Args:
         y_true: `(num_samples,)` integer labels.

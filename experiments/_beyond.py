@@ -11,15 +11,28 @@ import numpy as np
 from supernet import metrics, reports
 
 
-def inference_cost(model, x, *, repeats=3, batch_size=1024):
-    """Parameters and best-of-`repeats` wall microseconds per sample of `predict`."""
-    model.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # trace once, untimed
-    best = float("inf")
+def inference_costs(models, x, *, repeats=5, batch_size=1024):
+    """Parameters and wall microseconds per sample of `predict`, per model.
+
+    The models are timed in interleaved rounds and each keeps its best
+    round, so a burst of load from other processes hits all of them alike.
+
+    Args:
+        models: `{key: keras.Model}`.
+        x: inputs.
+
+    Returns:
+        `{key: {"params", "us_per_sample"}}`.
+    """
+    for model in models.values():
+        model.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # trace once, untimed
+    best = {key: float("inf") for key in models}
     for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict(x, batch_size=batch_size, verbose=0)
-        best = min(best, time.perf_counter() - start)
-    return {"params": int(model.count_params()), "us_per_sample": 1e6 * best / len(x)}
+        for key, model in models.items():
+            start = time.perf_counter()
+            model.predict(x, batch_size=batch_size, verbose=0)
+            best[key] = min(best[key], time.perf_counter() - start)
+    return {key: {"params": int(model.count_params()), "us_per_sample": 1e6 * best[key] / len(x)} for key, model in models.items()}
 
 
 def member_probs(model, x, batch_size=1024):

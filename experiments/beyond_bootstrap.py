@@ -22,7 +22,9 @@ Presets:
 - `smoke`: synthetic 784-dim data, tiny members, 1 epoch (seconds).
 - `cpu`: full Fashion-MNIST (54k/6k/10k), 6 members of 200-466-466
   (thesis Table 5's sub-models), dropout 0.3, 6 epochs per variant. One
-  fused epoch takes ~24 s here (2 shared cores): ~5 min per seed.
+  fused epoch took 42 s wall / 29 s CPU here (2 cores shared with other
+  runs; table5 measured 24 s with less load): ~6 min of CPU time per seed,
+  ~9 min wall at that load.
 - `paper`: 20 epochs per variant.
 """
 

@@ -22,10 +22,12 @@ accuracy gain over a single member, `(acc_student - acc_member) /
 Presets:
 - `smoke`: synthetic 784-dim data, tiny members, 1 epoch each (seconds).
 - `cpu`: full 54k/6k/10k Fashion-MNIST, thesis architecture; members 6
-  epochs, head 5, student and control 10 epochs each. Measured on this
-  machine (2 shared cores under load): one fused 6-member epoch ~24 s, one
-  distillation epoch ~13 s (student step + SuperModel forward), one control
-  epoch ~6 s: ~7 min per seed.
+  epochs, head 5, student and control 10 epochs each. Measured here with
+  one epoch of each stage (2 cores shared with other runs, load ~4-6): a
+  fused 6-member epoch 42 s wall / 29 s CPU, the SuperModel's automatic
+  down-scaling plus one head epoch 38 s / 19 s, a distillation epoch
+  (student step + SuperModel forward) 26 s / 13 s, a control epoch
+  16 s / 6 s: ~8 min of CPU time per seed, ~14 min wall at that load.
 - `paper`: members to early stopping (patience 10, up to 100 epochs), head
   10 epochs, student and control 40 epochs.
 """

@@ -22,10 +22,10 @@ the same centring and normalisation (the source's right-hand column).
 Presets:
 - `smoke`: synthetic 784-dim data, tiny members, 1 epoch (seconds).
 - `cpu`: full Fashion-MNIST, 4 members of 200-466-466 per loss, 5 epochs,
-  margin 2, LogitNorm temperature 0.05. A fused 6-member epoch took 42 s
-  wall / 29 s CPU here under load (2 shared cores), so a 4-member one
-  ~28 s / 20 s: 15 epochs plus scoring the training set three times, ~6 min
-  of CPU time per seed, ~8 min wall at that load.
+  margin 2, LogitNorm temperature 0.05. Measured here with one epoch per
+  loss (2 cores shared with other runs, load ~6): a fused 4-member epoch
+  46-51 s wall / 22 s CPU, scoring train and test sets 16-20 s wall / 6 s
+  CPU per loss: ~6 min of CPU time per seed, ~13 min wall at that load.
 - `paper`: 6 members, 20 epochs per loss.
 """
 

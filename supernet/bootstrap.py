@@ -5,9 +5,9 @@ replacement from the `n` training samples (about 63.2% distinct, the rest
 out of bag). Two equivalent forms:
 
 - `bootstrap_indices`: `(K, n)` index arrays, to build each member's
-  resampled dataset (`x[indices[k]]`) for trainers that fit one model at a
-  time (e.g. `model.fit(x[idx], y[idx])`, or `supernet.transfer`'s
-  trainers given the resampled `Dataset`).
+  resampled dataset (`x[indices[k]]`, or `resampled_dataset(ds, indices[k])`)
+  for trainers that fit one model at a time (`model.fit`, or
+  `supernet.transfer`'s trainers given the resampled `Dataset`).
 - `bootstrap_weights`: `(n, K)` counts, how often each sample occurs in each
   member's resample. As a `sample_weight` of a fused model compiled with a
   `supernet.losses` loss (e.g. `PartitionedMLP` with
@@ -21,11 +21,12 @@ resamples, and `bootstrap_weights(...)[:, k]` counts exactly the indices of
 `bootstrap_indices(...)[k]`.
 """
 
+import dataclasses
 import numbers
 
 import numpy as np
 
-__all__ = ["bootstrap_indices", "bootstrap_weights", "out_of_bag"]
+__all__ = ["bootstrap_indices", "bootstrap_weights", "out_of_bag", "resampled_dataset"]
 
 
 def _check(num_samples, num_members, sample_size):
@@ -109,3 +110,35 @@ def out_of_bag(weights):
             f"Received: weights.shape={weights.shape}"
         )
     return weights == 0
+
+
+def resampled_dataset(ds, indices):
+    """A `supernet.data.Dataset` whose training split is `x_train[indices]`.
+
+    Validation and test splits are kept, so a member trained on the
+    resample is scored like any other.
+
+    Args:
+        ds: a `supernet.data.Dataset`.
+        indices: 1-D int array, e.g. one row of `bootstrap_indices`.
+
+    Returns:
+        A new `Dataset` (the arrays are copies of the selected rows).
+
+    Example:
+    >>> from supernet import data
+    >>> ds = data.digits()
+    >>> idx = bootstrap_indices(len(ds.x_train), 2, seed=0)
+    >>> resampled_dataset(ds, idx[1]).x_train.shape == ds.x_train.shape
+    True
+    """
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(
+            f"Argument `indices` must be a 1-D int array. Received: shape={indices.shape}, dtype={indices.dtype}"
+        )
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(ds.x_train)):
+        raise ValueError(
+            f"Argument `indices` must lie in [0, {len(ds.x_train)}). Received: min={indices.min()}, max={indices.max()}"
+        )
+    return dataclasses.replace(ds, x_train=ds.x_train[indices], y_train=ds.y_train[indices])

@@ -99,3 +99,16 @@ def test_fit_members_passes_per_member_weights():
     assert_weights_equal(before[1], after[1])
     assert_weights_equal(before[0], after[0], equal=False)
     assert_weights_equal(before[2], after[2], equal=False)
+
+
+def test_resampled_dataset_for_sequential_trainers():
+    from supernet.bootstrap import resampled_dataset
+
+    ds = data.synthetic(num_classes=3, input_shape=(4,), num_train=30, num_test=6, validation_size=6)
+    idx = bootstrap_indices(len(ds.x_train), 2, seed=5)
+    member_ds = resampled_dataset(ds, idx[1])
+    np.testing.assert_array_equal(member_ds.x_train, ds.x_train[idx[1]])
+    np.testing.assert_array_equal(member_ds.y_train, ds.y_train[idx[1]])
+    assert member_ds.x_val is ds.x_val and member_ds.x_test is ds.x_test
+    with pytest.raises(ValueError, match="indices"):
+        resampled_dataset(ds, np.array([len(ds.x_train)]))

@@ -131,6 +131,7 @@ def report(records, out_dir):
             f"the diversity by {delta('diversity'):+.1f}; the ensemble's accuracy by {100 * delta('accuracy'):+.2f} "
             f"points and its calibrated NLL by {delta('calibrated_nll'):+.4f}. "
             f"Bootstrapped ensemble better than plain (higher accuracy and lower calibrated NLL): {verdict(better)}."
+            + (" One seed only: differences of a few tenths of a point may be seed noise; run `--seeds 0-2`." if n == 1 else "")
         )
         table = reports.Table(
             title=f"Bootstrapped vs plain members, Fashion-MNIST ({preset})",

@@ -169,6 +169,7 @@ def report(records, out_dir):
             f"{100 * delta('logit_norm', 'avg_member_accuracy'):+.2f} points, ensemble calibrated NLL "
             f"{delta('logit_norm', 'calibrated_nll'):+.4f}. Source claim (training with a gap raises train and test "
             f"accuracy): {verdict(claim)}."
+            + (" One seed only: differences of a few tenths of a point may be seed noise; run `--seeds 0-2`." if n == 1 else "")
         )
         table = reports.Table(
             title=f"Margin (gap) and LogitNorm members vs cross-entropy members, Fashion-MNIST ({preset})",

@@ -8,9 +8,10 @@ import os
 # TensorFlow's C++ start-up chatter hides the progress output of long runs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from supernet import callbacks, data, losses, metrics, reports, schedules, soups, training, transfer  # noqa: E402
+from supernet import baselines, bootstrap, callbacks, data, distillation, losses, metrics, reports, schedules, soups, training, transfer  # noqa: E402
+from supernet.distillation import Distiller  # noqa: E402
 from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
-from supernet.losses import MemberwiseCrossentropy  # noqa: E402
+from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy  # noqa: E402
 from supernet.models import (  # noqa: E402
     PartitionedMLP,
     build_supernet,
@@ -29,7 +30,13 @@ from supernet.models import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "Distiller",
     "FrozenModel",
+    "LogitNormCrossentropy",
+    "MarginCrossentropy",
+    "baselines",
+    "bootstrap",
+    "distillation",
     "callbacks",
     "schedules",
     "training",

@@ -25,6 +25,7 @@ __all__ = [
     "accuracy",
     "nll",
     "per_sample_cross_entropy",
+    "logit_margin",
     "loss_statistics",
     "brier_score",
     "expected_calibration_error",
@@ -267,6 +268,40 @@ def per_sample_cross_entropy(y_true, probs, eps=1e-12):
     y_true, probs = _labels_and_probs(y_true, probs)
     picked = probs[np.arange(len(y_true)), y_true]
     return -_safe_log(picked, eps)
+
+
+def logit_margin(y_true, logits):
+    """Per-sample logit gap `l_y - max_{i != y} l_i` (> 0 iff `y` is the unique arg-max).
+
+    Args:
+        y_true: `(num_samples,)` integer labels.
+        logits: `(num_samples, num_classes)` logits, or log-probabilities
+            (the gap is invariant to shifting a row, so `log(probs)` gives
+            the same margins as the logits behind a softmax).
+
+    Returns:
+        float64 array `(num_samples,)`.
+
+    Example:
+    >>> logit_margin(np.array([0, 1]), np.array([[2.0, 0.5, 1.0], [0.0, 1.0, 3.0]])).tolist()
+    [1.0, -2.0]
+
+    Reference:
+        Shokorov 2021 (MIPT), slide "what is the gap in the logits?".
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(
+            "Argument `logits` must be a 2-D array (num_samples, num_classes) with at least 2 classes. "
+            f"Received: logits.shape={logits.shape}"
+        )
+    _check_finite(logits, "logits")
+    y_true = _as_y_true(y_true, logits.shape[0], logits.shape[1])
+    rows = np.arange(len(y_true))
+    true = logits[rows, y_true]
+    others = logits.copy()
+    others[rows, y_true] = -np.inf
+    return true - others.max(axis=1)
 
 
 def nll(y_true, probs, eps=1e-12):

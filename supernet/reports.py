@@ -49,6 +49,7 @@ __all__ = [
     "plot_curves",
     "plot_agreement_matrix",
     "plot_loss_histogram",
+    "plot_histogram_counts",
     "plot_embedding",
 ]
 
@@ -1080,6 +1081,58 @@ def plot_loss_histogram(per_sample_losses, path, *, title="", bins=50):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("per-sample cross-entropy")
+    ax.set_ylabel("count")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_histogram_counts(counts, edges, path, *, title="", xlabel="value", log_counts=False, marker=None):
+    """Step histograms from stored counts over shared bin edges.
+
+    For quantities that can be negative (e.g. logit margins,
+    `supernet.metrics.logit_margin`), stored in results as counts so the
+    figure is redrawn without the raw samples.
+
+    Args:
+        counts: `{label: counts per bin}`, each of length `len(edges) - 1`.
+        edges: increasing bin edges shared by all histograms.
+        path: where to write the PNG.
+        title: figure title.
+        xlabel: x-axis label.
+        log_counts: log-scale the count axis.
+        marker: optional x value drawn as a dashed vertical line (e.g. 0).
+
+    Returns:
+        The `Path` written.
+
+    Example:
+
+    >>> import tempfile, os
+    >>> p = plot_histogram_counts({"a": [1, 3]}, [-1.0, 0.0, 1.0],
+    ...                           os.path.join(tempfile.mkdtemp(), "h.png"))
+    >>> p.exists()
+    True
+    """
+    edges = np.asarray(edges, dtype=float)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"Argument `edges` must be increasing, at least 2 values. Received: edges={edges.tolist()}")
+    for label, values in counts.items():
+        if len(values) != len(edges) - 1:
+            raise ValueError(
+                f"Argument `counts` must have len(edges) - 1 = {len(edges) - 1} counts per label. "
+                f"Received: {len(values)} counts for {label!r}"
+            )
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, values in counts.items():
+        ax.stairs(np.asarray(values, dtype=float), edges, linewidth=1.5, label=str(label))
+    if marker is not None:
+        ax.axvline(marker, color="grey", linestyle="--", linewidth=1)
+    if log_counts:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     if title:
         ax.set_title(title)

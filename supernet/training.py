@@ -34,7 +34,7 @@ def epoch_logger(log, total_epochs, every=None, keys=None):
     return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
-def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patience=None, callbacks=(), log=None):
+def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patience=None, callbacks=(), log=None, sample_weight=None, loss=None):
     """Train a fused `PartitionedMLP` (or any compiled-by-us Keras model).
 
     Args:
@@ -45,12 +45,21 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
             loss with best-weight restoration (thesis Table 4's rule).
         callbacks: extra callbacks.
         log: optional `fn(str)` for progress lines.
+        sample_weight: optional `(n,)` or per-member `(n, K)` training
+            weights, e.g. `supernet.bootstrap.bootstrap_weights` to train
+            each member on its own bootstrap resample.
+        loss: optional loss for `model.compile` (default: the model's own,
+            `MemberwiseCrossentropy` for a `PartitionedMLP`), e.g.
+            `supernet.losses.MarginCrossentropy`.
 
     Returns:
         dict: `history` (per-epoch logs) and `best_epochs` (per member, when
         early stopping is on).
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    if loss is None:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     callbacks = list(callbacks)
     stopper = None
     if patience is not None:
@@ -61,6 +70,7 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
     history = model.fit(
         ds.x_train,
         ds.y_train,
+        sample_weight=sample_weight,
         validation_data=(ds.x_val, ds.y_val),
         epochs=epochs,
         batch_size=batch_size,

@@ -464,3 +464,15 @@ def test_mean_off_diagonal_hand_value():
 def test_mean_off_diagonal_rejects_non_square_or_single(matrix):
     with pytest.raises(ValueError, match="matrix"):
         metrics.mean_off_diagonal(matrix)
+
+
+def test_logit_margin_hand_values_and_shift_invariance():
+    logits = np.array([[2.0, 0.5, 1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 0.0]])
+    y = np.array([0, 1, 0])
+    np.testing.assert_allclose(metrics.logit_margin(y, logits), [1.0, -2.0, 0.0])
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(metrics.logit_margin(y, np.log(probs)), [1.0, -2.0, 0.0], atol=1e-12)
+    # Positive exactly when the true class is the unique arg-max (row 3 is a tie).
+    assert (metrics.logit_margin(y, logits) > 0).tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="logits"):
+        metrics.logit_margin(np.array([0]), np.array([[1.0]]))

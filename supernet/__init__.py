@@ -8,7 +8,7 @@ import os
 # TensorFlow's C++ start-up chatter hides the progress output of long runs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from supernet import callbacks, data, losses, metrics, reports, schedules, soups, training, transfer  # noqa: E402
+from supernet import callbacks, data, losses, metrics, optimizers, reports, schedules, soups, training, transfer  # noqa: E402
 from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
 from supernet.losses import MemberwiseCrossentropy  # noqa: E402
 from supernet.models import (  # noqa: E402
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FrozenModel",
     "callbacks",
+    "optimizers",
     "schedules",
     "training",
     "GroupedDense",

@@ -223,6 +223,10 @@ class GroupedDense(keras.layers.Layer):
             kernel = kernel * ops.cast(self._mask, kernel.dtype)
         if self._equation == "kbi,kio->kbo":
             outputs = ops.matmul(inputs, kernel)
+        elif self._equation == "kbi,kio->bko":
+            # Transposing the small (K, batch, units) product is cheaper than
+            # letting the einsum arrange it (and its gradients).
+            outputs = ops.transpose(ops.matmul(inputs, kernel), (1, 0, 2))
         elif self._equation == "bi,kio->kbo":
             # All members read the same x: a broadcast batched matmul, whose
             # input gradient (never needed) is pruned.

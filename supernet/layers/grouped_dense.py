@@ -46,7 +46,7 @@ _OUTPUT_LABELS = {"batch_major": "bko", "member_major": "kbo"}
 
 @keras.saving.register_keras_serializable(package="supernet")
 class GroupedDense(keras.layers.Layer):
-    """K independent `Dense` layers applied side by side in one einsum.
+    """K independent `Dense` layers applied side by side in one batched matmul.
 
     A dense network with the connections between its K branches removed is an
     ensemble of K sub-networks (thesis Fig. 6). This layer holds the weights of

@@ -10,7 +10,7 @@ def test_training_flops_closed_form():
 
 def test_bench_pieces_run_on_tiny_sizes():
     result = bench.bench_training(2, (8,), 20, 3, num_samples=64, epochs=1, batch_size=32)
-    assert {"fused_s", "fused_xla_s", "sequential_s", "speedup", "fused_gflops"} <= set(result)
+    assert {"fused_s", "fused_xla_s", "fused_keras_adam_s", "sequential_s", "speedup", "fused_gflops"} <= set(result)
     assert result["fused_s"] > 0 and result["sequential_s"] > 0
     inference = bench.bench_inference(result["fused"], result["members"], result["x"], repeats=1)
     assert inference["supernet_per_s"] > 0 and inference["separate_per_s"] > 0
@@ -26,3 +26,44 @@ def test_precision_bench_restores_the_policy():
     result = bench.bench_precision("mixed_bfloat16", ds, num_members=2, hidden=(8,), epochs=1, batch_size=32)
     assert 0.0 <= result["accuracy"] <= 1.0 and result["seconds"] > 0
     assert keras.config.dtype_policy().name == "float32"
+
+
+def _tta_record(seed, preset, single_cpu, super_cpu, single_stage_cpu=100.0):
+    def side(cpu):
+        return {"reached": cpu is not None, "cpu_s": cpu, "wall_s": None if cpu is None else cpu / 2}
+
+    def dataset(target):
+        both = single_cpu is not None and super_cpu is not None
+        return {
+            "target": target,
+            "single": side(single_cpu),
+            "supermodel": side(super_cpu),
+            "ratio": {"cpu_s": super_cpu / single_cpu if both else None,
+                      "wall_s": super_cpu / single_cpu if both else None},
+        }
+
+    config = {"num_members": 3, "fmnist_single_units": [4], "fmnist_member_units": [2], "fmnist_max_epochs": 5,
+              "tng_single_units": [4], "tng_member_units": [2], "tng_max_epochs": 5}
+    return {"experiment": bench.TIME_TO_ACCURACY, "preset": preset, "seed": seed, "config": config,
+            "git_commit": "abcdef0123", "status": "ok",
+            "metrics": {"fmnist": dataset(0.9), "tng": dataset(0.84)},
+            "timings": {"single_fmnist": {"cpu_s": single_stage_cpu}, "single_tng": {"cpu_s": single_stage_cpu}}}
+
+
+def test_time_to_accuracy_rows_from_recorded_runs(tmp_path):
+    from supernet import reports
+
+    store = reports.ResultsStore(tmp_path / f"{bench.TIME_TO_ACCURACY}.jsonl")
+    store.append(_tta_record(0, "cpu", single_cpu=10.0, super_cpu=4.0))
+    store.append(_tta_record(1, "cpu", single_cpu=20.0, super_cpu=12.0))
+    store.append(_tta_record(0, "cpu_long", single_cpu=None, super_cpu=30.0))
+    rows, notes = bench.time_to_accuracy_rows(tmp_path)
+    assert len(rows) == 4 and len(notes) == 2
+    cpu_fmnist = rows[0]
+    assert "preset cpu, seeds 0,1" in cpu_fmnist[0]
+    assert cpu_fmnist[3].startswith("0.50 CPU")  # mean of 0.4 and 0.6
+    assert cpu_fmnist[4] == "<= 0.5 (met)"
+    long_fmnist = rows[2]
+    assert long_fmnist[3] == "<= 0.30 CPU (bound)"  # 30 s / the single net's 100 s stage
+    assert "--preset cpu_long --seeds 0" in notes[1]
+    assert bench.time_to_accuracy_rows(tmp_path / "missing") == ([], [])

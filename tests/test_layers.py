@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from supernet.layers import FrozenModel, GroupedDense
+from supernet.layers import FrozenModel, GroupedDense, SwapMemberAxis
 from test_case import (
     assert_config_round_trip,
     assert_saved_model_predicts_same,
@@ -82,6 +82,65 @@ def test_grouped_dense_ragged_equals_loop_and_padding_is_zero(activation):
         assert np.all(out[:, k, n_out:] == 0.0)
 
 
+@pytest.mark.parametrize("input_layout", ["shared", "batch_major", "member_major"])
+@pytest.mark.parametrize("output_layout", ["batch_major", "member_major"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["equal", "ragged"])
+@pytest.mark.parametrize("activation", ["relu", "softmax"])
+def test_grouped_dense_layouts_equal_loop_over_members(input_layout, output_layout, ragged, activation):
+    units, input_units = ([2, 4, 3], [5, 3, 6]) if ragged else ([4] * 3, None)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 6) if input_layout == "shared" else (8, 3, 6)).astype("float32")
+    if input_layout == "shared":
+        input_units = None
+    layer = GroupedDense(
+        3, units, input_units=input_units, activation=activation,
+        input_layout="batch_major" if input_layout == "shared" else input_layout,
+        output_layout=output_layout,
+    )
+    inputs = np.swapaxes(x, 0, 1) if input_layout == "member_major" else x
+    layer.build(inputs.shape)
+    _randomize(layer, seed=4)
+    kernel, bias = weights_of(layer)
+    out = keras.ops.convert_to_numpy(layer(inputs))
+    assert out.shape == layer.compute_output_shape(inputs.shape)
+    if output_layout == "member_major":
+        out = np.swapaxes(out, 0, 1)
+    expected = _loop_reference(x, kernel, bias, units, input_units, activation)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_member_major_gradients_equal_batch_major():
+    x, _ = seeded_data(n=8, d=6)
+    layers = {}
+    for layout in ("batch_major", "member_major"):
+        first = GroupedDense(3, [4, 2, 3], output_layout=layout, activation="relu")
+        second = GroupedDense(3, 5, input_units=[4, 2, 3], input_layout=layout, activation="softmax")
+        first.build(x.shape)
+        second.build(first.compute_output_shape(x.shape))
+        _randomize(first, seed=5)
+        _randomize(second, seed=6)
+        layers[layout] = (first, second)
+
+    import tensorflow as tf  # the test backend; the library itself stays backend-agnostic
+
+    grads = {}
+    for layout, (first, second) in layers.items():
+        with tf.GradientTape() as tape:
+            out = second(first(x))
+            loss = keras.ops.sum(keras.ops.log(out[:, :, 0] + 1e-3))
+        grads[layout] = [g.numpy() for g in tape.gradient(loss, first.trainable_weights + second.trainable_weights)]
+    for a, b in zip(grads["batch_major"], grads["member_major"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_swap_member_axis():
+    x = np.arange(24, dtype="float32").reshape(3, 2, 4)
+    layer = SwapMemberAxis()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), np.swapaxes(x, 0, 1))
+    assert layer.compute_output_shape((3, None, 4)) == (None, 3, 4)
+    assert_config_round_trip(layer)
+
+
 def test_grouped_dense_ragged_padding_stays_zero_after_fit_step():
     x, y = seeded_data(n=16, d=6, classes=4)
     units = [2, 4, 3]
@@ -135,12 +194,14 @@ def test_grouped_dense_output_shape():
             kernel_regularizer=keras.regularizers.L2(0.01),
             bias_regularizer="l1",
         ),
+        dict(num_members=2, units=3, input_layout="member_major", output_layout="member_major"),
     ],
 )
 def test_grouped_dense_config_round_trip(kwargs):
     layer = GroupedDense(**kwargs, name="gd")
     clone = assert_config_round_trip(layer)
     assert clone.units == layer.units and clone.input_units == layer.input_units
+    assert (clone.input_layout, clone.output_layout) == (layer.input_layout, layer.output_layout)
 
 
 @pytest.mark.parametrize(
@@ -153,6 +214,9 @@ def test_grouped_dense_config_round_trip(kwargs):
         (dict(num_members=2, units=4), (2, 2, 3, 5), "input_shape"),
         (dict(num_members=2, units=4), (2, 3, 5), "num_members"),
         (dict(num_members=2, units=4, input_units=[3, 9]), (2, 2, 5), "input_units"),
+        (dict(num_members=2, units=4, input_layout="members_first"), None, "input_layout"),
+        (dict(num_members=2, units=4, output_layout="kbo"), None, "output_layout"),
+        (dict(num_members=2, units=4, input_layout="member_major"), (5, 3, 5), "num_members"),
     ],
 )
 def test_grouped_dense_bad_arguments(kwargs, input_shape, argument):

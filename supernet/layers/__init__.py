@@ -2,5 +2,6 @@
 
 from supernet.layers.frozen_model import FrozenModel
 from supernet.layers.grouped_dense import GroupedDense
+from supernet.layers.swap_member_axis import SwapMemberAxis
 
-__all__ = ["FrozenModel", "GroupedDense"]
+__all__ = ["FrozenModel", "GroupedDense", "SwapMemberAxis"]

@@ -37,9 +37,16 @@ def _member_initializer(initializer, index):
     return initializer.__class__.from_config({**config, "seed": base + index})
 
 
+LAYOUTS = ("batch_major", "member_major")
+# Input labels of the einsum for each input layout (b: batch, k: member, i:
+# input feature) and output labels for each output layout (o: output unit).
+_INPUT_LABELS = {"shared": "bi", "batch_major": "bki", "member_major": "kbi"}
+_OUTPUT_LABELS = {"batch_major": "bko", "member_major": "kbo"}
+
+
 @keras.saving.register_keras_serializable(package="supernet")
 class GroupedDense(keras.layers.Layer):
-    """K independent `Dense` layers applied side by side in one einsum.
+    """K independent `Dense` layers applied side by side in one batched matmul.
 
     A dense network with the connections between its K branches removed is an
     ensemble of K sub-networks (thesis Fig. 6). This layer holds the weights of
@@ -51,6 +58,13 @@ class GroupedDense(keras.layers.Layer):
     member and a constant mask keeps the padding out of every product (no
     gradient reaches it); padded units output exactly zero, and a softmax
     normalises over each member's own units.
+
+    Grouped activations can be laid out batch-major, `(batch, K, units)`, or
+    member-major, `(K, batch, units)`. Member-major is the layout of a batched
+    matmul, so a stack of member-major layers runs without a single transpose
+    (forward or backward); batch-major is the public layout of fused outputs.
+    `PartitionedMLP` keeps its hidden activations member-major and lets its
+    output layer return batch-major outputs.
 
     Args:
         num_members: int, the number of members K.
@@ -67,18 +81,27 @@ class GroupedDense(keras.layers.Layer):
         kernel_regularizer: regularizer on the kernel. An L2 penalty on the
             fused kernel equals the sum of the members' penalties.
         bias_regularizer: regularizer on the bias.
+        input_layout: `"batch_major"` (default) or `"member_major"`: the
+            layout of grouped `(batch, K, features)` or `(K, batch, features)`
+            inputs. Ignored for shared `(batch, features)` inputs.
+        output_layout: `"batch_major"` (default) or `"member_major"`.
 
     Call arguments:
         inputs: `(batch, features)`, shared by all members (the first layer),
-            or `(batch, K, features)`, one slice per member.
+            or one slice per member: `(batch, K, features)` or, with
+            `input_layout="member_major"`, `(K, batch, features)`.
 
     Returns:
-        `(batch, K, max(units))` tensor.
+        `(batch, K, max(units))` tensor, or `(K, batch, max(units))` with
+        `output_layout="member_major"`.
 
     Example:
     >>> layer = GroupedDense(num_members=3, units=4)
     >>> tuple(layer(np.ones((2, 5))).shape)
     (2, 3, 4)
+    >>> layer = GroupedDense(num_members=3, units=4, output_layout="member_major")
+    >>> tuple(layer(np.ones((2, 5))).shape)
+    (3, 2, 4)
 
     Reference:
         Bukowski & Dzwinel 2020, section 3.2 (partitioning).
@@ -95,6 +118,8 @@ class GroupedDense(keras.layers.Layer):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        input_layout="batch_major",
+        output_layout="batch_major",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,17 +141,27 @@ class GroupedDense(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        for name, value in (("input_layout", input_layout), ("output_layout", output_layout)):
+            if value not in LAYOUTS:
+                raise ValueError(
+                    f"Argument `{name}` must be one of {LAYOUTS}. Received: {name}={value!r}"
+                )
+        self.input_layout = input_layout
+        self.output_layout = output_layout
 
     def build(self, input_shape):
+        member_axis = 0 if self.input_layout == "member_major" else 1
         if len(input_shape) not in (2, 3):
             raise ValueError(
                 "GroupedDense expects inputs of shape (batch, features) or "
-                f"(batch, num_members, features). Received: input_shape={input_shape}"
+                f"{'(num_members, batch' if member_axis == 0 else '(batch, num_members'}, "
+                f"features). Received: input_shape={input_shape}"
             )
         self.shared_input = len(input_shape) == 2
-        if not self.shared_input and input_shape[1] != self.num_members:
+        if not self.shared_input and input_shape[member_axis] != self.num_members:
             raise ValueError(
-                f"Grouped inputs must have num_members={self.num_members} on axis 1. "
+                f"Grouped inputs must have num_members={self.num_members} on axis "
+                f"{member_axis} (input_layout={self.input_layout!r}). "
                 f"Received: input_shape={input_shape}"
             )
         in_features = int(input_shape[-1])
@@ -142,6 +177,16 @@ class GroupedDense(keras.layers.Layer):
             mask[k, :n_in, :n_out] = 1.0
         self.ragged = not bool(mask.all())
         self._mask = mask
+        in_labels = _INPUT_LABELS["shared" if self.shared_input else self.input_layout]
+        out_labels = _OUTPUT_LABELS[self.output_layout]
+        self._equation = f"{in_labels},kio->{out_labels}"
+        # (K, 1, units) broadcasts over a member-major batch, (K, units) over a
+        # batch-major one.
+        self._member_shape = (
+            (self.num_members, 1, max_units)
+            if self.output_layout == "member_major"
+            else (self.num_members, max_units)
+        )
 
         def init_kernel(shape, dtype=None):
             # One fan-in/fan-out per member, not per fused tensor, and one seed
@@ -176,24 +221,36 @@ class GroupedDense(keras.layers.Layer):
         kernel = self.kernel
         if self.ragged:
             kernel = kernel * ops.cast(self._mask, kernel.dtype)
-        if self.shared_input:
-            outputs = ops.einsum("bi,kio->bko", inputs, kernel)
+        if self._equation == "kbi,kio->kbo":
+            outputs = ops.matmul(inputs, kernel)
+        elif self._equation == "kbi,kio->bko":
+            # Transposing the small (K, batch, units) product is cheaper than
+            # letting the einsum arrange it (and its gradients).
+            outputs = ops.transpose(ops.matmul(inputs, kernel), (1, 0, 2))
+        elif self._equation == "bi,kio->kbo":
+            # All members read the same x: a broadcast batched matmul, whose
+            # input gradient (never needed) is pruned.
+            outputs = ops.matmul(ops.expand_dims(inputs, 0), kernel)
         else:
-            outputs = ops.einsum("bki,kio->bko", inputs, kernel)
+            outputs = ops.einsum(self._equation, inputs, kernel)
         if self.bias is not None:
-            outputs = outputs + self.bias
+            outputs = outputs + ops.reshape(self.bias, self._member_shape)
         if not self.ragged:
             return self.activation(outputs)
         # Padded units must output exactly zero whatever the activation, and a
         # softmax must normalise over each member's own units only.
-        out_mask = ops.cast(self._mask[:, 0, :], outputs.dtype)
+        out_mask = ops.cast(np.reshape(self._mask[:, 0, :], self._member_shape), outputs.dtype)
         if self.activation is keras.activations.softmax:
             # -1e4 is "minus infinity" for a softmax yet finite in float16.
             outputs = ops.where(out_mask > 0, outputs, ops.full_like(outputs, -1e4))
         return self.activation(outputs) * out_mask
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.num_members, max(self.units))
+        member_major_input = len(input_shape) == 3 and self.input_layout == "member_major"
+        batch = input_shape[1] if member_major_input else input_shape[0]
+        if self.output_layout == "member_major":
+            return (self.num_members, batch, max(self.units))
+        return (batch, self.num_members, max(self.units))
 
     def get_config(self):
         config = super().get_config()
@@ -212,6 +269,8 @@ class GroupedDense(keras.layers.Layer):
                     self.kernel_regularizer
                 ),
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "input_layout": self.input_layout,
+                "output_layout": self.output_layout,
             }
         )
         return config

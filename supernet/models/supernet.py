@@ -5,6 +5,7 @@ import numpy as np
 
 from supernet.layers.frozen_model import FrozenModel
 from supernet.layers.grouped_dense import GroupedDense
+from supernet.layers.swap_member_axis import SwapMemberAxis
 
 HEAD_NAME = "supernet_head"
 INITS = ("random", "copy")
@@ -30,7 +31,10 @@ def _member_parts(member, index=0):
     last = member.layers[-1]
     if isinstance(last, GroupedDense) and _is_softmax(last.activation):
         # A fused PartitionedMLP: its K branches become K*h concatenated features.
-        features = keras.layers.Reshape((-1,))(last.input)
+        features = last.input
+        if last.input_layout == "member_major":
+            features = SwapMemberAxis()(features)  # (K, batch, h) -> (batch, K, h)
+        features = keras.layers.Reshape((-1,))(features)
         feature_model = keras.Model(member.inputs, features, name=f"member{index}_features")
         kernel = keras.ops.convert_to_numpy(last.kernel)
         bias = keras.ops.convert_to_numpy(last.bias)

@@ -11,6 +11,7 @@ import numpy as np
 from supernet import metrics
 from supernet.callbacks import MemberEarlyStopping
 from supernet.models.supernet import build_supernet, fit_head
+from supernet.optimizers import FusedAdam
 
 
 def scores(y, probs):
@@ -56,10 +57,12 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
         dict: `history` (per-epoch logs) and `best_epochs` (per member, when
         early stopping is on).
     """
+    # FusedAdam is Keras's Adam with each variable's update in one kernel
+    # (see `supernet.optimizers`; ~20% of a fused MLP step on a CPU).
     if loss is None:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        model.compile(optimizer=FusedAdam(learning_rate))
     else:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        model.compile(optimizer=FusedAdam(learning_rate), loss=loss)
     callbacks = list(callbacks)
     stopper = None
     if patience is not None:

@@ -13,6 +13,7 @@ from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
 from supernet.losses import MemberwiseCrossentropy  # noqa: E402
 from supernet.models import (  # noqa: E402
     PartitionedMLP,
+    SuperNet,
     build_supernet,
     choose_downscale,
     fit_head,
@@ -36,6 +37,7 @@ __all__ = [
     "GroupedDense",
     "MemberwiseCrossentropy",
     "PartitionedMLP",
+    "SuperNet",
     "build_supernet",
     "choose_downscale",
     "data",

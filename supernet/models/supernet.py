@@ -10,6 +10,31 @@ HEAD_NAME = "supernet_head"
 INITS = ("random", "copy")
 
 
+@keras.saving.register_keras_serializable(package="supernet")
+class SuperNet(keras.Model):
+    """The functional model `build_supernet` returns, with its `supernet_info`.
+
+    A plain functional model whose config also carries `supernet_info` (the
+    chosen `init`, `downscale` and number of members), so a SuperNet saved
+    to `.keras` and loaded again still knows the down-scaling it was built
+    with. Build one with `build_supernet`, not directly.
+
+    Args:
+        *args, **kwargs: as for a functional `keras.Model` (`inputs`,
+            `outputs`, `name`).
+        supernet_info: dict, see `build_supernet`.
+    """
+
+    def __init__(self, *args, supernet_info=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.supernet_info = dict(supernet_info or {})
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"supernet_info": dict(self.supernet_info)})
+        return config
+
+
 def _is_softmax(activation):
     return activation is keras.activations.softmax or keras.activations.serialize(activation) == "softmax"
 
@@ -186,7 +211,7 @@ def build_supernet(
     features = [f(inputs) for f in feature_models]
     x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="concat_features")(features)
     outputs = head(x)
-    model = keras.Model(inputs, outputs, name=name)
+    model = SuperNet(inputs, outputs, name=name)
 
     factor = 1.0
     if init == "copy":

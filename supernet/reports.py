@@ -118,9 +118,38 @@ class StageTimer:
                 self._total["wall_s"] += wall
                 self._total["cpu_s"] += cpu
 
+    def credit(self, wall_s, cpu_s, stages=None):
+        """Add time spent earlier (e.g. in a killed run whose result is reused).
+
+        The seconds count towards every stage open now and towards `total`;
+        `stages` (`{name: {"wall_s", "cpu_s"}}`) are closed stages that ran
+        inside that time and are added under their names.
+
+        Args:
+            wall_s, cpu_s: float seconds >= 0.
+            stages: optional dict as returned by `as_dict`.
+        """
+        if not (wall_s >= 0 and cpu_s >= 0):
+            raise ValueError(f"Arguments `wall_s` and `cpu_s` must be >= 0. Received: wall_s={wall_s}, cpu_s={cpu_s}")
+        for name in list(self._open):
+            entry = self._stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            entry["wall_s"] += wall_s
+            entry["cpu_s"] += cpu_s
+        for name, times in (stages or {}).items():
+            entry = self._stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            entry["wall_s"] += times["wall_s"]
+            entry["cpu_s"] += times["cpu_s"]
+        self._total["wall_s"] += wall_s
+        self._total["cpu_s"] += cpu_s
+
     def as_dict(self):
         """Returns `{name: {"wall_s": float, "cpu_s": float}}` in first-entered order."""
         return {name: dict(entry) for name, entry in self._stages.items()}
+
+    @property
+    def open_stages(self):
+        """Names of the stages running now."""
+        return set(self._open)
 
     @property
     def total(self):

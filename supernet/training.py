@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
+from supernet._validation import check_dataset, check_int
 from supernet.callbacks import MemberEarlyStopping
 from supernet.models.supernet import build_supernet, fit_head
 
@@ -34,6 +35,13 @@ def epoch_logger(log, total_epochs, every=None, keys=None):
     return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
+def _input_shape(model):
+    if getattr(model, "input_dim", None) is not None:
+        return (model.input_dim,)
+    inputs = getattr(model, "inputs", None) if model.built else None
+    return tuple(inputs[0].shape[1:]) if inputs else None
+
+
 def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patience=None, callbacks=(), log=None):
     """Train a fused `PartitionedMLP` (or any compiled-by-us Keras model).
 
@@ -50,6 +58,8 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
         dict: `history` (per-epoch logs) and `best_epochs` (per member, when
         early stopping is on).
     """
+    check_int("epochs", epochs, 1)
+    check_dataset(ds, num_classes=getattr(model, "num_classes", None), input_shape=_input_shape(model))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     callbacks = list(callbacks)
     stopper = None
@@ -81,6 +91,7 @@ def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epoch
         (copied head before re-training, and after), `val_after`, the chosen
         `downscale` and the head's per-epoch `history`.
     """
+    check_dataset(ds)
     supernet = build_supernet(
         members,
         init=init,

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from supernet._validation import check_finite_weights, check_xy
 from supernet.layers.frozen_model import FrozenModel
 from supernet.layers.grouped_dense import GroupedDense
 
@@ -88,10 +89,16 @@ def _validate_members(members):
     for k, shape in enumerate(shapes):
         if shape != shapes[0]:
             raise ValueError(
-                "All members must have the same input shape. "
-                f"Member 0 has {shapes[0]}, member {k} has {shape}."
+                "Argument `members` must all have the same input shape. "
+                f"Received: members with input shapes {shapes} (member 0 has {shapes[0]}, member {k} has {shape})"
             )
     return members
+
+
+def _check_pair(name, data, num_classes):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"Argument `{name}` must be a tuple `(x, y)`. Received: {name} of type {type(data).__name__}")
+    return check_xy(f"{name}[0]", data[0], f"{name}[1]", data[1], num_classes)
 
 
 def merged_logits(features, kernels, bias):
@@ -187,10 +194,13 @@ def build_supernet(
     num_classes = {p[3] for p in parts}
     if len(num_classes) != 1:
         raise ValueError(
-            "All members must predict the same number of classes. "
-            f"Received: {[p[3] for p in parts]}"
+            "Argument `members` must all predict the same number of classes. "
+            f"Received: members with num_classes={[p[3] for p in parts]}"
         )
     num_classes = num_classes.pop()
+    check_finite_weights("members", members)
+    if validation_data is not None:
+        _check_pair("validation_data", validation_data, num_classes)
 
     # === Layers ===
     # The SuperNet owns copies of the members' weights: freezing or training
@@ -253,6 +263,9 @@ def fit_head(model, x, y, *, validation_data=None, batch_size=128, epochs=10, op
     if feature_model.trainable_weights:
         raise ValueError("fit_head needs frozen members; build the SuperNet with train_members=False.")
     head = model.get_layer(HEAD_NAME)
+    check_xy("x", x, "y", y, head.units, min_classes=2)
+    if validation_data is not None:
+        _check_pair("validation_data", validation_data, head.units)
     head_model = keras.Sequential([keras.Input(shape=(head.input.shape[-1],)), head])
     head_model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     features = feature_model.predict(x, verbose=0, batch_size=1024)

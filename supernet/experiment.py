@@ -502,7 +502,7 @@ def chapter3_summary(out_dir, written):
         if not found:
             parts.append("   - no stored run yet: " + ", ".join(f"`supernet run {n} --preset cpu`" for n in names))
     summary = out_dir / "chapter3_summary.md"
-    summary.write_text("\n".join(parts) + "\n")
+    reports.write_text_atomic(summary, "\n".join(parts) + "\n")
     return summary
 
 
@@ -533,7 +533,7 @@ def render_reports(out_dir="reports", names=None):
         caption="Every file here is generated from `results/*.jsonl` by `supernet report`; do not edit by hand.",
     )
     readme = out_dir / "README.md"
-    readme.write_text(reports.to_markdown(table))
+    reports.write_text_atomic(readme, reports.to_markdown(table))
     written.append(readme)
     return written
 

@@ -46,6 +46,7 @@ __all__ = [
     "to_markdown",
     "to_latex",
     "write_table",
+    "write_text_atomic",
     "plot_curves",
     "plot_agreement_matrix",
     "plot_loss_histogram",
@@ -890,6 +891,30 @@ def to_latex(table, *, label=None):
     return "\n".join(lines) + "\n"
 
 
+def write_text_atomic(path, text):
+    """Write `text` to `path` so that readers see the old or the new file, never a part.
+
+    The text goes to a temporary file in the same folder, is flushed to disk,
+    and replaces `path` with `os.replace` (atomic on POSIX and Windows).
+
+    Returns:
+        `Path(path)`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def write_table(table, path_stem):
     """Write `path_stem.md` and `path_stem.tex`.
 
@@ -914,8 +939,8 @@ def write_table(table, path_stem):
     stem.parent.mkdir(parents=True, exist_ok=True)
     md = stem.with_name(stem.name + ".md")
     tex = stem.with_name(stem.name + ".tex")
-    md.write_text(to_markdown(table), encoding="utf-8")
-    tex.write_text(to_latex(table, label=f"tab:{stem.name}"), encoding="utf-8")
+    write_text_atomic(md, to_markdown(table))
+    write_text_atomic(tex, to_latex(table, label=f"tab:{stem.name}"))
     return [md, tex]
 
 
@@ -937,11 +962,15 @@ def _save(fig, path):
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         fig.tight_layout()
-        fig.savefig(path, dpi=_DPI)
+        fig.savefig(tmp, dpi=_DPI)
+        os.replace(tmp, path)  # a killed run never leaves half a figure
     finally:
         plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 

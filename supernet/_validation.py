@@ -136,3 +136,35 @@ def check_finite_weights(name, models):
                 f"Received: {name}[{index}] ({model.name!r}) with non-finite weights in {bad[:3]}"
             )
     return models
+
+
+class DivergenceError(ValueError):
+    """A model's training diverged (non-finite loss or weights); it must not be used.
+
+    Raised by the trainers instead of returning a model that a vote, a
+    SuperNet or a soup would silently average in. `run_experiment` records
+    the run with `status="failed"` and this message.
+    """
+
+
+def check_converged(model, losses, what, learning_rate=None):
+    """Raise `DivergenceError` if `losses` or `model`'s weights are not finite.
+
+    Args:
+        model: the trained `keras.Model`.
+        losses: the per-epoch (or per-step) training losses seen.
+        what: how to name the model in the message, e.g. `"member 3"`.
+        learning_rate: shown in the message when given.
+    """
+    losses = [float(v) for v in losses]
+    bad_loss = [i for i, v in enumerate(losses) if not np.isfinite(v)]
+    bad_weights = nonfinite_weights(model)
+    if not bad_loss and not bad_weights:
+        return model
+    when = f"the training loss became {losses[bad_loss[0]]} in epoch {bad_loss[0] + 1}" if bad_loss else "the training loss stayed finite"
+    weights = f"non-finite weights in {bad_weights[:3]}" if bad_weights else "finite weights"
+    rate = "" if learning_rate is None else f" Received: learning_rate={learning_rate}."
+    raise DivergenceError(
+        f"{what} diverged: {when} and it has {weights}. Training was stopped (TerminateOnNaN) "
+        f"and the model is not used in any vote, SuperNet or soup; lower the learning rate.{rate}"
+    )

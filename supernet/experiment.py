@@ -37,6 +37,7 @@ import zlib
 from pathlib import Path
 
 from supernet import reports
+from supernet._validation import DivergenceError
 
 
 def _discover():
@@ -372,8 +373,14 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     context.log(f"preset={preset} seed={config.seed} run_dir={run_dir}")
     if context.resume_dir.exists():
         context.log(f"resuming: finished stages are loaded from {context.resume_dir}")
-    with context.timer.stage("total"):
-        metrics = module.main(config, context)
+    status, failure = "ok", None
+    try:
+        with context.timer.stage("total"):
+            metrics = module.main(config, context)
+    except DivergenceError as error:
+        # A diverged run is stored as failed (aggregates skip it), then reported.
+        status, failure, metrics = "failed: diverged", error, {"error": str(error)}
+        context.log(f"FAILED: {error}")
     record = reports.make_record(
         experiment=name,
         preset=preset,
@@ -381,6 +388,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
         seed=config.seed,
         metrics=metrics,
         timings=context.timer.as_dict(),
+        status=status,
         extra={
             "started_utc": started,
             "resumed_stages": list(context.resumed_stages),
@@ -390,6 +398,10 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     store = reports.ResultsStore(results_path(out_dir, name))
     store.append(record)
     context.log(f"results appended to {store.path}")
+    if failure is not None:
+        # Stages finished before the divergence stay resumable; rerunning with
+        # the same config would diverge again, so nothing is rendered.
+        raise failure
     # The record is stored: a rerun of this command is a new run, not a resume.
     shutil.rmtree(run_dir / "resume", ignore_errors=True)
     written = module.report(reports.latest_runs(store.read()), out_dir) if render else []

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
-from supernet._validation import check_dataset, check_int
+from supernet._validation import DivergenceError, check_converged, check_dataset, check_int  # noqa: F401
 from supernet.callbacks import MemberEarlyStopping
 from supernet.models.supernet import build_supernet, fit_head
 
@@ -57,6 +57,10 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
     Returns:
         dict: `history` (per-epoch logs) and `best_epochs` (per member, when
         early stopping is on).
+
+    Raises:
+        DivergenceError: (a `ValueError`) if the loss or the weights became
+            NaN or inf; training stops at the first non-finite batch loss.
     """
     check_int("epochs", epochs, 1)
     check_dataset(ds, num_classes=getattr(model, "num_classes", None), input_shape=_input_shape(model))
@@ -68,6 +72,8 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
         callbacks.append(stopper)
     if log is not None:
         callbacks.append(epoch_logger(log, epochs))
+    # A NaN loss stops training at once; `check_converged` then raises.
+    callbacks.append(keras.callbacks.TerminateOnNaN())
     history = model.fit(
         ds.x_train,
         ds.y_train,
@@ -77,6 +83,7 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
         callbacks=callbacks,
         verbose=0,
     )
+    check_converged(model, history.history.get("loss", []), f"Model {model.name!r}", learning_rate)
     result = {"history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     if stopper is not None:
         result["best_epochs"] = stopper.best_epochs

@@ -127,6 +127,9 @@ class RunContext:
         if self.config is None:
             return compute()
         key = str(key)
+        if key in self._resumable_keys:
+            raise ValueError(f"Argument `key` must be unique within a run. Received: key={key!r} a second time")
+        self._resumable_keys.add(key)
         folder = self.resume_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
         done = folder / "done.json"
         if done.exists():
@@ -160,6 +163,7 @@ class RunContext:
     def __post_init__(self):
         self._start = time.perf_counter()
         self.resumed_stages = []
+        self._resumable_keys = set()
 
 
 def _reseed(seed, key):

@@ -86,6 +86,13 @@ def test_resumable_reseeds_each_stage_from_seed_and_key(tmp_path):
     assert other.resumable("a", lambda: float(np.random.uniform())) != a
 
 
+def test_resumable_keys_must_be_unique_within_a_run(tmp_path):
+    context = _context(tmp_path)
+    context.resumable("unit", lambda: 1)
+    with pytest.raises(ValueError, match=r"Argument `key` must be unique within a run. Received: key='unit'"):
+        context.resumable("unit", lambda: 2)
+
+
 def test_changed_config_invalidates_stored_stages(tmp_path):
     calls = []
     first = _context(tmp_path)

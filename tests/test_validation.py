@@ -65,6 +65,8 @@ CASES = {
     "members-class-counts": (lambda: supernet.build_supernet([mlp(6, [4], 3), mlp(6, [4], 4)]), r"Argument `members` must all predict the same number of classes. Received: members with num_classes=\[3, 4\]"),
     "members-input-shapes": (lambda: supernet.build_supernet([mlp(6, [4], 3), mlp(7, [4], 3)]), r"Argument `members` must all have the same input shape. Received: members with input shapes \[\(6,\), \(7,\)\]"),
     "soup-architectures": (lambda: soups.uniform_soup([mlp(6, [4], 3), mlp(6, [5], 3)]), r"Argument `models` must all have the same architecture.*Received: models"),
+    "vote-members-class-counts": (lambda: metrics.softmax_vote([PROBS, np.full((24, 4), 0.25)]), r"Argument `member_probs` must hold members of one shape.*Received: member shapes \[\(24, 3\), \(24, 4\)\]"),
+    "majority-vote-members-class-counts": (lambda: metrics.majority_vote([PROBS, np.full((24, 4), 0.25)]), r"Argument `member_probs_or_preds` must hold members of one shape.*Received: member shapes"),
     "dataset-vs-model-classes": (lambda: training.fit_members(_fused(num_classes=2), _ds(), epochs=1), r"Argument `ds` must have as many classes as the model \(2\). Received: ds.num_classes=3"),
     # === K < 1 ===
     "partitioned-mlp-K0": (lambda: supernet.PartitionedMLP(6, [4], 3, num_members=0), r"Argument `num_members` must be an int >= 1. Received: num_members=0"),

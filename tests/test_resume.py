@@ -185,21 +185,39 @@ while True:
 """
 
 
-def test_kill_during_appends_never_leaves_a_half_written_line(tmp_path):
+def _lines(path):
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def test_kills_during_appends_never_damage_a_stored_record(tmp_path):
+    # Linux may stop a large write() at a page boundary when SIGKILL arrives,
+    # so a kill can leave one fragment at the end of the file (seen in about
+    # 1 of 25 kills with 300 kB records). It must be the only damage: skipped
+    # with a warning, never glued to a later record, every complete record intact.
     path = tmp_path / "results.jsonl"
-    for attempt in range(3):
+    kills = 3
+    for attempt in range(kills):
+        lines_before = _lines(path)
         process = subprocess.Popen([sys.executable, "-c", _APPENDER, str(path)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == "ready"
-        time.sleep(0.3 + 0.2 * attempt)
+        deadline = time.monotonic() + 120
+        # Kill only once this writer has stored a record, at a different moment each time.
+        while _lines(path) <= lines_before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05 * attempt)
         process.send_signal(signal.SIGKILL)
         process.wait()
-    raw = path.read_bytes()
-    assert raw.endswith(b"\n")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a skipped fragment would warn
-        records = reports.ResultsStore(path).read()
-    assert len(records) == raw.count(b"\n") > 3
-    assert all(len(r["payload"]) == 300_000 for r in records)
+    store = reports.ResultsStore(path)
+    store.append({"i": -1, "payload": "after the kills"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = store.read()
+    fragments = [w for w in caught if "skipping" in str(w.message)]
+    assert len(fragments) <= kills
+    assert len(records) + len(fragments) == path.read_bytes().count(b"\n")
+    assert len(records) >= kills + 1
+    assert all(len(r["payload"]) == 300_000 for r in records[:-1])
+    assert records[-1] == {"i": -1, "payload": "after the kills"}
 
 
 def test_truncated_line_from_another_writer_is_skipped_and_not_glued(tmp_path):

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from supernet import data, metrics
+from supernet._validation import check_converged
 from supernet.models import thesis_cnn
 from supernet.training import scores
 
@@ -61,9 +62,10 @@ def fit_classifier(model, ds, *, learning_rate, epochs, batch_size, patience=Non
         validation_data=(ds.x_val, ds.y_val),
         epochs=epochs,
         batch_size=batch_size,
-        callbacks=[stop] if stop is not None else [],
+        callbacks=([stop] if stop is not None else []) + [keras.callbacks.TerminateOnNaN()],
         verbose=0,
     )
+    check_converged(model, history.history.get("loss", []), f"Model {model.name!r}", learning_rate)
     return history, stop
 
 
@@ -100,10 +102,16 @@ def pretrained_cnn(k, ds, config, context, *, prefix="pretrain", save_cost=True)
         cost = json.loads(cost_path.read_text()) if save_cost else {}
         context.log(f"  net {k + 1}: loaded from {model_path}")
         return model, dict(cost, cached=True)
-    keras.utils.set_random_seed(1000 * config.seed + k)
-    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
-    model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
+
+    def train():
+        keras.utils.set_random_seed(1000 * config.seed + k)
+        model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
+        model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
+        cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
+        return model, cost
+
+    # Without `config.cache` a killed run still skips the nets it finished.
+    model, cost = context.resumable(f"{prefix}_{k}", train)
     if config.cache:
         model_path.parent.mkdir(parents=True, exist_ok=True)
         model.save(model_path)

@@ -13,6 +13,7 @@ import numpy as np
 
 from experiments._common import verdict
 from supernet import metrics, reports
+from supernet._validation import check_converged
 from supernet.callbacks import retrain_last_layers
 from supernet.models import build_supernet, fit_head
 from supernet.training import epoch_logger
@@ -67,6 +68,7 @@ def train(model, ds, *, optimizer, epochs, snapshot_epochs=(), batch_size=64, lo
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     snapshots = SnapshotWeights(snapshot_epochs)
     callbacks = [snapshots] + ([epoch_logger(log, epochs, keys=("accuracy", "val_accuracy"))] if log else [])
+    callbacks.append(keras.callbacks.TerminateOnNaN())
     history = model.fit(
         ds.x_train,
         ds.y_train,
@@ -76,6 +78,7 @@ def train(model, ds, *, optimizer, epochs, snapshot_epochs=(), batch_size=64, lo
         callbacks=callbacks,
         verbose=0,
     )
+    check_converged(model, history.history.get("loss", []), f"Model {model.name!r}")
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}, snapshots.weights
 
 

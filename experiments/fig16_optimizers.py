@@ -78,6 +78,20 @@ PRESETS = {
 }
 
 
+def _train_member(config, ds, context, name, lr):
+    """One Table-2 CNN trained with optimizer `name`; returns `(model, history)`."""
+    model = thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2, name=f"thesis_cnn_{name}")
+    history, _ = train(
+        model,
+        ds,
+        optimizer=make_optimizer(name, lr),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        log=context.log,
+    )
+    return model, history
+
+
 def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
@@ -85,15 +99,7 @@ def main(config, context):
     with context.stage("train_members"):
         for k, (name, lr) in enumerate(config.optimizers):
             context.log(f"member {k + 1}/{len(config.optimizers)}: {name} (lr {lr}), {config.epochs} epochs")
-            model = thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2, name=f"thesis_cnn_{name}")
-            history, _ = train(
-                model,
-                ds,
-                optimizer=make_optimizer(name, lr),
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                log=context.log,
-            )
+            model, history = context.resumable(f"member_{k + 1}", lambda name=name, lr=lr: _train_member(config, ds, context, name, lr))
             members.append(model)
             curves[name] = {"val_accuracy": history["val_accuracy"], "val_loss": history["val_loss"]}
     with context.stage("supernet"):

@@ -146,21 +146,30 @@ def main(config, context):
         for k in range(config.num_models):
             epochs = config.epochs if k == 0 else member_epochs
             context.log(f"VGG-16 {k + 1}/{config.num_models}: {epochs} epochs")
-            model, start = build(k), time.perf_counter()
-            history, weights = train(
-                model,
-                ds,
-                optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                epochs=epochs,
-                snapshot_epochs=sorted(set(boost_epochs) | set(supernet_epochs)) if k == 0 else supernet_epochs,
-                batch_size=config.batch_size,
-                log=context.log,
-            )
+
+            def train_member(k=k, epochs=epochs):
+                model, start = build(k), time.perf_counter()
+                history, weights = train(
+                    model,
+                    ds,
+                    optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                    epochs=epochs,
+                    snapshot_epochs=sorted(set(boost_epochs) | set(supernet_epochs)) if k == 0 else supernet_epochs,
+                    batch_size=config.batch_size,
+                    log=context.log,
+                )
+                extra = {}
+                if k == 0:
+                    extra["seconds_per_epoch"] = (time.perf_counter() - start) / epochs
+                    extra["fig5_test"] = metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
+                return history, weights, extra
+
+            # One resumable unit per member: a killed run skips finished members.
+            history, weights, extra = context.resumable(f"member_{k + 1}", train_member)
             snapshots.append(weights)
             curves.append(history)
             if k == 0:
-                seconds_per_epoch = (time.perf_counter() - start) / epochs
-                fig5_test = metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
+                seconds_per_epoch, fig5_test = extra["seconds_per_epoch"], extra["fig5_test"]
 
     normal = curves[0]["val_accuracy"]
     with context.stage("fig5_boost"):

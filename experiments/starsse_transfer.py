@@ -328,14 +328,19 @@ def main(config, context):
     )
     results, member_models = {}, {}
     with context.stage("local_de"):
-        members, record = transfer.local_de(checkpoints[0], target, num_members=num_members, epochs=epochs, **common)
+        # Each method is one resumable unit: a killed run skips finished methods.
+        members, record = context.resumable(
+            "local_de", lambda: transfer.local_de(checkpoints[0], target, num_members=num_members, epochs=epochs, **common)
+        )
         results["local_de"], member_models["local_de"] = _summary(record), members
     first_entry = record["members"][0]
     first = members[0] if first_entry["status"] == "ok" else None
     first_wall, first_cpu = first_entry["wall_s"], first_entry["cpu_s"]
     if pretrain_info["global_de"]:
         with context.stage("global_de"):
-            members, record = transfer.global_de(checkpoints[:num_members], target, epochs=epochs, **common)
+            members, record = context.resumable(
+                "global_de", lambda: transfer.global_de(checkpoints[:num_members], target, epochs=epochs, **common)
+            )
             results["global_de"], member_models["global_de"] = _summary(record), members
     for method, extra in (
         ("sse", {}),
@@ -344,7 +349,9 @@ def main(config, context):
     ):
         trainer = transfer.sse if method == "sse" else transfer.star_sse
         with context.stage(method):
-            members, record = trainer(checkpoints[0], target, first_member=first, **cyclic, **common, **extra)
+            members, record = context.resumable(
+                method, lambda: trainer(checkpoints[0], target, first_member=first, **cyclic, **common, **extra)
+            )
         # Member 1 is local DE's member 1: its cost is counted in every method.
         results[method] = _summary(record, first_wall if first is not None else 0.0, first_cpu if first is not None else 0.0)
         member_models[method] = members

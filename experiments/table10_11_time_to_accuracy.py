@@ -183,7 +183,8 @@ def _stage(tag, config, context):
 
 
 def main(config, context):
-    return {tag: _stage(tag, config, context) for tag in ("fmnist", "tng")}
+    # One resumable unit per dataset: a killed run skips a finished dataset.
+    return {tag: context.resumable(tag, lambda tag=tag: _stage(tag, config, context)) for tag in ("fmnist", "tng")}
 
 
 def _clock(seconds):

@@ -125,14 +125,18 @@ def main(config, context):
     with context.stage("train_members"):
         for k in range(config.num_models):
             context.log(f"member {k + 1}/{config.num_models}: {config.epochs} epochs")
-            history, weights = train(
-                build(k),
-                ds,
-                optimizer=make_optimizer("adam", config.learning_rate),
-                epochs=config.epochs,
-                snapshot_epochs=snapshot_epochs,
-                batch_size=config.batch_size,
-                log=context.log,
+            # One resumable unit per member: a killed run skips finished members.
+            history, weights = context.resumable(
+                f"member_{k + 1}",
+                lambda k=k: train(
+                    build(k),
+                    ds,
+                    optimizer=make_optimizer("adam", config.learning_rate),
+                    epochs=config.epochs,
+                    snapshot_epochs=snapshot_epochs,
+                    batch_size=config.batch_size,
+                    log=context.log,
+                ),
             )
             histories.append(history)
             snapshots.append(weights)

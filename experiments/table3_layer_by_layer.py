@@ -98,6 +98,49 @@ class _TestAccuracyAfterFit(keras.callbacks.Callback):
         probs = self.model.predict(self.x, batch_size=512, verbose=0)
         self.values.append(metrics.accuracy(self.y, probs))
 
+def _train_model(k, config, ds, context, names, epochs_per_stage):
+    """Train model `k` and retrain it layer by layer; returns its scores."""
+    model = thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2)
+    test_acc = _TestAccuracyAfterFit(ds.x_test, ds.y_test)
+    with context.stage("train_base"):
+        context.log(f"model {k}/{config.num_models}: {config.epochs} epochs of the whole net")
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        base = model.fit(
+            ds.x_train,
+            ds.y_train,
+            validation_data=(ds.x_val, ds.y_val),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            callbacks=[test_acc, epoch_logger(context.log, config.epochs, keys=("accuracy", "val_accuracy"))],
+            verbose=0,
+        )
+    with context.stage("layer_by_layer"):
+        stages = retrain_layer_by_layer(
+            model,
+            ds.x_train,
+            ds.y_train,
+            epochs_per_stage=epochs_per_stage,
+            optimizer_fn=lambda: keras.optimizers.Adam(config.stage_learning_rate),
+            validation_data=(ds.x_val, ds.y_val),
+            batch_size=config.batch_size,
+            callbacks=[test_acc],
+            verbose=0,
+        )
+    val = [float(base.history["val_accuracy"][-1])] + [s.val_accuracy for s in stages]
+    result = {
+        "val_accuracy": dict(zip(names, val)),
+        "test_accuracy": dict(zip(names, test_acc.values)),
+        "stage_layers": [list(s.trained_layers) for s in stages],
+        "base_val_curve": [float(v) for v in base.history["val_accuracy"]],
+        "stage_val_curves": [s.history["val_accuracy"] for s in stages],
+    }
+    context.log("  val accuracy " + ", ".join(f"{name} {v:.4f}" for name, v in zip(STAGES, val)))
+    return result
+
 
 def main(config, context):
     ds = load_dataset(config)
@@ -108,45 +151,8 @@ def main(config, context):
     names = STAGES[: len(epochs_per_stage) + 1]
     models = {}
     for k in range(1, config.num_models + 1):
-        model = thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2)
-        test_acc = _TestAccuracyAfterFit(ds.x_test, ds.y_test)
-        with context.stage("train_base"):
-            context.log(f"model {k}/{config.num_models}: {config.epochs} epochs of the whole net")
-            model.compile(
-                optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-            )
-            base = model.fit(
-                ds.x_train,
-                ds.y_train,
-                validation_data=(ds.x_val, ds.y_val),
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                callbacks=[test_acc, epoch_logger(context.log, config.epochs, keys=("accuracy", "val_accuracy"))],
-                verbose=0,
-            )
-        with context.stage("layer_by_layer"):
-            stages = retrain_layer_by_layer(
-                model,
-                ds.x_train,
-                ds.y_train,
-                epochs_per_stage=epochs_per_stage,
-                optimizer_fn=lambda: keras.optimizers.Adam(config.stage_learning_rate),
-                validation_data=(ds.x_val, ds.y_val),
-                batch_size=config.batch_size,
-                callbacks=[test_acc],
-                verbose=0,
-            )
-        val = [float(base.history["val_accuracy"][-1])] + [s.val_accuracy for s in stages]
-        models[str(k)] = {
-            "val_accuracy": dict(zip(names, val)),
-            "test_accuracy": dict(zip(names, test_acc.values)),
-            "stage_layers": [list(s.trained_layers) for s in stages],
-            "base_val_curve": [float(v) for v in base.history["val_accuracy"]],
-            "stage_val_curves": [s.history["val_accuracy"] for s in stages],
-        }
-        context.log("  val accuracy " + ", ".join(f"{name} {v:.4f}" for name, v in zip(STAGES, val)))
+        # Each model is one resumable unit: a killed run skips finished models.
+        models[str(k)] = context.resumable(f"model_{k}", lambda k=k: _train_model(k, config, ds, context, names, epochs_per_stage))
     means = {
         split: {s: float(np.mean([m[split][s] for m in models.values()])) for s in names}
         for split in ("val_accuracy", "test_accuracy")

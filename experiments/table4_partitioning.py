@@ -148,6 +148,51 @@ def _train_single(config, ds, widths, dropout, patience):
     return result
 
 
+def _train_row(config, ds, context, size, k, widths, dropouts, patiences):
+    """Row (size, K) of Table 4: one MLP for K=1, else K members and their SuperNet."""
+    single_dropout, sub_dropout = dropouts
+    single_patience, sub_patience = patiences
+    if k == 1:
+        with context.stage(f"{size}_k1_members"):
+            return _train_single(config, ds, widths, single_dropout, single_patience)
+    with context.stage(f"{size}_k{k}_members"):
+        model = PartitionedMLP(
+            ds.input_shape[0], widths, ds.num_classes, num_members=k, dropout=sub_dropout, seed=config.seed
+        )
+        fitted = fit_members(
+            model,
+            ds,
+            epochs=config.max_epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            patience=sub_patience,
+        )
+        member_probs = model.predict(ds.x_test, verbose=0, batch_size=1024)
+    with context.stage(f"{size}_k{k}_head"):
+        supernet, merged = supermodel(
+            model,
+            ds,
+            init="copy",
+            downscale=config.downscale,
+            head_epochs=config.head_epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            seed=config.seed,
+        )
+    row = dict(merged["after"])
+    member_acc = [scores(ds.y_test, member_probs[:, j])["accuracy"] for j in range(k)]
+    row.update(
+        epochs=len(fitted["history"]["loss"]),
+        best_epochs=[int(e) for e in fitted["best_epochs"]],
+        params=int(supernet.count_params()),
+        copied_head=merged["before"],
+        softmax_vote=scores(ds.y_test, member_probs),
+        mean_member_accuracy=float(np.mean(member_acc)),
+        downscale=merged["downscale"],
+    )
+    return row
+
+
 def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
@@ -160,45 +205,11 @@ def main(config, context):
         for k in config.num_members:
             widths = partition_widths(root, k)
             context.log(f"{size} root {'-'.join(map(str, root))}, K={k}: member widths {widths}")
-            if k == 1:
-                with context.stage(f"{size}_k1_members"):
-                    row = _train_single(config, ds, widths, single_dropout, single_patience)
-            else:
-                with context.stage(f"{size}_k{k}_members"):
-                    model = PartitionedMLP(
-                        ds.input_shape[0], widths, ds.num_classes, num_members=k, dropout=sub_dropout, seed=config.seed
-                    )
-                    fitted = fit_members(
-                        model,
-                        ds,
-                        epochs=config.max_epochs,
-                        batch_size=config.batch_size,
-                        learning_rate=config.learning_rate,
-                        patience=sub_patience,
-                    )
-                    member_probs = model.predict(ds.x_test, verbose=0, batch_size=1024)
-                with context.stage(f"{size}_k{k}_head"):
-                    supernet, merged = supermodel(
-                        model,
-                        ds,
-                        init="copy",
-                        downscale=config.downscale,
-                        head_epochs=config.head_epochs,
-                        batch_size=config.batch_size,
-                        learning_rate=config.learning_rate,
-                        seed=config.seed,
-                    )
-                row = dict(merged["after"])
-                member_acc = [scores(ds.y_test, member_probs[:, j])["accuracy"] for j in range(k)]
-                row.update(
-                    epochs=len(fitted["history"]["loss"]),
-                    best_epochs=[int(e) for e in fitted["best_epochs"]],
-                    params=int(supernet.count_params()),
-                    copied_head=merged["before"],
-                    softmax_vote=scores(ds.y_test, member_probs),
-                    mean_member_accuracy=float(np.mean(member_acc)),
-                    downscale=merged["downscale"],
-                )
+            # One resumable unit per (size, K): a killed run skips finished rows.
+            row = context.resumable(
+                f"{size}_k{k}",
+                lambda: _train_row(config, ds, context, size, k, widths, (single_dropout, sub_dropout), (single_patience, sub_patience)),
+            )
             row["widths"] = list(widths)
             context.log(
                 f"  {size} K={k}: test acc {100 * row['accuracy']:.2f}%, loss {row['nll']:.4f}, "

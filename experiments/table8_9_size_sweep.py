@@ -259,6 +259,73 @@ def _fit_keras(model, ds, config, loss="sparse_categorical_crossentropy"):
     return result
 
 
+def _classical(config, ds, context, label, match, dropout, input_dim, num_classes):
+    """The classical MLP of one size: its scores."""
+    with context.stage(f"{label}_classical"):
+        model = mlp(input_dim, match["classical_widths"], num_classes, dropout=dropout)
+        return _fit_keras(model, ds, config)
+
+
+def _supermodel(config, ds, context, label, match, dropout, input_dim, num_classes):
+    """K members trained as one fused net and merged by a re-trained head: scores."""
+    with context.stage(f"{label}_supermodel_members"):
+        branches = PartitionedMLP(
+            input_dim,
+            match["member_widths"],
+            num_classes,
+            num_members=config.num_members,
+            dropout=dropout,
+            seed=config.seed,
+        )
+        fitted = fit_members(
+            branches,
+            ds,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            patience=config.patience,
+        )
+        member_probs = branches.predict(ds.x_test, verbose=0, batch_size=1024)
+    with context.stage(f"{label}_supermodel_head"):
+        supernet, merged = supermodel(
+            branches,
+            ds,
+            init="copy",
+            downscale=config.downscale,
+            head_epochs=config.head_epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            seed=config.seed,
+        )
+    member_acc = [scores(ds.y_test, member_probs[:, k])["accuracy"] for k in range(config.num_members)]
+    return dict(
+        merged["after"],
+        val_accuracy=merged["val_after"]["accuracy"],
+        val_nll=merged["val_after"]["nll"],
+        copied_head=merged["before"],
+        softmax_vote=scores(ds.y_test, member_probs),
+        mean_member_accuracy=float(np.mean(member_acc)),
+        downscale=merged["downscale"],
+        epochs=len(fitted["history"]["loss"]),
+        params=int(supernet.count_params()),
+    )
+
+
+def _whole(config, ds, context, label, match, dropout, input_dim, num_classes):
+    """The partitioned net with one merged softmax trained end to end: scores."""
+    with context.stage(f"{label}_whole_trained"):
+        whole = PartitionedMLP(
+            input_dim,
+            match["member_widths"],
+            num_classes,
+            num_members=config.num_members,
+            dropout=dropout,
+            head="merged",
+            seed=config.seed,
+        )
+        return _fit_keras(whole, ds, config, loss=None)
+
+
 def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
@@ -277,63 +344,10 @@ def main(config, context):
             context.log(f"  warning: parameter counts differ by more than {100 * config.param_tolerance:.0f}%")
         row = {"match": dict(match, relative_error=error), "dropout": dropout}
 
-        with context.stage(f"{label}_classical"):
-            model = mlp(input_dim, match["classical_widths"], num_classes, dropout=dropout)
-            row["classical"] = _fit_keras(model, ds, config)
-
-        with context.stage(f"{label}_supermodel_members"):
-            branches = PartitionedMLP(
-                input_dim,
-                match["member_widths"],
-                num_classes,
-                num_members=config.num_members,
-                dropout=dropout,
-                seed=config.seed,
-            )
-            fitted = fit_members(
-                branches,
-                ds,
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                learning_rate=config.learning_rate,
-                patience=config.patience,
-            )
-            member_probs = branches.predict(ds.x_test, verbose=0, batch_size=1024)
-        with context.stage(f"{label}_supermodel_head"):
-            supernet, merged = supermodel(
-                branches,
-                ds,
-                init="copy",
-                downscale=config.downscale,
-                head_epochs=config.head_epochs,
-                batch_size=config.batch_size,
-                learning_rate=config.learning_rate,
-                seed=config.seed,
-            )
-        member_acc = [scores(ds.y_test, member_probs[:, k])["accuracy"] for k in range(config.num_members)]
-        row["supermodel"] = dict(
-            merged["after"],
-            val_accuracy=merged["val_after"]["accuracy"],
-            val_nll=merged["val_after"]["nll"],
-            copied_head=merged["before"],
-            softmax_vote=scores(ds.y_test, member_probs),
-            mean_member_accuracy=float(np.mean(member_acc)),
-            downscale=merged["downscale"],
-            epochs=len(fitted["history"]["loss"]),
-            params=int(supernet.count_params()),
-        )
-
-        with context.stage(f"{label}_whole_trained"):
-            whole = PartitionedMLP(
-                input_dim,
-                match["member_widths"],
-                num_classes,
-                num_members=config.num_members,
-                dropout=dropout,
-                head="merged",
-                seed=config.seed,
-            )
-            row["whole"] = _fit_keras(whole, ds, config, loss=None)
+        # One resumable unit per model of each size: a killed run skips finished ones.
+        args = (config, ds, context, label, match, dropout, input_dim, num_classes)
+        for model_key, fit in (("classical", _classical), ("supermodel", _supermodel), ("whole", _whole)):
+            row[model_key] = context.resumable(f"{label}_{model_key}", lambda fit=fit: fit(*args))
 
         if row["whole"]["params"] != match["supermodel_params"]:
             context.log(

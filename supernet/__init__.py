@@ -14,6 +14,7 @@ from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
 from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy  # noqa: E402
 from supernet.models import (  # noqa: E402
     PartitionedMLP,
+    SuperNet,
     build_supernet,
     choose_downscale,
     fit_head,
@@ -44,6 +45,7 @@ __all__ = [
     "GroupedDense",
     "MemberwiseCrossentropy",
     "PartitionedMLP",
+    "SuperNet",
     "build_supernet",
     "choose_downscale",
     "data",

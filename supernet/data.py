@@ -49,6 +49,8 @@ import zlib
 
 import numpy as np
 
+from supernet._validation import check_labels
+
 __all__ = [
     "DATASETS",
     "Dataset",
@@ -194,6 +196,8 @@ class Dataset:
                     f"Received: len(x_{split})={len(x)}, "
                     f"len(y_{split})={len(y)}"
                 )
+        for split in ("train", "val", "test"):
+            check_labels(f"y_{split}", getattr(self, f"y_{split}"), self.num_classes)
         if len(self.class_names) != self.num_classes:
             raise ValueError(
                 "`class_names` must have one entry per class. Received: "

@@ -23,14 +23,21 @@ sweep gives.
 
 import dataclasses
 import datetime
+import hashlib
 import importlib
+import json
+import os
+import pickle
 import pkgutil
 import re
+import shutil
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from supernet import reports
+from supernet._validation import DivergenceError
 
 
 def _discover():
@@ -79,6 +86,7 @@ class RunContext:
     out_dir: Path
     timer: reports.StageTimer
     verbose: bool = True
+    config: object = None
 
     def log(self, message):
         """Progress output: elapsed wall time and a message, flushed at once."""
@@ -90,8 +98,132 @@ class RunContext:
         """Time a stage (wall and CPU seconds), logging its start and end."""
         return _LoggedStage(self, name)
 
+    def resumable(self, key, compute):
+        """`compute()`, or its stored result if an earlier run of this config finished it.
+
+        Makes a run resumable stage by stage: the result of `compute()`
+        (numbers, arrays, dicts, lists and Keras models, which are stored as
+        `.keras` files) and the stage timings recorded while it ran are
+        saved in `run_dir/resume/<config hash>/<key>/`, written to a temporary
+        folder first and renamed into place, so a run killed at any point
+        leaves either a complete entry or none. Rerunning the same command
+        loads finished entries instead of recomputing them, adds their
+        original timings back to the timer, and lists them in the record's
+        `resumed_stages`.
+
+        Randomness is re-seeded from `(config.seed, key)` before `compute()`
+        and again after the stage (on both paths), so a resumed run
+        reproduces an uninterrupted one exactly: no stage depends on how
+        much random state earlier stages consumed. `run_experiment` deletes
+        the resume folder once the run's record is stored.
+
+        Args:
+            key: str, unique within the run, e.g. `"member_3"`.
+            compute: a function of no arguments returning the stage's result.
+
+        Returns:
+            The result of `compute()` (or its stored copy).
+        """
+        if self.config is None:
+            return compute()
+        key = str(key)
+        if key in self._resumable_keys:
+            raise ValueError(f"Argument `key` must be unique within a run. Received: key={key!r} a second time")
+        self._resumable_keys.add(key)
+        folder = self.resume_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+        done = folder / "done.json"
+        if done.exists():
+            info = json.loads(done.read_text())
+            result = _load_result(folder)
+            self.timer.credit(info["wall_s"], info["cpu_s"], info["stages"])
+            self.resumed_stages.append(key)
+            self.log(f"{key}: resumed from {folder} (originally wall {info['wall_s']:.1f}s)")
+        else:
+            _reseed(self.config.seed, key)
+            before = self.timer.as_dict()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            result = compute()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            stages = {
+                name: {t: times[t] - before.get(name, {}).get(t, 0.0) for t in ("wall_s", "cpu_s")}
+                for name, times in self.timer.as_dict().items()
+                if name not in self.timer.open_stages and times != before.get(name)
+            }
+            _store_result(folder, result, {"key": key, "wall_s": wall, "cpu_s": cpu, "stages": stages})
+        _reseed(self.config.seed, key + "/after")
+        return result
+
+    @property
+    def resume_dir(self):
+        """`run_dir/resume/<hash of experiment, preset and config>`."""
+        fields = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else repr(self.config)
+        payload = json.dumps([self.name, self.preset, fields], sort_keys=True, default=str)
+        return self.run_dir / "resume" / hashlib.sha1(payload.encode()).hexdigest()[:16]
+
     def __post_init__(self):
         self._start = time.perf_counter()
+        self.resumed_stages = []
+        self._resumable_keys = set()
+
+
+def _reseed(seed, key):
+    import keras
+
+    keras.utils.set_random_seed((int(seed) * 1_000_003 + zlib.crc32(key.encode())) % 2**31)
+
+
+# Attributes that code sets on Keras models and that a `.keras` file does not hold.
+_MODEL_ATTRIBUTES = ("soup_info",)
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file, folder):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.folder, self.count = folder, 0
+
+    def persistent_id(self, obj):
+        import keras
+
+        if isinstance(obj, keras.Model):
+            name = f"model_{self.count}.keras"
+            self.count += 1
+            obj.save(self.folder / name)
+            extra = {a: getattr(obj, a) for a in _MODEL_ATTRIBUTES if hasattr(obj, a)}
+            return ("keras_model", name, extra)
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, folder):
+        super().__init__(file)
+        self.folder = folder
+
+    def persistent_load(self, pid):
+        import keras
+
+        kind, name, extra = pid
+        if kind != "keras_model":
+            raise pickle.UnpicklingError(f"Unknown persistent id {pid!r} in {self.folder}")
+        model = keras.saving.load_model(self.folder / name)
+        for attribute, value in extra.items():
+            setattr(model, attribute, value)
+        return model
+
+
+def _store_result(folder, result, info):
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "result.pkl", "wb") as f:
+        _Pickler(f, tmp).dump(result)
+    (tmp / "done.json").write_text(json.dumps(info))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _load_result(folder):
+    with open(folder / "result.pkl", "rb") as f:
+        return _Unpickler(f, folder).load()
 
 
 class _LoggedStage:
@@ -235,12 +367,24 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     out_dir = Path(out_dir)
     run_dir = out_dir / "runs" / name / f"{preset}-seed{config.seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    context = RunContext(name, preset, run_dir, out_dir, reports.StageTimer(), verbose)
+    context = RunContext(name, preset, run_dir, out_dir, reports.StageTimer(), verbose, config=config)
+    # Entries of another config cannot be reused: drop them.
+    for stale in (run_dir / "resume").glob("*"):
+        if stale != context.resume_dir:
+            shutil.rmtree(stale, ignore_errors=True)
     enable_determinism(config.seed)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     context.log(f"preset={preset} seed={config.seed} run_dir={run_dir}")
-    with context.timer.stage("total"):
-        metrics = module.main(config, context)
+    if context.resume_dir.exists():
+        context.log(f"resuming: finished stages are loaded from {context.resume_dir}")
+    status, failure = "ok", None
+    try:
+        with context.timer.stage("total"):
+            metrics = module.main(config, context)
+    except DivergenceError as error:
+        # A diverged run is stored as failed (aggregates skip it), then reported.
+        status, failure, metrics = "failed: diverged", error, {"error": str(error)}
+        context.log(f"FAILED: {error}")
     record = reports.make_record(
         experiment=name,
         preset=preset,
@@ -248,11 +392,22 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
         seed=config.seed,
         metrics=metrics,
         timings=context.timer.as_dict(),
-        extra={"started_utc": started, **({"shard": shard} if shard is not None else {})},
+        status=status,
+        extra={
+            "started_utc": started,
+            "resumed_stages": list(context.resumed_stages),
+            **({"shard": shard} if shard is not None else {}),
+        },
     )
     store = reports.ResultsStore(results_path(out_dir, name))
     store.append(record)
     context.log(f"results appended to {store.path}")
+    if failure is not None:
+        # Stages finished before the divergence stay resumable; rerunning with
+        # the same config would diverge again, so nothing is rendered.
+        raise failure
+    # The record is stored: a rerun of this command is a new run, not a resume.
+    shutil.rmtree(run_dir / "resume", ignore_errors=True)
     written = module.report(reports.latest_runs(store.read()), out_dir) if render else []
     for path in written:
         context.log(f"wrote {path}")
@@ -395,7 +550,7 @@ def claims_summary(out_dir, written, summary=None):
         if not found:
             parts.append("   - no stored run yet: " + ", ".join(f"`supernet run {n} --preset cpu`" for n in names))
     path = out_dir / filename
-    path.write_text("\n".join(parts) + "\n")
+    reports.write_text_atomic(path, "\n".join(parts) + "\n")
     return path
 
 
@@ -427,7 +582,7 @@ def render_reports(out_dir="reports", names=None):
         caption="Every file here is generated from `results/*.jsonl` by `supernet report`; do not edit by hand.",
     )
     readme = out_dir / "README.md"
-    readme.write_text(reports.to_markdown(table))
+    reports.write_text_atomic(readme, reports.to_markdown(table))
     written.append(readme)
     return written
 

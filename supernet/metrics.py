@@ -102,8 +102,20 @@ def _check_prob_values(probs, name):
     return probs
 
 
+def _stack_members(values, name):
+    """`np.asarray`, with a clear error for members of different shapes."""
+    if isinstance(values, (list, tuple)):
+        shapes = [np.shape(v) for v in values]
+        if len(set(shapes)) > 1:
+            raise ValueError(
+                f"Argument `{name}` must hold members of one shape (members with different "
+                f"class counts or sample counts cannot be combined). Received: member shapes {shapes}"
+            )
+    return np.asarray(values)
+
+
 def _as_member_probs(member_probs, name="member_probs"):
-    member_probs = np.asarray(member_probs)
+    member_probs = _stack_members(member_probs, name)
     if member_probs.ndim != 3 or 0 in member_probs.shape:
         raise ValueError(
             f"Argument `{name}` must be a non-empty 3-D array of shape "
@@ -184,7 +196,7 @@ def _as_predictions(preds_or_probs, name):
 
 def _as_member_predictions(member_probs_or_preds, name):
     """Returns (M, num_samples) labels from member labels or member probs."""
-    array = np.asarray(member_probs_or_preds)
+    array = _stack_members(member_probs_or_preds, name)
     if array.ndim == 2:
         return _as_labels(array, name)
     if array.ndim == 3:
@@ -917,7 +929,7 @@ def majority_vote(member_probs_or_preds, num_classes=None):
     >>> majority_vote([[0, 1], [2, 1], [2, 0]])
     array([2, 1])
     """
-    array = np.asarray(member_probs_or_preds)
+    array = _stack_members(member_probs_or_preds, "member_probs_or_preds")
     if num_classes is not None and (
         isinstance(num_classes, bool)
         or not isinstance(num_classes, (int, np.integer))

@@ -46,6 +46,7 @@ __all__ = [
     "to_markdown",
     "to_latex",
     "write_table",
+    "write_text_atomic",
     "plot_curves",
     "plot_agreement_matrix",
     "plot_loss_histogram",
@@ -119,9 +120,38 @@ class StageTimer:
                 self._total["wall_s"] += wall
                 self._total["cpu_s"] += cpu
 
+    def credit(self, wall_s, cpu_s, stages=None):
+        """Add time spent earlier (e.g. in a killed run whose result is reused).
+
+        The seconds count towards every stage open now and towards `total`;
+        `stages` (`{name: {"wall_s", "cpu_s"}}`) are closed stages that ran
+        inside that time and are added under their names.
+
+        Args:
+            wall_s, cpu_s: float seconds >= 0.
+            stages: optional dict as returned by `as_dict`.
+        """
+        if not (wall_s >= 0 and cpu_s >= 0):
+            raise ValueError(f"Arguments `wall_s` and `cpu_s` must be >= 0. Received: wall_s={wall_s}, cpu_s={cpu_s}")
+        for name in list(self._open):
+            entry = self._stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            entry["wall_s"] += wall_s
+            entry["cpu_s"] += cpu_s
+        for name, times in (stages or {}).items():
+            entry = self._stages.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            entry["wall_s"] += times["wall_s"]
+            entry["cpu_s"] += times["cpu_s"]
+        self._total["wall_s"] += wall_s
+        self._total["cpu_s"] += cpu_s
+
     def as_dict(self):
         """Returns `{name: {"wall_s": float, "cpu_s": float}}` in first-entered order."""
         return {name: dict(entry) for name, entry in self._stages.items()}
+
+    @property
+    def open_stages(self):
+        """Names of the stages running now."""
+        return set(self._open)
 
     @property
     def total(self):
@@ -862,6 +892,30 @@ def to_latex(table, *, label=None):
     return "\n".join(lines) + "\n"
 
 
+def write_text_atomic(path, text):
+    """Write `text` to `path` so that readers see the old or the new file, never a part.
+
+    The text goes to a temporary file in the same folder, is flushed to disk,
+    and replaces `path` with `os.replace` (atomic on POSIX and Windows).
+
+    Returns:
+        `Path(path)`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def write_table(table, path_stem):
     """Write `path_stem.md` and `path_stem.tex`.
 
@@ -886,8 +940,8 @@ def write_table(table, path_stem):
     stem.parent.mkdir(parents=True, exist_ok=True)
     md = stem.with_name(stem.name + ".md")
     tex = stem.with_name(stem.name + ".tex")
-    md.write_text(to_markdown(table), encoding="utf-8")
-    tex.write_text(to_latex(table, label=f"tab:{stem.name}"), encoding="utf-8")
+    write_text_atomic(md, to_markdown(table))
+    write_text_atomic(tex, to_latex(table, label=f"tab:{stem.name}"))
     return [md, tex]
 
 
@@ -909,11 +963,15 @@ def _save(fig, path):
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         fig.tight_layout()
-        fig.savefig(path, dpi=_DPI)
+        fig.savefig(tmp, dpi=_DPI)
+        os.replace(tmp, path)  # a killed run never leaves half a figure
     finally:
         plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 

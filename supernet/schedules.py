@@ -35,7 +35,7 @@ def _check_int(name, value, minimum):
 
 
 def _check_lr(name, value):
-    if value < 0:
+    if not value >= 0:  # also rejects NaN
         raise ValueError(
             f"Argument `{name}` must be >= 0. Received: {name}={value}"
         )

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
+from supernet._validation import check_finite_weights
 from supernet.transfer import predict_probs
 
 __all__ = ["average_weights", "greedy_soup", "recompute_batchnorm_statistics", "uniform_soup"]
@@ -25,8 +26,11 @@ def _check_models(models):
         raise ValueError(f"Argument `models` must be a non-empty list of keras.Model. Received: {models!r}")
     shapes = [tuple(np.shape(w) for w in m.get_weights()) for m in models]
     if any(s != shapes[0] for s in shapes):
-        raise ValueError("All models of a soup must have the same architecture (weight shapes differ).")
-    return models
+        raise ValueError(
+            "Argument `models` must all have the same architecture (the same weight shapes). "
+            f"Received: models with {sorted({len(s) for s in shapes})} weight counts and differing shapes"
+        )
+    return check_finite_weights("models", models)
 
 
 def average_weights(models):

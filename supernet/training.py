@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
+from supernet._validation import DivergenceError, check_converged, check_dataset, check_int  # noqa: F401
 from supernet.callbacks import MemberEarlyStopping
 from supernet.models.supernet import build_supernet, fit_head
 from supernet.optimizers import FusedAdam
@@ -35,6 +36,13 @@ def epoch_logger(log, total_epochs, every=None, keys=None):
     return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
+def _input_shape(model):
+    if getattr(model, "input_dim", None) is not None:
+        return (model.input_dim,)
+    inputs = getattr(model, "inputs", None) if model.built else None
+    return tuple(inputs[0].shape[1:]) if inputs else None
+
+
 def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patience=None, callbacks=(), log=None, sample_weight=None, loss=None):
     """Train a fused `PartitionedMLP` (or any compiled-by-us Keras model).
 
@@ -56,7 +64,13 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
     Returns:
         dict: `history` (per-epoch logs) and `best_epochs` (per member, when
         early stopping is on).
+
+    Raises:
+        DivergenceError: (a `ValueError`) if the loss or the weights became
+            NaN or inf; training stops at the first non-finite batch loss.
     """
+    check_int("epochs", epochs, 1)
+    check_dataset(ds, num_classes=getattr(model, "num_classes", None), input_shape=_input_shape(model))
     # FusedAdam is Keras's Adam with each variable's update in one kernel
     # (see `supernet.optimizers`; ~20% of a fused MLP step on a CPU).
     if loss is None:
@@ -70,6 +84,8 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
         callbacks.append(stopper)
     if log is not None:
         callbacks.append(epoch_logger(log, epochs))
+    # A NaN loss stops training at once; `check_converged` then raises.
+    callbacks.append(keras.callbacks.TerminateOnNaN())
     history = model.fit(
         ds.x_train,
         ds.y_train,
@@ -80,6 +96,7 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
         callbacks=callbacks,
         verbose=0,
     )
+    check_converged(model, history.history.get("loss", []), f"Model {model.name!r}", learning_rate)
     result = {"history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     if stopper is not None:
         result["best_epochs"] = stopper.best_epochs
@@ -94,6 +111,7 @@ def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epoch
         (copied head before re-training, and after), `val_after`, the chosen
         `downscale` and the head's per-epoch `history`.
     """
+    check_dataset(ds)
     supernet = build_supernet(
         members,
         init=init,

@@ -53,6 +53,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
+from supernet._validation import check_dataset
 from supernet.callbacks.snapshot_ensemble import reset_optimizer_state
 from supernet.models.resnet import transfer_model
 from supernet.schedules import CosineRestarts
@@ -414,6 +415,7 @@ def _check_members(num_members):
 
 def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, start_labels, run_eagerly):
     _check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
+    check_dataset(ds)
     steps = steps_for(epochs, len(ds.x_train), batch_size)
     members, probs, entries = [], [], []
     for k, source in enumerate(sources):
@@ -544,6 +546,7 @@ def global_de(
 def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, run_eagerly):
     _check_members(num_members)
     _check_positive(epochs=epochs, lr=lr, fge_lr=fge_lr, fge_epochs=fge_epochs, batch_size=batch_size)
+    check_dataset(ds)
     if trainable not in _TRAINABLE:
         raise ValueError(f"Argument `trainable` must be one of {_TRAINABLE}. Received: trainable={trainable!r}")
     n = len(ds.x_train)

@@ -5,6 +5,7 @@ from supernet.models.resnet import resnet50_backbone, small_resnet, transfer_mod
 from supernet.models.thesis_cnn import thesis_cnn
 from supernet.models.vgg16 import vgg16
 from supernet.models.supernet import (
+    SuperNet,
     build_supernet,
     choose_downscale,
     fit_head,
@@ -13,6 +14,7 @@ from supernet.models.supernet import (
 
 __all__ = [
     "PartitionedMLP",
+    "SuperNet",
     "build_supernet",
     "choose_downscale",
     "fit_head",

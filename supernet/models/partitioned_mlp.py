@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from supernet._validation import check_int
 from supernet.layers.grouped_dense import GroupedDense
 from supernet.losses import MemberwiseCrossentropy
 
@@ -56,7 +57,11 @@ def mlp(input_dim, hidden_units, num_classes, dropout=0.0, l2=0.0, activation="r
     Returns:
         An uncompiled `keras.Sequential`.
     """
+    check_int("input_dim", input_dim, 1)
+    check_int("num_classes", num_classes, 2)
     hidden_units = [int(u) for u in hidden_units]
+    if not hidden_units or min(hidden_units) < 1:
+        raise ValueError(f"Argument `hidden_units` must list positive widths. Received: hidden_units={hidden_units}")
     rates = _per_layer(dropout, len(hidden_units), "dropout")
     l2s = _per_layer(l2, len(hidden_units) + 1, "l2")
     layers = [keras.Input(shape=(input_dim,))]

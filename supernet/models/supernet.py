@@ -3,12 +3,38 @@
 import keras
 import numpy as np
 
+from supernet._validation import check_finite_weights, check_xy
 from supernet.layers.frozen_model import FrozenModel
 from supernet.layers.grouped_dense import GroupedDense
 from supernet.layers.swap_member_axis import SwapMemberAxis
 
 HEAD_NAME = "supernet_head"
 INITS = ("random", "copy")
+
+
+@keras.saving.register_keras_serializable(package="supernet")
+class SuperNet(keras.Model):
+    """The functional model `build_supernet` returns, with its `supernet_info`.
+
+    A plain functional model whose config also carries `supernet_info` (the
+    chosen `init`, `downscale` and number of members), so a SuperNet saved
+    to `.keras` and loaded again still knows the down-scaling it was built
+    with. Build one with `build_supernet`, not directly.
+
+    Args:
+        *args, **kwargs: as for a functional `keras.Model` (`inputs`,
+            `outputs`, `name`).
+        supernet_info: dict, see `build_supernet`.
+    """
+
+    def __init__(self, *args, supernet_info=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.supernet_info = dict(supernet_info or {})
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"supernet_info": dict(self.supernet_info)})
+        return config
 
 
 def _is_softmax(activation):
@@ -67,10 +93,16 @@ def _validate_members(members):
     for k, shape in enumerate(shapes):
         if shape != shapes[0]:
             raise ValueError(
-                "All members must have the same input shape. "
-                f"Member 0 has {shapes[0]}, member {k} has {shape}."
+                "Argument `members` must all have the same input shape. "
+                f"Received: members with input shapes {shapes} (member 0 has {shapes[0]}, member {k} has {shape})"
             )
     return members
+
+
+def _check_pair(name, data, num_classes):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"Argument `{name}` must be a tuple `(x, y)`. Received: {name} of type {type(data).__name__}")
+    return check_xy(f"{name}[0]", data[0], f"{name}[1]", data[1], num_classes)
 
 
 def merged_logits(features, kernels, bias):
@@ -166,10 +198,13 @@ def build_supernet(
     num_classes = {p[3] for p in parts}
     if len(num_classes) != 1:
         raise ValueError(
-            "All members must predict the same number of classes. "
-            f"Received: {[p[3] for p in parts]}"
+            "Argument `members` must all predict the same number of classes. "
+            f"Received: members with num_classes={[p[3] for p in parts]}"
         )
     num_classes = num_classes.pop()
+    check_finite_weights("members", members)
+    if validation_data is not None:
+        _check_pair("validation_data", validation_data, num_classes)
 
     # === Layers ===
     # The SuperNet owns copies of the members' weights: freezing or training
@@ -190,7 +225,7 @@ def build_supernet(
     features = [f(inputs) for f in feature_models]
     x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="concat_features")(features)
     outputs = head(x)
-    model = keras.Model(inputs, outputs, name=name)
+    model = SuperNet(inputs, outputs, name=name)
 
     factor = 1.0
     if init == "copy":
@@ -232,6 +267,9 @@ def fit_head(model, x, y, *, validation_data=None, batch_size=128, epochs=10, op
     if feature_model.trainable_weights:
         raise ValueError("fit_head needs frozen members; build the SuperNet with train_members=False.")
     head = model.get_layer(HEAD_NAME)
+    check_xy("x", x, "y", y, head.units, min_classes=2)
+    if validation_data is not None:
+        _check_pair("validation_data", validation_data, head.units)
     head_model = keras.Sequential([keras.Input(shape=(head.input.shape[-1],)), head])
     head_model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     features = feature_model.predict(x, verbose=0, batch_size=1024)

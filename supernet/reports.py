@@ -377,12 +377,12 @@ def make_record(
 class ResultsStore:
     """An append-only JSON-lines file of run records.
 
-    Each `append` writes one complete line with a single `os.write` on a
-    descriptor opened with `O_APPEND`, then `fsync`s, while holding an
-    advisory `flock` on the file. Concurrent appends from several processes
-    are therefore safe: lines never interleave. A run killed mid-write can leave at most a truncated last
-    line, which `read` skips with a warning; the next `append` starts on a
-    fresh line so that later records are not glued to the broken one.
+    Each `append` replaces the file atomically (temporary file, `fsync`,
+    `os.replace`) while holding an advisory `flock` on a sidecar lock file,
+    so concurrent appends from several processes never interleave or lose a
+    line, and a process killed mid-append leaves the old file or the new
+    one, never a half-written line. `read` still skips (with a warning) a
+    line that does not parse, e.g. one left by another program.
 
     Args:
         path: str or Path of the `.jsonl` file. Parent directories are
@@ -401,7 +401,14 @@ class ResultsStore:
         self.path = Path(path)
 
     def append(self, record):
-        """Append one record as a single JSON line.
+        """Append one record as a single JSON line, atomically.
+
+        Under an exclusive `flock` on the sidecar file `<name>.lock`, the
+        current content plus the new line is written to a temporary file,
+        flushed to disk and `os.replace`d over the store. A reader (or a
+        writer killed at any moment) therefore sees the file either without
+        or with the complete new line, never part of it. Rewriting costs
+        O(file size) per append, a few milliseconds for result files.
 
         Args:
             record: a JSON-serialisable dict, typically from `make_record`.
@@ -416,27 +423,22 @@ class ResultsStore:
             _to_jsonable(record), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # The lock lives on a file that is never replaced: a lock on the
+        # store itself would be lost with the inode at each `os.replace`.
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             if fcntl is not None:
-                # Serialises the "does the file end in a newline?" check with
-                # other writers; the O_APPEND write alone is already atomic.
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and not _ends_with_newline(self.path, size):
-                # A previous writer died mid-line: terminate that fragment so
-                # it stays a separate (skipped) line.
-                line = b"\n" + line
-            data = line + b"\n"
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(
-                    f"Short write to {self.path}: {written} of {len(data)} "
-                    "bytes; the record was not stored completely."
-                )
-            os.fsync(fd)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                content = self.path.read_bytes()
+            except FileNotFoundError:
+                content = b""
+            if content and not content.endswith(b"\n"):
+                # Damage from a foreign writer: keep it a separate (skipped) line.
+                content += b"\n"
+            _write_atomic(self.path, content + line + b"\n")
         finally:
-            os.close(fd)  # also releases the lock
+            os.close(lock)  # also releases the lock
 
     def read(self):
         """All complete records, in file order.
@@ -892,6 +894,23 @@ def to_latex(table, *, label=None):
     return "\n".join(lines) + "\n"
 
 
+def _write_atomic(path, data):
+    """Write bytes so that readers see the old or the new file, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def write_text_atomic(path, text):
     """Write `text` to `path` so that readers see the old or the new file, never a part.
 
@@ -901,19 +920,7 @@ def write_text_atomic(path, text):
     Returns:
         `Path(path)`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return _write_atomic(path, text.encode("utf-8"))
 
 
 def write_table(table, path_stem):

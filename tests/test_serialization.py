@@ -20,7 +20,7 @@ from test_case import assert_saved_model_predicts_same, run_one_fit_step, seeded
 
 import supernet
 from supernet import callbacks, losses, metrics, schedules
-from supernet.layers import FrozenModel, GroupedDense
+from supernet.layers import FrozenModel, GroupedDense, SwapMemberAxis
 from supernet.models import mlp, small_resnet, thesis_cnn, transfer_model, vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,11 @@ CONFIG_CASES = {
     "MemberwiseCrossentropy": (lambda: losses.MemberwiseCrossentropy(from_logits=True, name="mw"), {}),
     "MemberAccuracy": (lambda: metrics.MemberAccuracy(name="macc"), {}),
     "SoftmaxVoteAccuracy": (lambda: metrics.SoftmaxVoteAccuracy(name="vacc"), {}),
+    "MarginCrossentropy": (lambda: losses.MarginCrossentropy(margin=2.0, from_logits=True, name="gap"), {}),
+    "LogitNormCrossentropy": (lambda: losses.LogitNormCrossentropy(temperature=0.1, name="lnorm"), {}),
+    "SwapMemberAxis": (lambda: SwapMemberAxis(name="swap"), {}),
+    "FusedAdam": (lambda: supernet.optimizers.FusedAdam(learning_rate=3e-3, beta_2=0.99), {}),
+    "Distiller": (lambda: supernet.Distiller(mlp(12, [4], 4), supernet.build_supernet([mlp(12, [6], 4) for _ in range(2)], downscale=2.0), temperature=2.0, alpha=0.3), {}),
 }
 
 

@@ -489,7 +489,7 @@ def _verdict_lines(markdown):
             header = None
             lines.extend(
                 sentence.strip()
-                for sentence in re.split(r"(?<=[.;])\s+", line)
+                for sentence in re.split(r"(?<=[.;])\s+(?![0-9])", line)  # "Fig. 17" is not a sentence end
                 if "confirmed" in sentence
             )
             continue

@@ -115,7 +115,8 @@ def test_every_summary_claim_names_known_experiments(tmp_path):
             assert set(names) <= set(experiment.EXPERIMENTS), (filename, names)
     report = tmp_path / "table12_conv_supernet" / "table12_conv_supernet_cpu.md"
     report.parent.mkdir()
-    report.write_text("Finding: SuperNet > softmax > majority: confirmed.\n")
+    report.write_text("Finding: thesis claim 'SuperNet wins (Fig. 17)': confirmed; at epoch 8 the order holds: not confirmed.\n")
     chapter4 = experiment.claims_summary(tmp_path, [report], experiment.SUMMARIES[1]).read_text()
     assert chapter4.startswith("### Thesis chapter 4")
-    assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: Finding: SuperNet > softmax > majority: confirmed." in chapter4
+    assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: Finding: thesis claim 'SuperNet wins (Fig. 17)': confirmed;" in chapter4
+    assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: at epoch 8 the order holds: not confirmed." in chapter4

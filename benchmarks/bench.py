@@ -77,6 +77,49 @@ def matmul_peak(dtype="float32", size=2048, repeats=5):
     return 2 * size**3 / seconds / 1e9
 
 
+def matmul_ceiling(num_members, dims, batch_size, repeats=5):
+    """GFLOP/s of a fused MLP step's matmuls alone, at the model's shapes.
+
+    For each layer the three batched matmuls of a training step (forward,
+    input gradient, weight gradient) on member-major `(K, batch, units)`
+    operands, nothing else: no optimizer update, dropout, bias or
+    activation. The fused step's GFLOP/s divided by this is the share of the
+    step the matmuls could explain; what remains is the measured overhead.
+    FLOPs are counted as in `training_flops_per_sample`.
+    """
+    import keras
+    from keras import ops
+
+    operands = []
+    for seed, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        operands.append((
+            keras.random.normal((num_members, batch_size, fan_in), seed=3 * seed),
+            keras.random.normal((num_members, fan_in, fan_out), seed=3 * seed + 1),
+            keras.random.normal((num_members, batch_size, fan_out), seed=3 * seed + 2),
+        ))
+
+    def step():
+        total = 0.0
+        for a, w, g in operands:
+            total += ops.sum(ops.matmul(a, w))
+            total += ops.sum(ops.matmul(g, ops.transpose(w, (0, 2, 1))))
+            total += ops.sum(ops.matmul(ops.transpose(a, (0, 2, 1)), g))
+        return total
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(step, jit_compile=False)
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(step)
+    ops.convert_to_numpy(step())
+    seconds = _best_of(lambda: ops.convert_to_numpy(step()), repeats)
+    flops = training_flops_per_sample(list(zip(dims[:-1], dims[1:]))) * num_members * batch_size
+    return flops / seconds / 1e9
+
+
 def training_flops_per_sample(widths_in_out):
     """Forward + backward FLOPs of dense layers per sample: 6 per weight."""
     return 6 * sum(i * o for i, o in widths_in_out)
@@ -432,6 +475,18 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
             f"{result['fused_gflops']:.0f}",
             f"{100 * result['fused_gflops'] / peak32:.0f}% of peak",
             ">= 50%",
+        ])
+        ceiling = matmul_ceiling(6, [784, *hidden, 10], batch_size)
+        say(
+            f"  the step's matmuls alone at these shapes: {ceiling:.0f} GFLOP/s ({100 * ceiling / peak32:.0f}% of peak); "
+            f"the fused step runs at {100 * result['fused_gflops'] / ceiling:.0f}% of that"
+        )
+        rows.append([
+            f"bottleneck: the step's matmuls alone (K=6 batched, these shapes), batch {batch_size}",
+            f"fp32 peak {peak32:.0f}",
+            f"{ceiling:.0f} GFLOP/s ({100 * ceiling / peak32:.0f}% of peak)",
+            f"fused step at {100 * result['fused_gflops'] / ceiling:.0f}% of it",
+            "explains a missed goal",
         ])
 
     last = results[batch_sizes[0]]

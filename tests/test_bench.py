@@ -15,6 +15,7 @@ def test_bench_pieces_run_on_tiny_sizes():
     inference = bench.bench_inference(result["fused"], result["members"], result["x"], repeats=1)
     assert inference["supernet_per_s"] > 0 and inference["separate_per_s"] > 0
     assert bench.matmul_peak(size=64, repeats=1) > 0
+    assert bench.matmul_ceiling(2, [20, 8, 3], batch_size=32, repeats=1) > 0
 
 
 def test_precision_bench_restores_the_policy():

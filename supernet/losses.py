@@ -45,7 +45,13 @@ class _MemberLoss(keras.losses.Loss):
         return ops.sum(per_member, axis=1)
 
     def member_losses(self, y_true, y_pred):
-        raise NotImplementedError
+        """Per-sample losses of `(batch, C)` or `(batch, K, C)` predictions.
+
+        The one method a subclass defines (cross-entropy, margin, LogitNorm);
+        this base class only adds the per-member weighting and the sum over
+        members.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define `member_losses(y_true, y_pred)`.")
 
 
 def _logits(y_pred, from_logits):

@@ -53,7 +53,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
-from supernet._validation import check_dataset
+from supernet._validation import check_dataset, check_int, check_positive, nonfinite_weights
 from supernet.callbacks.snapshot_ensemble import reset_optimizer_state
 from supernet.models.resnet import transfer_model
 from supernet.schedules import CosineRestarts
@@ -252,10 +252,6 @@ def _snapshot(model):
     return member
 
 
-def _all_finite(model):
-    return all(np.all(np.isfinite(w)) for w in model.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating))
-
-
 class _Progress(keras.callbacks.Callback):
     """Last batch loss, and a progress line every `every` steps."""
 
@@ -294,7 +290,7 @@ def _train_cycle(model, optimizer, ds, *, steps, start_step, data_seed, batch_si
         "final_loss": progress.last_loss,
     }
     loss_ok = progress.last_loss is not None and math.isfinite(progress.last_loss)
-    if loss_ok and progress.done == steps and _all_finite(model):
+    if loss_ok and progress.done == steps and not nonfinite_weights(model):
         entry.update(status="ok", message="")
     else:
         entry.update(
@@ -401,13 +397,7 @@ def _add_member(model, entry, ds, batch_size, members, probs, entries, log, labe
 
 def _check_positive(**kwargs):
     for name, value in kwargs.items():
-        if value is None or isinstance(value, bool) or not value > 0:
-            raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value}")
-
-
-def _check_members(num_members):
-    if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
-        raise ValueError(f"Argument `num_members` must be an int >= 1. Received: num_members={num_members}")
+        check_positive(name, value)
 
 
 # === Deep ensembles ===
@@ -487,7 +477,7 @@ def local_de(
         Sadrtdinov et al. 2023, "To Stay or Not to Stay in the Pre-train
         Basin", Sec. 3 ("local DE").
     """
-    _check_members(num_members)
+    check_int("num_members", num_members, 1)
     return _independent(
         "local_de", [pretrained] * num_members, ds, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
         weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
@@ -544,7 +534,7 @@ def global_de(
 
 
 def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, run_eagerly):
-    _check_members(num_members)
+    check_int("num_members", num_members, 1)
     _check_positive(epochs=epochs, lr=lr, fge_lr=fge_lr, fge_epochs=fge_epochs, batch_size=batch_size)
     check_dataset(ds)
     if trainable not in _TRAINABLE:

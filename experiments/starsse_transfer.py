@@ -32,6 +32,12 @@ Presets:
   per seed: pre-training 4 x 10 x 20 s = 13 min, fine-tuning 17 member
   runs (~50 s each, the PEFT cycles less) ~13 min, evaluation and soups
   ~3 min: ~30 min, under the 60 min budget even on a busy machine.
+- `cpu_grid`: the `cpu` setting with SSE and StarSSE each at its best
+  point of a 3 x 2 grid, fge_lr in {1, 2, 4} x lr and fge_epochs in
+  {0.5, 1} x epochs, chosen by ensemble accuracy on the 500 held-out
+  images (the source picks its grid point the same way, on validation).
+  Runs local DE, SSE and StarSSE only (one checkpoint); every point's
+  numbers go to a second table. ~270 cycle epochs: ~45-60 min.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of
@@ -108,6 +114,11 @@ class Config:
     weight_decay: float = 5e-4
     fge_lr_factor: float = 2.0
     fge_epochs_factor: float = 1.0
+    # Grid mode: `((fge_lr_factor, fge_epochs_factor), ...)`. When given,
+    # SSE and StarSSE run at every point, each method's point is chosen by
+    # its ensemble accuracy on the held-out split, and only checkpoint 0 is
+    # pre-trained (no global DE, no PEFT row).
+    fge_grid: tuple = ()
     peft_trainable: str = "last_k_stages"
     peft_last_k: int = 1
     augment: bool = True
@@ -133,6 +144,8 @@ PRESETS = {
         run_eagerly=True,
     ),
     "cpu": Config(),
+    # A 3 x 2 corner of the source's 5 x 4 grid (see the module docstring).
+    "cpu_grid": Config(fge_grid=((1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0))),
     "paper": Config(
         dataset="cifar100",
         validation_size=2000,
@@ -244,12 +257,14 @@ def _checkpoints(config, source, context):
     info = {"source_accuracy": [], "pretrain_wall_s": [], "global_de": True}
     if config.source == "pretrain":
         models = []
-        for k in range(config.num_members):
+        # Grid mode compares local methods only: checkpoint 0 is enough.
+        for k in range(1 if config.fge_grid else config.num_members):
             model, meta = _pretrain(config, source, k, context)
             probs = transfer.predict_probs(model, source.x_test)
             info["source_accuracy"].append(metrics.accuracy(source.y_test, probs))
             info["pretrain_wall_s"].append(meta["wall_s"])
             models.append(model)
+        info["global_de"] = len(models) > 1
         return models, info
     if config.source != "resnet50":
         raise ValueError(f"Config `source` must be 'pretrain' or 'resnet50'. Received: source={config.source!r}")
@@ -260,6 +275,9 @@ def _checkpoints(config, source, context):
         return resnet50_backbone((32, 32, 3), weights=weights, resize_to=resize)
 
     models = [backbone()]
+    if config.fge_grid:
+        info["global_de"] = False
+        return models, info
     if config.dry_run:
         models.append(backbone())  # random-init stand-ins for independent checkpoints
     else:
@@ -305,6 +323,21 @@ def _soup_scores(model, ds):
     }
 
 
+def _val_accuracy(members, ds):
+    """Ensemble (softmax vote) accuracy on the held-out split: the grid's selection score."""
+    probs = np.mean([transfer.predict_probs(m, ds.x_val) for m in members], axis=0)
+    return metrics.accuracy(ds.y_val, probs)
+
+
+def _soups(members, ds, batch_size):
+    uniform = soups.uniform_soup(members, x_train=ds.x_train, batch_size=batch_size)
+    greedy = soups.greedy_soup(members, ds.x_val, ds.y_val, x_train=ds.x_train, batch_size=batch_size)
+    return {
+        "uniform": _soup_scores(uniform, ds),
+        "greedy": {**_soup_scores(greedy, ds), "ingredients": [int(i) for i in greedy.soup_info["ingredients"]]},
+    }
+
+
 def main(config, context):
     with context.stage("data"):
         source, target = _load(config)
@@ -333,6 +366,7 @@ def main(config, context):
             "local_de", lambda: transfer.local_de(checkpoints[0], target, num_members=num_members, epochs=epochs, **common)
         )
         results["local_de"], member_models["local_de"] = _summary(record), members
+        results["local_de"]["val_accuracy"] = _val_accuracy(members, target) if members else None
     first_entry = record["members"][0]
     first = members[0] if first_entry["status"] == "ok" else None
     first_wall, first_cpu = first_entry["wall_s"], first_entry["cpu_s"]
@@ -342,43 +376,73 @@ def main(config, context):
                 "global_de", lambda: transfer.global_de(checkpoints[:num_members], target, epochs=epochs, **common)
             )
             results["global_de"], member_models["global_de"] = _summary(record), members
-    for method, extra in (
-        ("sse", {}),
-        ("star_sse", {}),
-        ("peft_star_sse", {"trainable": config.peft_trainable, "last_k": config.peft_last_k}),
-    ):
-        trainer = transfer.sse if method == "sse" else transfer.star_sse
-        with context.stage(method):
-            members, record = context.resumable(
-                method, lambda: trainer(checkpoints[0], target, first_member=first, **cyclic, **common, **extra)
-            )
-        # Member 1 is local DE's member 1: its cost is counted in every method.
-        results[method] = _summary(record, first_wall if first is not None else 0.0, first_cpu if first is not None else 0.0)
-        member_models[method] = members
+    # Member 1 is local DE's member 1: its cost is counted in every cyclic method.
+    first_cost = (first_wall, first_cpu) if first is not None else (0.0, 0.0)
 
-    soup_results = {}
+    def cyclic_method(method, key, **settings):
+        trainer = transfer.sse if method == "sse" else transfer.star_sse
+        members, record = context.resumable(
+            key, lambda: trainer(checkpoints[0], target, first_member=first, **{**cyclic, **settings}, **common)
+        )
+        return members, _summary(record, *first_cost)
+
+    # The grid is a dict keyed "0", "1", ... so report paths can address points.
+    soup_results, grid = {}, {}
+    if config.fge_grid:
+        with context.stage("grid"):
+            for index, (lr_factor, epochs_factor) in enumerate(config.fge_grid):
+                point = {"fge_lr_factor": float(lr_factor), "fge_epochs_factor": float(epochs_factor)}
+                settings = dict(fge_lr=lr_factor * config.lr, fge_epochs=epochs_factor * epochs)
+                for method in ("sse", "star_sse"):
+                    members, summary = cyclic_method(method, f"{method}_lr{lr_factor}_ep{epochs_factor}", **settings)
+                    summary["val_accuracy"] = _val_accuracy(members, target) if members else None
+                    if config.soups and members:
+                        summary["soups"] = _soups(members, target, config.batch_size)
+                    point[method] = summary
+                    context.log(
+                        f"grid fge_lr {lr_factor}x, fge_epochs {epochs_factor}x: {LABELS[method]} val acc "
+                        f"{summary['val_accuracy']}, test acc {summary['accuracy']}"
+                    )
+                grid[str(index)] = point
+        # Each method at its own best point, chosen on the held-out split.
+        for method in ("sse", "star_sse"):
+            scored = [i for i, p in grid.items() if p[method]["val_accuracy"] is not None]
+            if not scored:
+                continue
+            best = max(scored, key=lambda i: grid[i][method]["val_accuracy"])
+            chosen = dict(grid[best][method])
+            if "soups" in chosen:
+                soup_results[method] = chosen.pop("soups")
+            results[method] = {**chosen, "best_point": [grid[best]["fge_lr_factor"], grid[best]["fge_epochs_factor"]]}
+    else:
+        for method, extra in (
+            ("sse", {}),
+            ("star_sse", {}),
+            ("peft_star_sse", {"trainable": config.peft_trainable, "last_k": config.peft_last_k}),
+        ):
+            with context.stage(method):
+                member_models[method], results[method] = cyclic_method(method, method, **extra)
+
     if config.soups:
         with context.stage("soups"):
             for method, members in member_models.items():
                 if not members:
                     continue
-                uniform = soups.uniform_soup(members, x_train=target.x_train, batch_size=config.batch_size)
-                greedy = soups.greedy_soup(members, target.x_val, target.y_val, x_train=target.x_train, batch_size=config.batch_size)
-                soup_results[method] = {
-                    "uniform": _soup_scores(uniform, target),
-                    "greedy": {**_soup_scores(greedy, target), "ingredients": [int(i) for i in greedy.soup_info["ingredients"]]},
-                }
+                soup_results[method] = _soups(members, target, config.batch_size)
                 context.log(
                     f"{LABELS[method]} soups: uniform acc {soup_results[method]['uniform']['accuracy']}, "
                     f"greedy acc {soup_results[method]['greedy']['accuracy']} "
-                    f"({len(greedy.soup_info['ingredients'])} ingredients)"
+                    f"({len(soup_results[method]['greedy']['ingredients'])} ingredients)"
                 )
-    star, peft = results["star_sse"], results["peft_star_sse"]
-    peft_ratio = peft["wall_s"] / star["wall_s"] if star["wall_s"] > 0 else None
-    cycles_ratio = peft["cycles_wall_s"] / star["cycles_wall_s"] if star["cycles_wall_s"] > 0 else None
+    peft_ratio = cycles_ratio = None
+    if "peft_star_sse" in results:
+        star, peft = results["star_sse"], results["peft_star_sse"]
+        peft_ratio = peft["wall_s"] / star["wall_s"] if star["wall_s"] > 0 else None
+        cycles_ratio = peft["cycles_wall_s"] / star["cycles_wall_s"] if star["cycles_wall_s"] > 0 else None
     return {
         "methods": results,
         "soups": soup_results,
+        "grid": grid,
         "peft_time_ratio": peft_ratio,
         "peft_cycles_time_ratio": cycles_ratio,
         "pretrain": pretrain_info,
@@ -401,7 +465,7 @@ def report(records, out_dir):
     written = []
     for preset in sorted({r["preset"] for r in records}):
         runs = [r for r in records if r["preset"] == preset]
-        last = runs[-1]["metrics"]
+        last, config = runs[-1]["metrics"], runs[-1]["config"]
         methods = [m for m in METHODS if m in last["methods"]]
         paths = []
         for m in methods:
@@ -434,15 +498,15 @@ def report(records, out_dir):
                 if stats[f"{base}.accuracy"]["n"] == 0:
                     continue
                 rows.append([f"{kind} soup of {LABELS[m]}", "—", "—", cell(f"{base}.accuracy", 100), cell(f"{base}.calibrated_nll", digits=3), "—", "—", "—", "—"])
-        config = runs[-1]["config"]
         soup_stats = {
             f"{m}.{kind}": stats.get(f"metrics.soups.{m}.{kind}.accuracy") for m in methods for kind in ("uniform", "greedy")
         }
         acc = {m: stats[f"metrics.methods.{m}.accuracy"] for m in methods}
         div = {m: stats[f"metrics.methods.{m}.diversity"] for m in methods}
+        at_best = " (each at its best grid point)" if config.get("fge_grid") else ""
         findings = [
-            _finding(acc, "StarSSE ensemble accuracy >= local DE (source 001)", "star_sse", ">=", "local_de"),
-            _finding(acc, "StarSSE ensemble accuracy >= SSE (source 000: 87.41 vs 87.11)", "star_sse", ">=", "sse"),
+            _finding(acc, f"StarSSE ensemble accuracy >= local DE{at_best} (source 001)", "star_sse", ">=", "local_de"),
+            _finding(acc, f"StarSSE ensemble accuracy >= SSE{at_best} (source 000: 87.41 vs 87.11)", "star_sse", ">=", "sse"),
             _finding(soup_stats, "StarSSE uniform soup beats SSE uniform soup (source 001)", "star_sse.uniform", ">", "sse.uniform"),
             _finding(soup_stats, "StarSSE greedy soup beats SSE greedy soup (source 001)", "star_sse.greedy", ">", "sse.greedy"),
         ]
@@ -481,11 +545,25 @@ def report(records, out_dir):
                 f"{config['pretrain_epochs']} epochs), fine-tuned on classes {config['target_classes']} from "
                 f"{config['target_train_size']} images; the source uses an ImageNet ResNet50 on CIFAR-100 at 224x224."
             )
-        table.footnote(
-            f"One point of the source's grid: fge_lr = {config['fge_lr_factor']} x lr, fge_epochs = "
-            f"{config['fge_epochs_factor']} x epochs ({config['epochs']} epochs at lr {config['lr']}, batch "
-            f"{config['batch_size']}); the source sweeps fge_lr in {{0.25..4}} x lr, fge_epochs in {{0.5..4}} x epochs."
-        )
+        grid = [tuple(point) for point in config.get("fge_grid") or ()]
+        if grid:
+            chosen = {
+                m: [tuple(r["metrics"]["methods"][m]["best_point"]) for r in runs if m in r["metrics"]["methods"]]
+                for m in ("sse", "star_sse")
+            }
+            table.footnote(
+                f"SSE and StarSSE rows: each method at its best point of the grid (fge_lr x lr, fge_epochs x epochs) "
+                f"{', '.join(f'({a:g}, {b:g})' for a, b in grid)}, chosen per seed by ensemble accuracy on the held-out "
+                f"split; chosen: SSE {_points(chosen['sse'])}, StarSSE {_points(chosen['star_sse'])} "
+                f"({config['epochs']} epochs at lr {config['lr']}, batch {config['batch_size']}). The source sweeps fge_lr "
+                "in {0.25..4} x lr, fge_epochs in {0.5..4} x epochs. Every point: the grid table."
+            )
+        else:
+            table.footnote(
+                f"One point of the source's grid: fge_lr = {config['fge_lr_factor']} x lr, fge_epochs = "
+                f"{config['fge_epochs_factor']} x epochs ({config['epochs']} epochs at lr {config['lr']}, batch "
+                f"{config['batch_size']}); the source sweeps fge_lr in {{0.25..4}} x lr, fge_epochs in {{0.5..4}} x epochs."
+            )
         table.footnote(
             "Augmentation: flip + 4-pixel pad-and-crop at 32x32 (the source: RandomResizedCrop + flip at 224, test "
             "resize 256 / centre crop 224). Keras SGD: decoupled weight decay."
@@ -503,9 +581,52 @@ def report(records, out_dir):
             f"soups select on {config['validation_size']} held-out training images."
         )
         if "global_de" not in methods:
-            table.footnote("Global DE skipped: no independently pre-trained checkpoints given.")
+            table.footnote(
+                "Global DE and PEFT StarSSE not run in grid mode (one checkpoint)." if grid
+                else "Global DE skipped: no independently pre-trained checkpoints given."
+            )
         written += reports.write_table(table, Path(out_dir) / NAME / f"{NAME}_{preset}")
+        if grid:
+            written += reports.write_table(_grid_table(runs, grid, preset), Path(out_dir) / NAME / f"{NAME}_{preset}_grid")
     return written
+
+
+def _points(points):
+    return ", ".join(f"({a:g}, {b:g})" for a, b in points) or "—"
+
+
+def _grid_table(runs, grid, preset):
+    """Every grid point: held-out and test ensemble accuracy of SSE and StarSSE, and their soups."""
+    columns = ["fge_lr (x lr)", "fge_epochs (x epochs)"]
+    paths = []
+    for m in ("sse", "star_sse"):
+        columns += [f"{LABELS[m]} val. acc. (%)", f"{LABELS[m]} ens. acc. (%)", f"{LABELS[m]} uniform soup (%)", f"{LABELS[m]} greedy soup (%)"]
+    for i in range(len(grid)):
+        for m in ("sse", "star_sse"):
+            base = f"metrics.grid.{i}.{m}"
+            paths += [f"{base}.val_accuracy", f"{base}.accuracy", f"{base}.soups.uniform.accuracy", f"{base}.soups.greedy.accuracy"]
+    group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
+    stats = group["metrics"]
+    rows = []
+    for i, (lr_factor, epochs_factor) in enumerate(grid):
+        row = [f"{lr_factor:g}", f"{epochs_factor:g}"]
+        for m in ("sse", "star_sse"):
+            base = f"metrics.grid.{i}.{m}"
+            for key in ("val_accuracy", "accuracy", "soups.uniform.accuracy", "soups.greedy.accuracy"):
+                s = stats[f"{base}.{key}"]
+                row.append(reports.format_mean_std(s["mean"], s["std"], s["n"], scale=100))
+        rows.append(row)
+    return reports.Table(
+        title=f"StarSSE vs SSE over the cycle grid ({preset})",
+        columns=columns,
+        rows=rows,
+        caption=(
+            f"Preset `{preset}`, mean ± std over {group['n_runs']} seed(s). Val. acc.: ensemble accuracy on the held-out "
+            "split (the selection score); ens. acc. and soups: test set. Both methods share member 1 (local DE's)."
+        ),
+        source="Sadrtdinov et al. 2023 (grid fge_lr in {0.25..4} x lr, fge_epochs in {0.5..4} x epochs)",
+        footnotes=[],
+    )
 
 
 if __name__ == "__main__":

@@ -120,3 +120,25 @@ def test_every_summary_claim_names_known_experiments(tmp_path):
     assert chapter4.startswith("### Thesis chapter 4")
     assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: Finding: thesis claim 'SuperNet wins (Fig. 17)': confirmed;" in chapter4
     assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: at epoch 8 the order holds: not confirmed." in chapter4
+
+
+def test_starsse_grid_picks_each_methods_best_held_out_point(tmp_path):
+    grid = ((1.0, 1.0), (2.0, 0.5))
+    record = experiment.run_experiment(
+        "starsse_transfer", "smoke", seed=0, out_dir=tmp_path, overrides={"fge_grid": grid}, verbose=False
+    )
+    metrics = record["metrics"]
+    assert sorted(metrics["grid"]) == ["0", "1"]
+    assert "global_de" not in metrics["methods"] and "peft_star_sse" not in metrics["methods"]
+    assert len(metrics["pretrain"]["source_accuracy"]) == 1  # one checkpoint is enough
+    for method in ("sse", "star_sse"):
+        points = [metrics["grid"][i] for i in ("0", "1")]
+        best = max(points, key=lambda p: p[method]["val_accuracy"])  # first point wins ties, as in the run
+        chosen = metrics["methods"][method]
+        assert chosen["best_point"] == [best["fge_lr_factor"], best["fge_epochs_factor"]]
+        assert chosen["accuracy"] == best[method]["accuracy"]
+        assert metrics["soups"][method] == best[method]["soups"]
+    written = experiment.render_reports(tmp_path, names=["starsse_transfer"])
+    grid_table = tmp_path / "starsse_transfer" / "starsse_transfer_smoke_grid.md"
+    assert grid_table in written
+    assert "| 2 | 0.5 |" in grid_table.read_text()

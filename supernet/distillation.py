@@ -12,13 +12,17 @@ scale as the hard term's when `T` changes (Hinton et al., section 2).
 
 `distillation_loss` is the per-sample math; `Distiller` wraps a student and
 a frozen teacher in a `keras.Model` whose `compute_loss` applies it, so
-distillation is a plain `compile` + `fit`.
+distillation is a plain `compile` + `fit`. With `teacher=None` it distils
+offline: the teacher's outputs are computed once (`teacher_outputs`) and
+passed with the labels, `fit(x, (y, teacher_outputs))`, which saves the
+teacher's forward pass at every step of every epoch.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
-__all__ = ["Distiller", "distillation_loss"]
+__all__ = ["Distiller", "distillation_loss", "teacher_outputs"]
 
 
 def _check_temperature_alpha(temperature, alpha):
@@ -78,6 +82,23 @@ def distillation_loss(y_true, student_pred, teacher_pred, temperature=4.0, alpha
     return alpha * hard + (1.0 - alpha) * temperature**2 * kl
 
 
+def teacher_outputs(teacher, x, batch_size=1024):
+    """The teacher's predictions on `x`, for offline distillation.
+
+    Args:
+        teacher: a `keras.Model` (run in inference mode).
+        x: inputs, e.g. the training set.
+        batch_size: int, prediction batch size.
+
+    Returns:
+        A float32 NumPy array, `(n, C)` or `(n, K, C)`, to pass as the
+        second part of `y` to a `Distiller(student, teacher=None)`.
+    """
+    if not isinstance(teacher, keras.Model):
+        raise ValueError(f"Argument `teacher` must be a keras.Model. Received: teacher={teacher!r}")
+    return np.asarray(teacher.predict(x, batch_size=batch_size, verbose=0), dtype="float32")
+
+
 @keras.saving.register_keras_serializable(package="supernet")
 class Distiller(keras.Model):
     """A student trained to match a frozen teacher's softened predictions.
@@ -95,11 +116,19 @@ class Distiller(keras.Model):
     `metrics=["accuracy"]` is the student's accuracy. The student's own
     regularisation losses are added to the distillation loss.
 
+    Offline distillation: with `teacher=None`, `y` must be a pair
+    `(labels, teacher_pred)` for training and evaluation alike, with
+    `teacher_pred` from `teacher_outputs(teacher, x)`. For a deterministic
+    teacher (inference mode, no augmentation of `x`) this is the same loss
+    as the online form at the cost of one teacher pass over the data in
+    total instead of one per epoch.
+
     Args:
         student: a `keras.Model` giving `(batch, C)` probabilities (or logits,
             with `student_from_logits=True`).
         teacher: a `keras.Model` giving `(batch, C)` or `(batch, K, C)`
-            probabilities (or logits, with `teacher_from_logits=True`).
+            probabilities (or logits, with `teacher_from_logits=True`), or
+            None for offline distillation (see above).
         temperature: float > 0, softening temperature `T` (Hinton et al.
             use 1-20; 2-5 is common for small nets).
         alpha: float in `[0, 1]`, weight of the hard-label cross-entropy;
@@ -127,11 +156,12 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         _check_temperature_alpha(temperature, alpha)
         for name, model in (("student", student), ("teacher", teacher)):
-            if not isinstance(model, keras.Model):
+            if not isinstance(model, keras.Model) and not (name == "teacher" and model is None):
                 raise ValueError(f"Argument `{name}` must be a keras.Model. Received: {name}={model!r}")
         self.student = student
         self.teacher = teacher
-        self.teacher.trainable = False
+        if teacher is not None:
+            self.teacher.trainable = False
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.student_from_logits = bool(student_from_logits)
@@ -143,7 +173,10 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
-        teacher_pred = self.teacher(x, training=False)
+        if self.teacher is None:
+            y, teacher_pred = self._offline_targets(y)
+        else:
+            teacher_pred = self.teacher(x, training=False)
         losses = distillation_loss(
             y,
             y_pred,
@@ -160,12 +193,25 @@ class Distiller(keras.Model):
             loss = loss + ops.sum(ops.stack([ops.cast(l, loss.dtype) for l in self.student.losses]))
         return loss
 
+    def _offline_targets(self, y):
+        if not isinstance(y, (tuple, list)) or len(y) != 2:
+            raise ValueError(
+                "A Distiller with `teacher=None` needs `y=(labels, teacher_outputs)`, with the teacher's outputs from "
+                f"`teacher_outputs(teacher, x)`. Received: y of type {type(y).__name__}"
+            )
+        return y[0], y[1]
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if self.teacher is None:
+            y = self._offline_targets(y)[0]
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "student": keras.saving.serialize_keras_object(self.student),
-                "teacher": keras.saving.serialize_keras_object(self.teacher),
+                "teacher": None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher),
                 "temperature": self.temperature,
                 "alpha": self.alpha,
                 "student_from_logits": self.student_from_logits,
@@ -178,5 +224,6 @@ class Distiller(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
-        config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        if config["teacher"] is not None:
+            config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         return cls(**config)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from supernet.distillation import Distiller, distillation_loss
+from supernet.distillation import Distiller, distillation_loss, teacher_outputs
 from supernet.models import PartitionedMLP, mlp
 from test_case import assert_weights_equal, seeded_data, weights_of
 
@@ -85,6 +85,33 @@ def test_pure_soft_targets_follow_the_teacher_not_the_labels():
         results.append(weights_of(student))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_offline_distillation_equals_online():
+    """Precomputed teacher outputs give the same training as calling the teacher at each step."""
+    teacher, x, y = _teacher_and_data()
+    results = []
+    for offline in (False, True):
+        keras.utils.set_random_seed(2)
+        student = mlp(20, [8], 5)
+        distiller = Distiller(student, None if offline else teacher, temperature=3.0, alpha=0.2)
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+        targets = (y, teacher_outputs(teacher, x)) if offline else y
+        history = distiller.fit(x, targets, validation_data=(x, targets), epochs=3, batch_size=50, shuffle=False, verbose=0)
+        results.append((weights_of(student), history.history))
+    (online_weights, online_history), (offline_weights, offline_history) = results
+    for a, b in zip(online_weights, offline_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(online_history[key], offline_history[key], rtol=1e-4)
+
+
+def test_offline_distillation_needs_label_and_teacher_pair():
+    _, x, y = _teacher_and_data()
+    distiller = Distiller(mlp(20, [8], 5), None)
+    distiller.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="teacher_outputs"):
+        distiller.fit(x, y, epochs=1, verbose=0)
 
 
 def test_config_round_trip_and_save_load(tmp_path):

@@ -142,3 +142,14 @@ def test_starsse_grid_picks_each_methods_best_held_out_point(tmp_path):
     grid_table = tmp_path / "starsse_transfer" / "starsse_transfer_smoke_grid.md"
     assert grid_table in written
     assert "| 2 | 0.5 |" in grid_table.read_text()
+
+
+def test_distillation_reports_the_candidate_with_the_best_validation_accuracy(tmp_path):
+    record = experiment.run_experiment(
+        "beyond_distillation", "smoke", seed=0, out_dir=tmp_path, overrides={"candidates": ((2.0, 0.1), (4.0, 0.5))}, verbose=False
+    )
+    metrics = record["metrics"]
+    assert sorted(metrics["candidates"]) == ["T2_a0p1", "T4_a0p5"]
+    best = max(metrics["candidates"].values(), key=lambda c: c["val_accuracy"])
+    assert metrics["chosen"] == {"temperature": best["temperature"], "alpha": best["alpha"]}
+    assert metrics["rows"]["student"]["accuracy"] == best["test_accuracy"]

@@ -9,13 +9,27 @@ def test_training_flops_closed_form():
 
 
 def test_bench_pieces_run_on_tiny_sizes():
-    result = bench.bench_training(2, (8,), 20, 3, num_samples=64, epochs=1, batch_size=32)
-    assert {"fused_s", "fused_xla_s", "fused_keras_adam_s", "sequential_s", "speedup", "fused_gflops"} <= set(result)
+    result = bench.bench_training(2, (8,), 20, 3, num_samples=64, epochs=1, batch_size=32, rounds=1)
+    assert {"fused_s", "fused_xla_s", "fused_keras_adam_s", "fused_cpu_s", "fused_keras_adam_cpu_s", "sequential_s", "speedup", "fused_gflops"} <= set(result)
     assert result["fused_s"] > 0 and result["sequential_s"] > 0
-    inference = bench.bench_inference(result["fused"], result["members"], result["x"], repeats=1)
+    inference = bench.bench_inference(result["fused"], result["members"], result["x"], rounds=1)
     assert inference["supernet_per_s"] > 0 and inference["separate_per_s"] > 0
+    # Same arithmetic on both sides (2 members of 20-8-3, plus the 16 -> 3 head on the fused side):
+    member_flops, head_flops = 2 * (20 * 8 + 8 * 3), 2 * (2 * 8 * 3)
+    ratio = inference["fused_supernet_gflops"] / inference["separate_gflops"]
+    expected = inference["speedup_fused_supernet"] * (2 * member_flops + head_flops) / (2 * member_flops)
+    assert abs(ratio - expected) < 1e-9 * expected
     assert bench.matmul_peak(size=64, repeats=1) > 0
     assert bench.matmul_ceiling(2, [20, 8, 3], batch_size=32, repeats=1) > 0
+
+
+def test_interleaved_best_keeps_each_functions_minimum(monkeypatch):
+    clock = iter([0.0, 3.0, 3.0, 4.0, 4.0, 6.0, 6.0, 6.5])  # a: 3, b: 1, then a: 2, b: 0.5
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    calls = []
+    best = bench._interleaved_best({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=2)
+    assert best == {"a": 2.0, "b": 0.5}
+    assert calls == ["a", "b", "a", "b"]
 
 
 def test_precision_bench_restores_the_policy():

@@ -153,3 +153,18 @@ def test_distillation_reports_the_candidate_with_the_best_validation_accuracy(tm
     best = max(metrics["candidates"].values(), key=lambda c: c["val_accuracy"])
     assert metrics["chosen"] == {"temperature": best["temperature"], "alpha": best["alpha"]}
     assert metrics["rows"]["student"]["accuracy"] == best["test_accuracy"]
+
+
+def test_starsse_cost_finding_counts_the_schedule_and_reports_cpu_time():
+    module = experiment.load_module("starsse_transfer")
+
+    def run(star_extra):
+        local = {"cpu_s": 40.0, "member_wall_s": [1.0] * 4, "num_failed": 0}
+        star = {"cpu_s": 35.0, "member_wall_s": [0.0, 1.0, 1.0, 1.0], "num_failed": 0, **star_extra}
+        return {"config": {"fge_epochs_factor": 1.0}, "metrics": {"methods": {"local_de": local, "star_sse": star}}}
+
+    text = module._star_cost([run({})])
+    assert "M = 4" in text and ": confirmed" in text and "trains 4 fine-tuning lengths" in text and "3.50x" in text
+    # A grid run chose half-length cycles: 1 + 3 x 0.5 fine-tunings.
+    assert "trains 2.5 fine-tuning lengths" in module._star_cost([run({"best_point": [2.0, 0.5]})])
+    assert module._star_cost([run({"num_failed": 1})]) == ""

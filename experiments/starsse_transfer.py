@@ -35,7 +35,7 @@ Presets:
 - `cpu_grid`: the `cpu` setting with SSE and StarSSE each at its best
   point of a 3 x 2 grid, fge_lr in {1, 2, 4} x lr and fge_epochs in
   {0.5, 1} x epochs, chosen by ensemble accuracy on the 500 held-out
-  images (the source picks its grid point the same way, on validation).
+  images, so the test set plays no part in the choice.
   Runs local DE, SSE and StarSSE only (one checkpoint); every point's
   numbers go to a second table. ~270 cycle epochs: ~45-60 min.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,

@@ -95,6 +95,10 @@ THESIS_TABLE9 = {
     7_300_000: (0.8426, 1.5173, 0.8470, 0.7480),
 }
 
+# The best SuperModel accuracies the thesis reports (validation accuracy):
+# 91.36% on Fashion-MNIST and 85% on 20 Newsgroups (section 3.5).
+ISSUE_GOALS = {"fashion_mnist": 0.9136, "newsgroups20": 0.85}
+
 MODELS = ("classical", "supermodel", "whole")
 MODEL_LABELS = {
     "classical": "Classical MLP",
@@ -570,6 +574,21 @@ def report(records, out_dir):
                 verdict(None if l_s is None or l_c is None else l_s < l_c),
             ]
         )
+
+        goal = ISSUE_GOALS.get(dataset)
+        if goal is not None:
+            # The thesis's headline numbers are validation accuracies (ours: a
+            # random split of the training set), so the goal is checked on them.
+            best = max(targets, key=lambda t: -1.0 if mean(t, "supermodel", "val_accuracy") is None else mean(t, "supermodel", "val_accuracy"))
+            val = mean(best, "supermodel", "val_accuracy")
+            findings.append(
+                [
+                    f"Best SuperModel validation accuracy reaches the goal (ours at {_size_label(best)}; test accuracy beside)",
+                    pct(goal),
+                    f"{pct(val)} (test {pct(mean(best, 'supermodel'))})",
+                    verdict(None if val is None else val >= goal),
+                ]
+            )
 
         caption = (
             f"Preset `{preset}`, mean ± std over {n} seed(s); {data_name}. Test accuracy of a classical MLP, a "

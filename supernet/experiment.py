@@ -408,7 +408,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
         raise failure
     # The record is stored: a rerun of this command is a new run, not a resume.
     shutil.rmtree(run_dir / "resume", ignore_errors=True)
-    written = module.report(reports.latest_runs(store.read()), out_dir) if render else []
+    written = module.report(current_runs(module, store.read()), out_dir) if render else []
     for path in written:
         context.log(f"wrote {path}")
     if verbose:
@@ -554,13 +554,45 @@ def claims_summary(out_dir, written, summary=None):
     return path
 
 
+def current_runs(module, records):
+    """The runs a table shows: per preset, the latest configuration's runs, one per seed.
+
+    A preset whose settings changed between runs (a fixed bug, a longer
+    schedule) would otherwise average old and new runs into one table. Each
+    stored config is completed with the defaults of fields added to the
+    experiment's `Config` since it was written, then compared, seed aside,
+    with the config of the preset's newest record; runs of any other config
+    stay in the store but leave the tables.
+
+    Args:
+        module: the experiment module (its `Config` gives the defaults).
+        records: stored records of that experiment.
+
+    Returns:
+        The kept records, in store order (see `reports.latest_runs`).
+    """
+    defaults = dataclasses.asdict(module.Config()) if dataclasses.is_dataclass(getattr(module, "Config", None)) else {}
+
+    def settings(record):
+        config = {**defaults, **(record.get("config") or {})}
+        config.pop("seed", None)
+        return json.dumps(config, sort_keys=True, default=str)
+
+    runs = reports.latest_runs(records)
+    newest = {}
+    for record in runs:
+        if record.get("status", "ok") == "ok":
+            newest[record.get("preset")] = settings(record)
+    return [r for r in runs if r.get("preset") not in newest or settings(r) == newest[r.get("preset")]]
+
+
 def render_reports(out_dir="reports", names=None):
     """Re-render every experiment's tables and figures from stored results."""
     out_dir = Path(out_dir)
     written, index = [], []
     for name in names or EXPERIMENTS:
         module = load_module(name)
-        records = reports.latest_runs(reports.ResultsStore(results_path(out_dir, name)).read())
+        records = current_runs(module, reports.ResultsStore(results_path(out_dir, name)).read())
         if not records:
             continue
         paths = module.report(records, out_dir)

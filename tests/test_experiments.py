@@ -168,3 +168,28 @@ def test_starsse_cost_finding_counts_the_schedule_and_reports_cpu_time():
     # A grid run chose half-length cycles: 1 + 3 x 0.5 fine-tunings.
     assert "trains 2.5 fine-tuning lengths" in module._star_cost([run({"best_point": [2.0, 0.5]})])
     assert module._star_cost([run({"num_failed": 1})]) == ""
+
+
+def test_tables_show_only_the_presets_latest_configuration():
+    import dataclasses
+    import types
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        seed: int = 0
+        epochs: int = 10
+        added_later: tuple = ()
+
+    module = types.SimpleNamespace(Config=Config)
+
+    def record(seed, preset="cpu", **config):
+        return {"experiment": "e", "preset": preset, "seed": seed, "status": "ok", "config": {"seed": seed, **config}}
+
+    old = record(0, epochs=5, added_later=[])  # the preset's old setting
+    before_field = record(1, epochs=10)  # written before `added_later` existed: its default applies
+    other_preset = record(0, preset="smoke", epochs=1)
+    rerun = record(0, epochs=10, added_later=[])  # seed 0 again at the new setting
+    kept = experiment.current_runs(module, [old, before_field, other_preset, rerun])
+    assert kept == [before_field, other_preset, rerun]
+    # Before the rerun, the old seed 0 is the newest record: the table shows it alone.
+    assert experiment.current_runs(module, [before_field, old]) == [old]

@@ -16,21 +16,25 @@ Columns: test accuracy, NLL, parameters and measured inference time per
 sample (`predict`, batch 1024, best of 5 interleaved rounds).
 
 Goal (issue 10): the student recovers at least half of the SuperModel's
-accuracy gain over a single member, `(acc_student - acc_member) /
-(acc_super - acc_member) >= 0.5`, at the member's inference cost.
+accuracy gain over a single member at the member's inference cost. The
+report judges it against the control, a single member-size net trained as
+long as the student, `(acc_student - acc_control) / (acc_super -
+acc_control) >= 0.5`, and also gives the recovery against the mean
+member, which trained fewer epochs than the student.
 
 Presets:
 - `smoke`: synthetic 784-dim data, tiny members, 1 epoch each (seconds).
-- `cpu`: full 54k/6k/10k Fashion-MNIST, thesis architecture; members 6
-  epochs, head 5, student and control 15 epochs each; five (T, alpha)
+- `cpu`: full 54k/6k/10k Fashion-MNIST, thesis architecture; members,
+  student and control 15 epochs each (the teacher's members train as long
+  as the single nets it is compared with), head 5; five (T, alpha)
   candidates, the student with the best validation accuracy is reported
   (offline distillation: the teacher's outputs are computed once, so a
   student epoch costs about a control epoch). Measured here with
   one epoch of each stage (2 cores shared with other runs, load ~4-6): a
   fused 6-member epoch 42 s wall / 29 s CPU, the SuperModel's automatic
   down-scaling plus one head epoch 38 s / 19 s, a control epoch
-  16 s / 6 s: ~14 min of CPU time per seed (6 x 15 student and control
-  epochs are most of it).
+  16 s / 6 s: ~18 min of CPU time per seed (15 fused member epochs and
+  6 x 15 student and control epochs are most of it).
 - `paper`: members to early stopping (patience 10, up to 100 epochs), head
   10 epochs, student and control 40 epochs.
 """
@@ -88,7 +92,7 @@ PRESETS = {
         student_epochs=1,
     ),
     "cpu": Config(
-        epochs=6, patience=None, head_epochs=5, student_epochs=15,
+        epochs=15, patience=None, head_epochs=5, student_epochs=15,
         candidates=((1.0, 0.5), (2.0, 0.1), (4.0, 0.1), (4.0, 0.5), (8.0, 0.1)),
     ),
     "paper": Config(),
@@ -212,17 +216,24 @@ def report(records, out_dir):
         ]
         recovered = mean("metrics.recovered")
         student_cost = mean("metrics.rows.student.params") == mean("metrics.rows.member_1.params")
-        goal = recovered is not None and recovered >= 0.5 and student_cost
-        control_gap = mean("metrics.rows.student.accuracy") - mean("metrics.rows.control.accuracy")
+        student, control, super_ = (mean(f"metrics.rows.{k}.accuracy") for k in ("student", "control", "supermodel"))
+        # The fair single member is the control: the member's size, trained as
+        # long as the student, on labels only. The goal is judged against it.
+        lead = super_ - control
+        fair = (student - control) / lead if lead > 0 else None
+        goal = fair is not None and fair >= 0.5 and student_cost
         finding = (
             f"Goal (distilled student recovers >= half of the SuperModel's accuracy gain over one member, at the "
-            f"member's inference cost): {verdict(goal)} -- the SuperModel gains "
-            f"{cell('metrics.gain', scale=100)} points over a member, the student recovers "
-            + ("— (no gain to recover)" if recovered is None else f"{100 * recovered:.0f}% of it")
-            + f" with {mean('metrics.rows.student.params'):,.0f} parameters (member: "
-            f"{mean('metrics.rows.member_1.params'):,.0f}; SuperModel: {mean('metrics.rows.supermodel.params'):,.0f}). "
-            f"Against the label-only control of the same size and epochs the student is "
-            f"{100 * control_gap:+.2f} points."
+            f"member's inference cost): {verdict(goal)} -- against the control (a member-size MLP trained as long as "
+            f"the student, on labels only: {100 * control:.2f}%) the SuperModel leads by {100 * lead:.2f} points and "
+            "the student recovers "
+            + ("— (no lead to recover)" if fair is None else f"{100 * fair:.0f}% of it")
+            + f" ({100 * (student - control):+.2f} points), with {mean('metrics.rows.student.params'):,.0f} parameters "
+            f"(SuperModel: {mean('metrics.rows.supermodel.params'):,.0f}). Against the mean member, trained "
+            f"{config['epochs']} epochs to the student's {config['student_epochs']}, the SuperModel gains "
+            f"{cell('metrics.gain', scale=100)} points and the student recovers "
+            + ("—" if recovered is None else f"{100 * recovered:.0f}%")
+            + "; the control shows how much of that is the longer training rather than the teacher."
         )
         table = reports.Table(
             title=f"Distilling the Fashion-MNIST SuperModel into one member-sized MLP ({preset})",

@@ -10,7 +10,9 @@
    averaging (interleaved rounds), with both sides' GFLOP/s: they do the
    same arithmetic, so the speedup is the ratio of their matmul efficiency;
 3. distance to the hardware limit: the fused MLP's training GFLOP/s against
-   this machine's dense matmul peak (fp32, and bf16), measured in the same run;
+   this machine's dense matmul peak (fp32, and bf16), measured in the same run,
+   with the bottleneck: the step's matmuls alone at the model's shapes, and
+   the shares of the step taken by Adam's update and by dropout;
 4. time to accuracy (thesis Tables 10 and 11): SuperModel vs the best single
    MLP, rendered from the recorded runs of the `table10_11_time_to_accuracy`
    experiment (presets `cpu` and `cpu_long`; too long to re-run here);
@@ -136,6 +138,47 @@ def matmul_ceiling(num_members, dims, batch_size, repeats=5):
     seconds = _best_of(lambda: ops.convert_to_numpy(step()), repeats)
     flops = training_flops_per_sample(list(zip(dims[:-1], dims[1:]))) * num_members * batch_size
     return flops / seconds / 1e9
+
+
+def bench_step_breakdown(num_members, hidden, input_dim, num_classes, num_samples, batch_size, seed=0, rounds=2):
+    """Where a fused training step's time goes: Adam's update, dropout, the rest.
+
+    The fused model is fitted one epoch four ways, in alternating rounds
+    (best of each): as the library runs it (Adam, dropout 0.2), with plain
+    SGD (the cheapest update), without dropout, and with both. The Adam and
+    dropout shares are the time each removes; what is left is the forward
+    and backward pass (matmuls, bias, activation, loss) and Keras's loop.
+    """
+    import keras
+
+    from supernet.models import PartitionedMLP
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((num_samples, input_dim), dtype=np.float32)
+    y = rng.integers(0, num_classes, num_samples)
+    variants = {
+        "default": ("adam", 0.2),
+        "sgd": (lambda: keras.optimizers.SGD(), 0.2),
+        "no_dropout": ("adam", 0.0),
+        "sgd_no_dropout": (lambda: keras.optimizers.SGD(), 0.0),
+    }
+    models = {}
+    for name, (optimizer, dropout) in variants.items():
+        model = PartitionedMLP(input_dim, list(hidden), num_classes, num_members=num_members, dropout=dropout)
+        model.compile(optimizer=optimizer if isinstance(optimizer, str) else optimizer())
+        model.fit(x[: batch_size * 2], y[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)  # trace
+        models[name] = model
+    best = _interleaved_best(
+        {name: (lambda m=model: m.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)) for name, model in models.items()},
+        rounds,
+    )
+    total = best["default"]
+    return {
+        "seconds": best,
+        "adam_share": (total - best["sgd"]) / total,
+        "dropout_share": (total - best["no_dropout"]) / total,
+        "rest_share": best["sgd_no_dropout"] / total,
+    }
 
 
 def training_flops_per_sample(widths_in_out):
@@ -536,6 +579,24 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
             f"fp32 peak {peak32:.0f}",
             f"{ceiling:.0f} GFLOP/s ({100 * ceiling / peak32:.0f}% of peak)",
             f"fused step at {100 * result['fused_gflops'] / ceiling:.0f}% of it",
+            "explains a missed goal",
+        ])
+        samples = min(num_samples, 12_000)
+        breakdown = bench_step_breakdown(6, hidden, 784, 10, samples, batch_size)
+        epoch_s = breakdown["seconds"]["default"]
+        # The matmuls' share of the step had they run at the ceiling just measured.
+        matmul_s = training_flops_per_sample(list(zip([784, *hidden], [*hidden, 10]))) * 6 * samples / (ceiling * 1e9)
+        shares = (
+            f"Adam update {100 * breakdown['adam_share']:.0f}%, dropout {100 * breakdown['dropout_share']:.0f}%, "
+            f"forward/backward and loop {100 * breakdown['rest_share']:.0f}% (matmuls at their ceiling: "
+            f"{100 * matmul_s / epoch_s:.0f}%)"
+        )
+        say(f"  where the step's time goes (1 epoch of {samples} samples, best of 2 alternating rounds): {shares}")
+        rows.append([
+            f"bottleneck: where the fused step's time goes, batch {batch_size}",
+            f"{epoch_s:.1f} s per epoch of {samples} samples",
+            shares,
+            "—",
             "explains a missed goal",
         ])
 

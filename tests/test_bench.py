@@ -23,6 +23,14 @@ def test_bench_pieces_run_on_tiny_sizes():
     assert bench.matmul_ceiling(2, [20, 8, 3], batch_size=32, repeats=1) > 0
 
 
+def test_step_breakdown_shares_follow_from_the_four_timings(monkeypatch):
+    timings = {"default": 10.0, "sgd": 8.0, "no_dropout": 7.0, "sgd_no_dropout": 5.0}
+    monkeypatch.setattr(bench, "_interleaved_best", lambda fns, rounds: {name: timings[name] for name in fns})
+    result = bench.bench_step_breakdown(2, (8,), 20, 3, num_samples=64, batch_size=32)
+    assert result["seconds"] == timings
+    assert (result["adam_share"], result["dropout_share"], result["rest_share"]) == (0.2, 0.3, 0.5)
+
+
 def test_interleaved_best_keeps_each_functions_minimum(monkeypatch):
     clock = iter([0.0, 3.0, 3.0, 4.0, 4.0, 6.0, 6.0, 6.5])  # a: 3, b: 1, then a: 2, b: 0.5
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))

@@ -38,6 +38,13 @@ Presets:
   images, so the test set plays no part in the choice.
   Runs local DE, SSE and StarSSE only (one checkpoint); every point's
   numbers go to a second table. ~270 cycle epochs: ~45-60 min.
+- `cpu_converged`: tests why StarSSE trails SSE at `cpu` scale. There
+  the first fine-tuning (10 epochs) is still improving, so SSE's chain,
+  which keeps training from the latest member, gains from the extra
+  epochs alone; the source fine-tunes ResNet50 to convergence first.
+  Here every fine-tuning and cycle lasts 30 epochs, with 3 members and
+  one cycle setting (2 x lr, 1 x epochs): ~210 epochs of 2,500 images,
+  ~30-40 min.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of
@@ -146,6 +153,8 @@ PRESETS = {
     "cpu": Config(),
     # A 3 x 2 corner of the source's 5 x 4 grid (see the module docstring).
     "cpu_grid": Config(fge_grid=((1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0))),
+    # A first fine-tuning three times as long (see the module docstring).
+    "cpu_converged": Config(epochs=30.0, num_members=3, fge_grid=((2.0, 1.0),)),
     "paper": Config(
         dataset="cifar100",
         validation_size=2000,

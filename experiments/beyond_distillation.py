@@ -230,7 +230,8 @@ def report(records, out_dir):
             + ("— (no lead to recover)" if fair is None else f"{100 * fair:.0f}% of it")
             + f" ({100 * (student - control):+.2f} points), with {mean('metrics.rows.student.params'):,.0f} parameters "
             f"(SuperModel: {mean('metrics.rows.supermodel.params'):,.0f}). Against the mean member, trained "
-            f"{config['epochs']} epochs to the student's {config['student_epochs']}, the SuperModel gains "
+            f"{'at most ' if config['patience'] else ''}{config['epochs']} epochs to the student's "
+            f"{config['student_epochs']}, the SuperModel gains "
             f"{cell('metrics.gain', scale=100)} points and the student recovers "
             + ("—" if recovered is None else f"{100 * recovered:.0f}%")
             + "; the control shows how much of that is the longer training rather than the teacher."

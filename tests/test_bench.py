@@ -53,7 +53,8 @@ def test_precision_bench_restores_the_policy():
 
 def _tta_record(seed, preset, single_cpu, super_cpu, single_stage_cpu=100.0):
     def side(cpu):
-        return {"reached": cpu is not None, "cpu_s": cpu, "wall_s": None if cpu is None else cpu / 2}
+        return {"reached": cpu is not None, "cpu_s": cpu, "wall_s": None if cpu is None else cpu / 2,
+                "reached_epoch": None if cpu is None else cpu / 2}
 
     def dataset(target):
         both = single_cpu is not None and super_cpu is not None
@@ -85,6 +86,7 @@ def test_time_to_accuracy_rows_from_recorded_runs(tmp_path):
     cpu_fmnist = rows[0]
     assert "preset cpu, seeds 0,1" in cpu_fmnist[0]
     assert cpu_fmnist[3].startswith("0.50 CPU")  # mean of 0.4 and 0.6
+    assert cpu_fmnist[1].startswith("15.0 s CPU, 7.5 epochs") and cpu_fmnist[2] == "8.0 s CPU, 4.0 epochs"
     assert cpu_fmnist[4] == "<= 0.5 (met)"
     long_fmnist = rows[2]
     assert long_fmnist[3] == "<= 0.30 CPU (bound)"  # 30 s / the single net's 100 s stage

@@ -234,7 +234,10 @@ def report(records, out_dir):
             f"{config['student_epochs']}, the SuperModel gains "
             f"{cell('metrics.gain', scale=100)} points and the student recovers "
             + ("—" if recovered is None else f"{100 * recovered:.0f}%")
-            + "; the control shows how much of that is the longer training rather than the teacher."
+            + (
+                "; the control shows how much of that is the longer training rather than the teacher."
+                if config["epochs"] < config["student_epochs"] else "."
+            )
         )
         table = reports.Table(
             title=f"Distilling the Fashion-MNIST SuperModel into one member-sized MLP ({preset})",

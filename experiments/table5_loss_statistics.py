@@ -27,11 +27,15 @@ Presets:
 - `cpu_long`: the same, members trained to early stopping (patience 5,
   at most 40 epochs), head 10 epochs: the thesis's best SuperModel
   (91.36%) at close to its own training length, ~15 min per seed here.
+- `cpu_best`: 50 member epochs, learning rate decayed to 0 by a cosine,
+  no early stopping; head 10 epochs (~25 min per seed here, idle).
 - `paper`: up to 100 member epochs with patience 10, head 10 epochs.
 """
 
 import dataclasses
+import math
 
+import keras
 import numpy as np
 
 from experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram
@@ -66,6 +70,9 @@ class Config:
     patience: object = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
+    # "constant", or "cosine": the members' learning rate decays from
+    # `learning_rate` to 0 over `epochs` (keras.optimizers.schedules.CosineDecay).
+    lr_schedule: str = "constant"
     head_downscale: object = 1.0
     head_l2: float = 0.0
     head_epochs: int = 10
@@ -89,6 +96,11 @@ PRESETS = {
     # The thesis's best SuperModel (6 x 200-466-466, 91.36%) trained to early
     # stopping: members up to 40 epochs with patience 5, head 10 epochs.
     "cpu_long": Config(epochs=40, patience=5, head_epochs=10),
+    # The thesis reached 91.36% "after extending the training time
+    # significantly": 50 member epochs with a cosine learning-rate decay and
+    # no early stopping (the rule above stops at the validation-loss minimum,
+    # before the accuracy peaks).
+    "cpu_best": Config(epochs=50, patience=None, lr_schedule="cosine", head_epochs=10),
     "paper": Config(),
 }
 
@@ -103,10 +115,20 @@ def _summary(y_val, val_probs, y_test, test_probs):
     return result
 
 
+def _member_learning_rate(config, num_train):
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.lr_schedule == "cosine":
+        steps = config.epochs * math.ceil(num_train / config.batch_size)
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    raise ValueError(f"lr_schedule must be 'constant' or 'cosine'. Received: lr_schedule={config.lr_schedule!r}")
+
+
 def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
     edges = loss_edges(config)
+    learning_rate = _member_learning_rate(config, len(ds.x_train))
 
     with context.stage("train_members"):
         model = PartitionedMLP(
@@ -123,7 +145,7 @@ def main(config, context):
             ds,
             epochs=config.epochs,
             batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
+            learning_rate=learning_rate,
             patience=config.patience,
             log=context.log,
         )
@@ -235,6 +257,12 @@ def report(records, out_dir):
             ("higher 95th percentile", mean(f"{sup}.p95") > mean(f"{sub}.p95")),
         ]
         finding = "; ".join(f"{claim}: {check(ok)}" for claim, ok in claims)
+        if config["dataset"] == "fashion_mnist":
+            best = mean(f"{sup}.test_accuracy")
+            finding += (
+                f". The thesis's best Fashion-MNIST SuperModel (this architecture, section 3.5) reached 91.36%; "
+                f"ours {100 * best:.2f}% on the test set: {check(best >= 0.9136)}"
+            )
         epochs_note = (
             f"Members trained at most {config['epochs']} epochs (thesis: until the validation loss stopped "
             f"improving, patience 10)"
@@ -257,7 +285,9 @@ def report(records, out_dir):
             footnotes=[
                 epochs_note,
                 f"Member dropout {config['dropout']} (thesis Table 4, large network's sub-networks); Adam lr "
-                f"{config['learning_rate']}, batch {config['batch_size']} (not stated in the thesis).",
+                f"{config['learning_rate']}"
+                + (" decayed to 0 by a cosine" if config.get("lr_schedule", "constant") == "cosine" else "")
+                + f", batch {config['batch_size']} (not stated in the thesis).",
                 f"SuperModel head: weights copied, biases averaged, down-scaling factor "
                 f"{cell('metrics.downscale', digits=2)} (the thesis does not down-scale for Table 5), L2 "
                 f"{config['head_l2']}; re-trained with a fresh Adam.",

@@ -193,3 +193,23 @@ def test_tables_show_only_the_presets_latest_configuration():
     assert kept == [before_field, other_preset, rerun]
     # Before the rerun, the old seed 0 is the newest record: the table shows it alone.
     assert experiment.current_runs(module, [before_field, old]) == [old]
+
+
+def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
+    import dataclasses
+    import math
+
+    module = experiment.load_module("table5_loss_statistics")
+    config = experiment.resolve_config(module, "smoke", overrides={"lr_schedule": "cosine", "epochs": 4, "batch_size": 100})
+    schedule = module._member_learning_rate(config, num_train=1000)
+    steps = 4 * 10
+    for step in (0, 7, steps // 2, steps):
+        expected = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert module._member_learning_rate(dataclasses.replace(config, lr_schedule="constant"), 1000) == config.learning_rate
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        module._member_learning_rate(dataclasses.replace(config, lr_schedule="step"), 1000)
+    record = experiment.run_experiment(
+        "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides={"lr_schedule": "cosine"}, verbose=False
+    )
+    assert record["status"] == "ok" and record["config"]["lr_schedule"] == "cosine"

@@ -60,19 +60,24 @@ def _best_of(fn, repeats):
     return min(times)
 
 
-def _interleaved_best(fns, rounds):
-    """Minimum wall time of each function over `rounds` rounds that call them in turn.
+def _interleaved_times(fns, rounds):
+    """Wall time of each function in each of `rounds` rounds that call them in turn.
 
     Interleaving gives every function the same share of any change in the
     machine's load, so the ratios are fairer than timing one after another.
     """
-    best = {name: float("inf") for name in fns}
+    times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _interleaved_best(fns, rounds):
+    """Minimum wall time of each function over `rounds` interleaved rounds."""
+    return {name: min(times) for name, times in _interleaved_times(fns, rounds).items()}
 
 
 def matmul_peak(dtype="float32", size=2048, repeats=5):
@@ -97,15 +102,13 @@ def matmul_peak(dtype="float32", size=2048, repeats=5):
     return 2 * size**3 / seconds / 1e9
 
 
-def matmul_ceiling(num_members, dims, batch_size, repeats=5):
-    """GFLOP/s of a fused MLP step's matmuls alone, at the model's shapes.
+def _matmul_step(num_members, dims, batch_size):
+    """A compiled function running a fused MLP step's matmuls alone, and its FLOPs.
 
     For each layer the three batched matmuls of a training step (forward,
     input gradient, weight gradient) on member-major `(K, batch, units)`
     operands, nothing else: no optimizer update, dropout, bias or
-    activation. The fused step's GFLOP/s divided by this is the share of the
-    step the matmuls could explain; what remains is the measured overhead.
-    FLOPs are counted as in `training_flops_per_sample`.
+    activation. FLOPs are counted as in `training_flops_per_sample`.
     """
     import keras
     from keras import ops
@@ -134,50 +137,100 @@ def matmul_ceiling(num_members, dims, batch_size, repeats=5):
         import jax
 
         step = jax.jit(step)
-    ops.convert_to_numpy(step())
-    seconds = _best_of(lambda: ops.convert_to_numpy(step()), repeats)
+    compiled = lambda: ops.convert_to_numpy(step())  # noqa: E731
+    compiled()  # trace
     flops = training_flops_per_sample(list(zip(dims[:-1], dims[1:]))) * num_members * batch_size
-    return flops / seconds / 1e9
+    return compiled, flops
 
 
-def bench_step_breakdown(num_members, hidden, input_dim, num_classes, num_samples, batch_size, seed=0, rounds=2):
-    """Where a fused training step's time goes: Adam's update, dropout, the rest.
+def matmul_ceiling(num_members, dims, batch_size, repeats=5):
+    """GFLOP/s of a fused MLP step's matmuls alone (`_matmul_step`), at the model's shapes.
 
-    The fused model is fitted one epoch four ways, in alternating rounds
-    (best of each): as the library runs it (Adam, dropout 0.2), with plain
-    SGD (the cheapest update), without dropout, and with both. The Adam and
-    dropout shares are the time each removes; what is left is the forward
-    and backward pass (matmuls, bias, activation, loss) and Keras's loop.
+    The fused step's GFLOP/s divided by this is the share of the step the
+    matmuls could explain; what remains is the measured overhead.
+    """
+    step, flops = _matmul_step(num_members, dims, batch_size)
+    return flops / _best_of(step, repeats) / 1e9
+
+
+def bench_step_breakdown(num_members, hidden, input_dim, num_classes, num_samples, batch_size, seed=0, rounds=3):
+    """Where a fused training step's time goes, each part timed on its own.
+
+    The fused model as the library runs it (`compile(optimizer="adam")`,
+    i.e. `FusedAdam`, dropout 0.2) is timed per step five ways, in
+    alternating rounds (best of each): a `model.fit` epoch over
+    `num_samples`; the forward and backward pass alone (a `tf.function`
+    returning the gradients of one batch), with dropout and in inference
+    mode (no dropout); the optimizer's update alone (applying fixed
+    gradients); and the step's matmuls alone (`_matmul_step`). The step
+    then splits, with no part inferred from a different optimizer or
+    model, into: the matmuls; the rest of the forward/backward pass (bias,
+    activations, loss, element-wise gradients); dropout; the Adam update;
+    and what `fit` adds around them (input pipeline, Keras's loop,
+    callbacks). TensorFlow backend only; returns None elsewhere.
     """
     import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
 
     from supernet.models import PartitionedMLP
 
     rng = np.random.default_rng(seed)
     x = rng.random((num_samples, input_dim), dtype=np.float32)
     y = rng.integers(0, num_classes, num_samples)
-    variants = {
-        "default": ("adam", 0.2),
-        "sgd": (lambda: keras.optimizers.SGD(), 0.2),
-        "no_dropout": ("adam", 0.0),
-        "sgd_no_dropout": (lambda: keras.optimizers.SGD(), 0.0),
-    }
-    models = {}
-    for name, (optimizer, dropout) in variants.items():
-        model = PartitionedMLP(input_dim, list(hidden), num_classes, num_members=num_members, dropout=dropout)
-        model.compile(optimizer=optimizer if isinstance(optimizer, str) else optimizer())
-        model.fit(x[: batch_size * 2], y[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)  # trace
-        models[name] = model
+    model = PartitionedMLP(input_dim, list(hidden), num_classes, num_members=num_members, dropout=0.2)
+    model.compile(optimizer="adam")
+    model.fit(x[: batch_size * 2], y[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)  # trace
+    steps = -(-num_samples // batch_size)
+    x_batch, y_batch = tf.constant(x[:batch_size]), tf.constant(y[:batch_size])
+
+    def gradients(training):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                y_pred = model(x_batch, training=training)
+                loss = model.compute_loss(x=x_batch, y=y_batch, y_pred=y_pred, training=training)
+            return tape.gradient(loss, model.trainable_variables)
+
+        return step
+
+    with_dropout, without_dropout = gradients(True), gradients(False)
+    fixed = with_dropout()
+    update = tf.function(lambda: model.optimizer.apply(fixed, model.trainable_variables))
+    without_dropout(), update()  # trace
+    matmuls, _ = _matmul_step(num_members, [input_dim, *hidden, num_classes], batch_size)
+
+    def repeat(fn):
+        def run():
+            for _ in range(steps):
+                fn()
+
+        return run
+
     best = _interleaved_best(
-        {name: (lambda m=model: m.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)) for name, model in models.items()},
+        {
+            "fit": lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0),
+            "forward_backward": repeat(with_dropout),
+            "forward_backward_no_dropout": repeat(without_dropout),
+            "adam": repeat(update),
+            "matmuls": repeat(matmuls),
+        },
         rounds,
     )
-    total = best["default"]
+    per_step = {name: seconds / steps for name, seconds in best.items()}
+    parts = {
+        "matmuls": per_step["matmuls"],
+        "other_forward_backward": per_step["forward_backward_no_dropout"] - per_step["matmuls"],
+        "dropout": per_step["forward_backward"] - per_step["forward_backward_no_dropout"],
+        "adam": per_step["adam"],
+        "fit_loop": per_step["fit"] - per_step["forward_backward"] - per_step["adam"],
+    }
     return {
-        "seconds": best,
-        "adam_share": (total - best["sgd"]) / total,
-        "dropout_share": (total - best["no_dropout"]) / total,
-        "rest_share": best["sgd_no_dropout"] / total,
+        "step_s": per_step["fit"],
+        "seconds_per_step": per_step,
+        "shares": {name: seconds / per_step["fit"] for name, seconds in parts.items()},
     }
 
 
@@ -242,13 +295,15 @@ def bench_training(num_members, hidden, input_dim, num_classes, num_samples, epo
     }
 
 
-def bench_inference(fused, members, x, rounds=5):
+def bench_inference(fused, members, x, rounds=9):
     """One fused SuperNet predict vs K member predicts plus averaging.
 
-    The three paths are timed in `rounds` interleaved rounds (best of each).
-    GFLOP/s count the members' multiply-adds (2 FLOPs each) and the head's:
-    all paths do the same arithmetic, so the speedup is the ratio of how
-    close each runs to the machine's matmul peak.
+    The three paths are timed in `rounds` interleaved rounds. Throughputs are
+    the best round of each; a speedup is the median over rounds of the
+    ratio measured within one round (with its range), which a single noisy
+    round cannot move. GFLOP/s count the members' multiply-adds (2 FLOPs
+    each) and the head's: all paths do the same arithmetic, so the speedup
+    is the ratio of how close each runs to the machine's matmul peak.
     """
     from supernet.models import build_supernet
 
@@ -260,7 +315,7 @@ def bench_inference(fused, members, x, rounds=5):
     def separate():
         return np.mean([m.predict(x, batch_size=1024, verbose=0) for m in members], axis=0)
 
-    best = _interleaved_best(
+    times = _interleaved_times(
         {
             "separate": separate,
             "supernet": lambda: supernet.predict(x, batch_size=1024, verbose=0),
@@ -268,16 +323,21 @@ def bench_inference(fused, members, x, rounds=5):
         },
         rounds,
     )
+    best = {name: min(values) for name, values in times.items()}
+    ratios = {name: np.asarray(times["separate"]) / np.asarray(times[name]) for name in ("supernet", "fused")}
     dense = [layer for layer in members[0].layers if layer.weights and len(layer.weights[0].shape) == 2]
     member_flops = sum(2 * int(np.prod(layer.weights[0].shape)) for layer in dense)
     head_flops = 2 * int(np.prod(fused_supernet.layers[-1].weights[0].shape))
     n = len(x)
     return {
+        "rounds": rounds,
         "separate_per_s": n / best["separate"],
         "supernet_per_s": n / best["supernet"],
         "fused_supernet_per_s": n / best["fused"],
-        "speedup_supernet": best["separate"] / best["supernet"],
-        "speedup_fused_supernet": best["separate"] / best["fused"],
+        "speedup_supernet": float(np.median(ratios["supernet"])),
+        "speedup_fused_supernet": float(np.median(ratios["fused"])),
+        "speedup_range_supernet": (float(ratios["supernet"].min()), float(ratios["supernet"].max())),
+        "speedup_range_fused_supernet": (float(ratios["fused"].min()), float(ratios["fused"].max())),
         "separate_gflops": len(members) * member_flops * n / best["separate"] / 1e9,
         "fused_supernet_gflops": (len(members) * member_flops + head_flops) * n / best["fused"] / 1e9,
     }
@@ -586,32 +646,37 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
         ])
         samples = min(num_samples, 12_000)
         breakdown = bench_step_breakdown(6, hidden, 784, 10, samples, batch_size)
-        epoch_s = breakdown["seconds"]["default"]
-        # The matmuls' share of the step had they run at the ceiling just measured.
-        matmul_s = training_flops_per_sample(list(zip([784, *hidden], [*hidden, 10]))) * 6 * samples / (ceiling * 1e9)
-        shares = (
-            f"Adam update {100 * breakdown['adam_share']:.0f}%, dropout {100 * breakdown['dropout_share']:.0f}%, "
-            f"forward/backward and loop {100 * breakdown['rest_share']:.0f}% (matmuls at their ceiling: "
-            f"{100 * matmul_s / epoch_s:.0f}%)"
-        )
-        say(f"  where the step's time goes (1 epoch of {samples} samples, best of 2 alternating rounds): {shares}")
-        rows.append([
-            f"bottleneck: where the fused step's time goes, batch {batch_size}",
-            f"{epoch_s:.1f} s per epoch of {samples} samples",
-            shares,
-            "—",
-            "explains a missed goal",
-        ])
+        if breakdown is not None:
+            names = {
+                "matmuls": "matmuls",
+                "other_forward_backward": "bias, activations, loss and their gradients",
+                "dropout": "dropout",
+                "adam": "Adam update",
+                "fit_loop": "fit's input pipeline and loop",
+            }
+            shares = ", ".join(f"{label} {100 * breakdown['shares'][key]:.0f}%" for key, label in names.items())
+            say(f"  where a fit step's {1e3 * breakdown['step_s']:.1f} ms go (each part timed alone, best of 3 alternating rounds): {shares}")
+            rows.append([
+                f"bottleneck: where the fused step's time goes, batch {batch_size}",
+                f"{1e3 * breakdown['step_s']:.1f} ms per fit step",
+                shares,
+                "—",
+                "explains a missed goal",
+            ])
 
     last = results[batch_sizes[0]]
     inference = bench_inference(last["fused"], last["members"], last["x"])
+    def speedup(key):
+        low, high = inference[f"speedup_range_{key}"]
+        return f"{inference[f'speedup_{key}']:.2f}x (rounds {low:.2f}-{high:.2f}x)"
+
     say(
-        f"inference: 6 predicts + mean {inference['separate_per_s']:.0f}/s, SuperNet {inference['supernet_per_s']:.0f}/s "
-        f"({inference['speedup_supernet']:.2f}x), fused SuperNet {inference['fused_supernet_per_s']:.0f}/s "
-        f"({inference['speedup_fused_supernet']:.2f}x)"
+        f"inference ({inference['rounds']} interleaved rounds; best throughput, median ratio): 6 predicts + mean "
+        f"{inference['separate_per_s']:.0f}/s, SuperNet {inference['supernet_per_s']:.0f}/s ({speedup('supernet')}), "
+        f"fused SuperNet {inference['fused_supernet_per_s']:.0f}/s ({speedup('fused_supernet')})"
     )
-    rows.append(["SuperNet inference (samples/s)", f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference['supernet_per_s']:.0f}", f"{inference['speedup_supernet']:.2f}x", ">= 2x"])
-    rows.append(["fused SuperNet inference (samples/s)", f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference['fused_supernet_per_s']:.0f}", f"{inference['speedup_fused_supernet']:.2f}x", ">= 2x"])
+    for label, key in (("SuperNet inference (samples/s)", "supernet"), ("fused SuperNet inference (samples/s)", "fused_supernet")):
+        rows.append([label, f"{inference['separate_per_s']:.0f} (6 predicts + mean)", f"{inference[f'{key}_per_s']:.0f}", speedup(key), ">= 2x"])
     separate_share, fused_share = (100 * inference[k] / peak32 for k in ("separate_gflops", "fused_supernet_gflops"))
     say(
         f"  inference GFLOP/s: 6 predicts {inference['separate_gflops']:.0f} ({separate_share:.0f}% of peak), fused "
@@ -621,7 +686,7 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
         "bottleneck: inference GFLOP/s (same arithmetic on both sides)",
         f"{inference['separate_gflops']:.0f} ({separate_share:.0f}% of peak)",
         f"{inference['fused_supernet_gflops']:.0f} ({fused_share:.0f}% of peak)",
-        f"{inference['speedup_fused_supernet']:.2f}x",
+        f"{inference['fused_supernet_gflops'] / inference['separate_gflops']:.2f}x (best rounds)",
         f"2x needs the 6 predicts below {fused_share / 2:.0f}% of peak",
     ])
 

@@ -1,5 +1,7 @@
 """The benchmark's pieces run and count FLOPs right (no timing assertions)."""
 
+import pytest
+
 from benchmarks import bench
 
 
@@ -14,21 +16,37 @@ def test_bench_pieces_run_on_tiny_sizes():
     assert result["fused_s"] > 0 and result["sequential_s"] > 0
     inference = bench.bench_inference(result["fused"], result["members"], result["x"], rounds=1)
     assert inference["supernet_per_s"] > 0 and inference["separate_per_s"] > 0
+    assert inference["speedup_range_fused_supernet"][0] <= inference["speedup_fused_supernet"] <= inference["speedup_range_fused_supernet"][1]
     # Same arithmetic on both sides (2 members of 20-8-3, plus the 16 -> 3 head on the fused side):
     member_flops, head_flops = 2 * (20 * 8 + 8 * 3), 2 * (2 * 8 * 3)
     ratio = inference["fused_supernet_gflops"] / inference["separate_gflops"]
-    expected = inference["speedup_fused_supernet"] * (2 * member_flops + head_flops) / (2 * member_flops)
+    expected = inference["fused_supernet_per_s"] / inference["separate_per_s"] * (2 * member_flops + head_flops) / (2 * member_flops)
     assert abs(ratio - expected) < 1e-9 * expected
     assert bench.matmul_peak(size=64, repeats=1) > 0
     assert bench.matmul_ceiling(2, [20, 8, 3], batch_size=32, repeats=1) > 0
 
 
-def test_step_breakdown_shares_follow_from_the_four_timings(monkeypatch):
-    timings = {"default": 10.0, "sgd": 8.0, "no_dropout": 7.0, "sgd_no_dropout": 5.0}
-    monkeypatch.setattr(bench, "_interleaved_best", lambda fns, rounds: {name: timings[name] for name in fns})
+def test_step_breakdown_parts_follow_from_the_five_timings_and_sum_to_the_step(monkeypatch):
+    steps = 2  # 64 samples, batch 32
+    per_step = {"fit": 10.0, "forward_backward": 7.0, "forward_backward_no_dropout": 6.0, "adam": 1.0, "matmuls": 4.0}
+    monkeypatch.setattr(bench, "_interleaved_best", lambda fns, rounds: {name: steps * per_step[name] for name in fns})
     result = bench.bench_step_breakdown(2, (8,), 20, 3, num_samples=64, batch_size=32)
-    assert result["seconds"] == timings
-    assert (result["adam_share"], result["dropout_share"], result["rest_share"]) == (0.2, 0.3, 0.5)
+    assert result["seconds_per_step"] == per_step and result["step_s"] == 10.0
+    expected = {"matmuls": 0.4, "other_forward_backward": 0.2, "dropout": 0.1, "adam": 0.1, "fit_loop": 0.2}
+    assert result["shares"] == pytest.approx(expected)
+
+
+def test_step_breakdown_times_the_real_parts():
+    result = bench.bench_step_breakdown(2, (8,), 20, 3, num_samples=64, batch_size=32, rounds=1)
+    assert set(result["seconds_per_step"]) == {"fit", "forward_backward", "forward_backward_no_dropout", "adam", "matmuls"}
+    assert all(seconds > 0 for seconds in result["seconds_per_step"].values())
+    assert sum(result["shares"].values()) == pytest.approx(1.0)
+
+
+def test_interleaved_times_keep_every_round(monkeypatch):
+    clock = iter([0.0, 3.0, 3.0, 4.0, 4.0, 6.0, 6.0, 6.5])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    assert bench._interleaved_times({"a": lambda: None, "b": lambda: None}, rounds=2) == {"a": [3.0, 2.0], "b": [1.0, 0.5]}
 
 
 def test_interleaved_best_keeps_each_functions_minimum(monkeypatch):

@@ -121,7 +121,7 @@ def _member_learning_rate(config, num_train):
     if config.lr_schedule == "cosine":
         steps = config.epochs * math.ceil(num_train / config.batch_size)
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-    raise ValueError(f"lr_schedule must be 'constant' or 'cosine'. Received: lr_schedule={config.lr_schedule!r}")
+    raise ValueError(f"Argument `lr_schedule` must be 'constant' or 'cosine'. Received: lr_schedule={config.lr_schedule!r}")
 
 
 def main(config, context):

@@ -207,7 +207,7 @@ def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
         expected = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert module._member_learning_rate(dataclasses.replace(config, lr_schedule="constant"), 1000) == config.learning_rate
-    with pytest.raises(ValueError, match="lr_schedule must be"):
+    with pytest.raises(ValueError, match="Argument `lr_schedule` must be"):
         module._member_learning_rate(dataclasses.replace(config, lr_schedule="step"), 1000)
     record = experiment.run_experiment(
         "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides={"lr_schedule": "cosine"}, verbose=False

@@ -22,7 +22,7 @@ def test_bench_pieces_run_on_tiny_sizes():
     ratio = inference["fused_supernet_gflops"] / inference["separate_gflops"]
     expected = inference["fused_supernet_per_s"] / inference["separate_per_s"] * (2 * member_flops + head_flops) / (2 * member_flops)
     assert abs(ratio - expected) < 1e-9 * expected
-    assert bench.matmul_peak(size=64, repeats=1) > 0
+    assert bench.matmul_peak(sizes=(32, 64), repeats=1) > 0
     assert bench.matmul_ceiling(2, [20, 8, 3], batch_size=32, repeats=1) > 0
 
 

@@ -33,6 +33,7 @@ import platform
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -578,7 +579,11 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
         print(text, flush=True)
         lines.append(text)
 
+    meta = reports.run_metadata()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    commit = meta["git_commit"][:7] + (" with uncommitted changes" if meta["git_dirty"] else "")
     say(f"Backend {keras.backend.backend()}, keras {keras.__version__}, CPU {_cpu_model()}, {os.cpu_count()} cores")
+    say(f"supernet commit {commit}, started {started}" + (f", thread caps {meta['thread_env']}" if meta["thread_env"] else ""))
     peak32 = matmul_peak("float32")
     say(f"fp32 matmul peak: {peak32:.0f} GFLOP/s (the fastest square matmul, sizes 512 to 4096)")
     try:
@@ -765,7 +770,8 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
         columns=["what", "baseline", "supernet", "ratio", "goal"],
         rows=rows,
         caption=(
-            f"Measured in one run of `supernet bench{' --quick' if quick else ''}`: backend "
+            f"Measured in one run of `supernet bench{' --quick' if quick else ''}` (commit {commit}, started "
+            f"{started}): backend "
             f"{keras.backend.backend()}, keras {keras.__version__}, CPU {_cpu_model()}, "
             f"{os.cpu_count()} cores; fp32 matmul peak {peak32:.0f} GFLOP/s"
             + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else "")

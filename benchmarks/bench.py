@@ -11,8 +11,10 @@
    same arithmetic, so the speedup is the ratio of their matmul efficiency;
 3. distance to the hardware limit: the fused MLP's training GFLOP/s against
    this machine's dense matmul peak (fp32, and bf16), measured in the same run,
-   with the bottleneck: the step's matmuls alone at the model's shapes, and
-   the shares of the step taken by Adam's update and by dropout;
+   with the bottleneck: the step's matmuls alone at the model's shapes (and
+   the speedup over the K fits they bound), and the step split into its
+   matmuls, the rest of the forward/backward pass, dropout, Adam's update and
+   `fit`'s loop, each timed on its own;
 4. time to accuracy (thesis Tables 10 and 11): SuperModel vs the best single
    MLP, rendered from the recorded runs of the `table10_11_time_to_accuracy`
    experiment (presets `cpu` and `cpu_long`; too long to re-run here);
@@ -22,7 +24,7 @@
    it is not installed: `pip install -e ".[jax]"`).
 
 Every number except the time-to-accuracy rows (labelled with the preset,
-seeds and command that recorded them) is measured in this process.
+seeds and command that recorded them) is measured in this run.
 """
 
 import argparse
@@ -691,6 +693,7 @@ def run(quick=False, out_dir="reports", batch_sizes=(128, 512), backends=("tenso
 
     last = results[batch_sizes[0]]
     inference = bench_inference(last["fused"], last["members"], last["x"])
+
     def speedup(key):
         low, high = inference[f"speedup_range_{key}"]
         return f"{inference[f'speedup_{key}']:.2f}x (rounds {low:.2f}-{high:.2f}x)"

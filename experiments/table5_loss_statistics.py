@@ -29,6 +29,7 @@ Presets:
   (91.36%) at close to its own training length, ~15 min per seed here.
 - `cpu_best`: 50 member epochs, learning rate decayed to 0 by a cosine,
   no early stopping; head 10 epochs (~25 min per seed here, idle).
+- `cpu_best_dropout05`: `cpu_best` with dropout 0.5 instead of 0.3.
 - `paper`: up to 100 member epochs with patience 10, head 10 epochs.
 """
 
@@ -101,6 +102,10 @@ PRESETS = {
     # no early stopping (the rule above stops at the validation-loss minimum,
     # before the accuracy peaks).
     "cpu_best": Config(epochs=50, patience=None, lr_schedule="cosine", head_epochs=10),
+    # The same with dropout 0.5: does stronger regularisation lift the members
+    # at this training length? (Thesis section 3.5 found large dropout best
+    # for its bigger nets.)
+    "cpu_best_dropout05": Config(epochs=50, patience=None, lr_schedule="cosine", head_epochs=10, dropout=0.5),
     "paper": Config(),
 }
 

@@ -83,6 +83,21 @@ def _interleaved_best(fns, rounds):
     return {name: min(times) for name, times in _interleaved_times(fns, rounds).items()}
 
 
+def _compiled(fn):
+    """`fn` as a graph of the Keras backend (no XLA on TensorFlow), as it is in training."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=False)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
 def matmul_peak(dtype="float32", sizes=(512, 1024, 2048, 4096), repeats=5):
     """GFLOP/s of the fastest square matmul in the backend, the machine's practical peak.
 
@@ -97,16 +112,7 @@ def matmul_peak(dtype="float32", sizes=(512, 1024, 2048, 4096), repeats=5):
     for size in sizes:
         a = ops.cast(keras.random.normal((size, size), seed=1), dtype)
         b = ops.cast(keras.random.normal((size, size), seed=2), dtype)
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            matmul = tf.function(lambda a=a, b=b: ops.cast(ops.sum(ops.matmul(a, b)), "float32"), jit_compile=False)
-        elif keras.backend.backend() == "jax":
-            import jax
-
-            matmul = jax.jit(lambda a=a, b=b: ops.cast(ops.sum(ops.matmul(a, b)), "float32"))
-        else:
-            matmul = lambda a=a, b=b: ops.cast(ops.sum(ops.matmul(a, b)), "float32")  # noqa: E731
+        matmul = _compiled(lambda a=a, b=b: ops.cast(ops.sum(ops.matmul(a, b)), "float32"))
         ops.convert_to_numpy(matmul())
         seconds = _best_of(lambda: ops.convert_to_numpy(matmul()), repeats)
         best = max(best, 2 * size**3 / seconds / 1e9)
@@ -140,14 +146,7 @@ def _matmul_step(num_members, dims, batch_size):
             total += ops.sum(ops.matmul(ops.transpose(a, (0, 2, 1)), g))
         return total
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        step = tf.function(step, jit_compile=False)
-    elif keras.backend.backend() == "jax":
-        import jax
-
-        step = jax.jit(step)
+    step = _compiled(step)
     compiled = lambda: ops.convert_to_numpy(step())  # noqa: E731
     compiled()  # trace
     flops = training_flops_per_sample(list(zip(dims[:-1], dims[1:]))) * num_members * batch_size

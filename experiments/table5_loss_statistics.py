@@ -30,6 +30,7 @@ Presets:
 - `cpu_best`: 50 member epochs, learning rate decayed to 0 by a cosine,
   no early stopping; head 10 epochs (~25 min per seed here, idle).
 - `cpu_best_dropout05`: `cpu_best` with dropout 0.5 instead of 0.3.
+- `cpu_best_100`: `cpu_best` with 100 member epochs (~50 min per seed).
 - `paper`: up to 100 member epochs with patience 10, head 10 epochs.
 """
 
@@ -106,6 +107,8 @@ PRESETS = {
     # at this training length? (Thesis section 3.5 found large dropout best
     # for its bigger nets.)
     "cpu_best_dropout05": Config(epochs=50, patience=None, lr_schedule="cosine", head_epochs=10, dropout=0.5),
+    # `cpu_best` with the training time doubled: 100 member epochs.
+    "cpu_best_100": Config(epochs=100, patience=None, lr_schedule="cosine", head_epochs=10),
     "paper": Config(),
 }
 

@@ -53,6 +53,8 @@ THESIS = {
     "members": {"accuracy": 0.89315, "mean": 0.65722, "std": 2.4633, "p90": 0.92668, "p95": 4.4884},
     "supermodel": {"accuracy": 0.9103, "mean": 1.0976, "std": 3.8482, "p90": 0.06541, "p95": 16.11809},
 }
+# The thesis's best Fashion-MNIST SuperModel, 6 x 200-466-466 (section 3.5).
+THESIS_BEST = 0.9136
 STATS = ("accuracy", "mean", "std", "p90", "p95")
 CALIBRATION = ("ece", "calibrated_nll", "test_accuracy")
 
@@ -266,10 +268,15 @@ def report(records, out_dir):
         ]
         finding = "; ".join(f"{claim}: {check(ok)}" for claim, ok in claims)
         if config["dataset"] == "fashion_mnist":
-            best = mean(f"{sup}.test_accuracy")
+            # The thesis reports validation accuracy ("On most charts, we present
+            # the validation accuracy", section 3.1), as table8_9_size_sweep checks
+            # its goal; the official test set's verdict is given beside.
+            val, test = mean(f"{sup}.accuracy"), mean(f"{sup}.test_accuracy")
             finding += (
-                f". SuperModel test accuracy reaches the thesis's best Fashion-MNIST SuperModel, 91.36% with "
-                f"this architecture (section 3.5): {check(best >= 0.9136)} (ours {100 * best:.2f}%)"
+                f". SuperModel validation accuracy reaches the thesis's best Fashion-MNIST SuperModel, 91.36% "
+                f"with this architecture (section 3.5): {check(val >= THESIS_BEST)} (ours {100 * val:.2f}%); "
+                f"SuperModel accuracy on the official test set reaches 91.36%: {check(test >= THESIS_BEST)} "
+                f"(ours {100 * test:.2f}%)"
             )
         epochs_note = (
             f"Members trained at most {config['epochs']} epochs (thesis: until the validation loss stopped "

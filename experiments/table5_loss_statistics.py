@@ -271,10 +271,18 @@ def report(records, out_dir):
             # The thesis reports validation accuracy ("On most charts, we present
             # the validation accuracy", section 3.1), as table8_9_size_sweep checks
             # its goal; the official test set's verdict is given beside.
+            # The verdict is on the mean over seeds; the thesis's figure is "the
+            # best score that we were able to achieve", so the best seed is shown.
             val, test = mean(f"{sup}.accuracy"), mean(f"{sup}.test_accuracy")
+            best = max(runs, key=lambda r: r["metrics"]["supermodel"]["accuracy"])
+            best_note = (
+                f", the best of {n} seeds {100 * best['metrics']['supermodel']['accuracy']:.2f}%, seed {best['seed']}"
+                if n > 1
+                else ""
+            )
             finding += (
                 f". SuperModel validation accuracy reaches the thesis's best Fashion-MNIST SuperModel, 91.36% "
-                f"with this architecture (section 3.5): {check(val >= THESIS_BEST)} (ours {100 * val:.2f}%); "
+                f"with this architecture (section 3.5): {check(val >= THESIS_BEST)} (ours {100 * val:.2f}%{best_note}); "
                 f"SuperModel accuracy on the official test set reaches 91.36%: {check(test >= THESIS_BEST)} "
                 f"(ours {100 * test:.2f}%)"
             )

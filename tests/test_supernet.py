@@ -1,3 +1,5 @@
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -218,6 +220,177 @@ def test_fit_head_rejects_trainable_members():
         fit_head(model, x, y, epochs=1, verbose=0)
 
 
+# === Any Keras classifier ===
+
+FEATURES, CLASSES, DOWNSCALE = 8, 3, 2.5
+# The output shapes a member may have; the Dense layer named "out" is the one
+# the head copies.
+OUTPUTS = {
+    "dense-softmax": lambda: [keras.layers.Dense(CLASSES, activation="softmax", name="out")],
+    "activation-softmax": lambda: [keras.layers.Dense(CLASSES, name="out"), keras.layers.Activation("softmax")],
+    "softmax-layer": lambda: [keras.layers.Dense(CLASSES, name="out"), keras.layers.Softmax()],
+    "logits": lambda: [keras.layers.Dense(CLASSES, name="out")],
+}
+
+
+def _classifier(output, seed):
+    """A random MLP on FEATURES inputs whose output has the shape OUTPUTS[output]."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((FEATURES,)), keras.layers.Dense(6, activation="relu"), *OUTPUTS[output]()],
+        name=f"{output}_{seed}",
+    )
+    _randomize(model, seed)
+    return model
+
+
+def _mixed_precision_member(seed):
+    """A member built as Keras's mixed-precision guide says: a float32 softmax layer last."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((FEATURES,))
+    x = keras.layers.Dense(6, activation="relu")(inputs)
+    x = keras.layers.Dense(CLASSES, name="out")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name=f"mixed_{seed}")
+    _randomize(model, seed)
+    return model
+
+
+def _copied_head_probs(members, x, downscale):
+    """`softmax((sum_k z_k - sum_k b_k + mean_k b_k) / f)` from the members' own
+    penultimate features h_k, with z_k = h_k W_k + b_k from their "out" layers."""
+    logits, biases = 0.0, []
+    for member in members:
+        out = member.get_layer("out")
+        h = keras.Model(member.inputs, out.input).predict(x, verbose=0, batch_size=len(x))
+        kernel, bias = out.get_weights()
+        logits = logits + h.astype("float64") @ kernel + bias
+        biases.append(bias)
+    logits = logits - np.sum(biases, axis=0) + np.mean(biases, axis=0)
+    return special.softmax(logits / downscale, axis=-1)
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [[name] * K for name in OUTPUTS] + [list(OUTPUTS)],
+    ids=list(OUTPUTS) + ["one-of-each"],
+)
+def test_copied_head_of_any_classifier_equals_closed_form(outputs):
+    x, _ = seeded_data(d=FEATURES, classes=CLASSES)
+    members = [_classifier(output, seed) for seed, output in enumerate(outputs)]
+    model = build_supernet(members, init="copy", downscale=DOWNSCALE)
+    expected = special.softmax(_closed_form_logits(members, x) / DOWNSCALE, axis=-1)
+    np.testing.assert_allclose(_probs(model, x), expected, atol=1e-5)
+    np.testing.assert_allclose(_probs(model, x), _copied_head_probs(members, x, DOWNSCALE), atol=1e-5)
+
+
+MIXED_POLICIES = ["mixed_float16", "mixed_bfloat16"]
+
+
+@contextlib.contextmanager
+def _global_policy(name):
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield keras.mixed_precision.global_policy()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+def test_mixed_precision_members(policy):
+    x, y = seeded_data(d=FEATURES, classes=CLASSES)
+    with _global_policy(policy) as mixed:
+        members = [_mixed_precision_member(seed) for seed in range(K)]
+        assert members[0].get_layer("out").compute_dtype == mixed.compute_dtype
+        model = build_supernet(members, downscale=DOWNSCALE)
+        head = model.get_layer("supernet_head")
+        assert head.compute_dtype == "float32"
+        assert model.outputs[0].dtype == "float32"
+        probs = _probs(model, x)
+        assert probs.dtype == np.float32
+        # The same half-precision features as the members: only float32
+        # rounding remains, which a head computing in half precision exceeds.
+        np.testing.assert_allclose(probs, _copied_head_probs(members, x, DOWNSCALE), atol=1e-5)
+        full_precision = special.softmax(_closed_form_logits(members, x) / DOWNSCALE, axis=-1)
+        np.testing.assert_allclose(probs, full_precision, atol=5e-2)
+        # The frozen half-precision members still run inside training.
+        own_before = [weights_of(layer) for layer in _frozen_copies(model)]
+        head_before = weights_of(head)
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        history = run_one_fit_step(model, x, y)
+        assert np.isfinite(history.history["loss"][0])
+        assert_weights_equal(head_before, weights_of(head), equal=False)
+        for before, layer in zip(own_before, _frozen_copies(model)):
+            assert_weights_equal(before, weights_of(layer))
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+def test_float32_members_merged_under_a_mixed_global_policy(policy):
+    # The layers the SuperNet adds must not cast a float32 member's input or
+    # features down to the global policy's half precision.
+    x, _ = seeded_data(d=FEATURES, classes=CLASSES)
+    members = [_classifier(output, seed) for seed, output in enumerate(OUTPUTS)]
+    with _global_policy(policy):
+        model = build_supernet(members, downscale=DOWNSCALE)
+        expected = special.softmax(_closed_form_logits(members, x) / DOWNSCALE, axis=-1)
+        np.testing.assert_allclose(_probs(model, x), expected, atol=1e-5)
+
+
+def _ending_in(*layers, input_shape=(FEATURES,)):
+    return keras.Sequential([keras.Input(input_shape), *layers], name="not_a_classifier")
+
+
+@pytest.mark.parametrize(
+    "make_member, found",
+    [
+        (
+            lambda: _ending_in(keras.layers.Dense(CLASSES, activation="sigmoid", name="out")),
+            "Dense layer 'out' with activation='sigmoid'",
+        ),
+        (
+            lambda: _ending_in(keras.layers.Dense(CLASSES, activation="relu", name="out")),
+            "Dense layer 'out' with activation='relu'",
+        ),
+        (
+            lambda: _ending_in(
+                keras.layers.Dense(CLASSES, activation="relu", name="out"),
+                keras.layers.Activation("softmax", name="probs"),
+            ),
+            "Activation layer 'probs' with activation='softmax' after Dense layer 'out' with activation='relu'",
+        ),
+        (
+            lambda: _ending_in(
+                keras.layers.Conv2D(CLASSES, 3, activation="softmax", name="conv"), input_shape=(4, 4, 1)
+            ),
+            "Conv2D layer 'conv' with activation='softmax'",
+        ),
+        (
+            lambda: _ending_in(
+                keras.layers.Dense(CLASSES, name="out"),
+                keras.layers.Lambda(keras.activations.softmax, name="lambda"),
+            ),
+            "Lambda layer 'lambda'",
+        ),
+        (
+            lambda: _ending_in(keras.layers.Dense(CLASSES, name="out"), keras.layers.Softmax(axis=0, name="probs")),
+            "Softmax layer 'probs' with axis=0",
+        ),
+    ],
+    ids=["sigmoid-dense", "relu-dense", "softmax-after-relu", "conv", "lambda", "softmax-over-batch"],
+)
+def test_rejects_members_that_are_not_classifiers(make_member, found):
+    with pytest.raises(ValueError, match="Argument `members` must hold classifiers") as info:
+        build_supernet([make_member()])
+    message = str(info.value)
+    assert f"Received: members[0] ('not_a_classifier') ending in {found}" in message
+    for accepted in (
+        "a Dense layer with softmax activation",
+        "followed by Activation('softmax') or Softmax()",
+        "a Dense layer with linear activation emitting logits",
+    ):
+        assert accepted in message
+
+
 # === Serialization ===
 
 
@@ -230,11 +403,15 @@ def test_save_load_identical_predictions(members, tmp_path):
     assert len(loaded.trainable_weights) == 2
 
 
+@pytest.mark.parametrize("output", ["logits", "activation-softmax"])
+def test_save_load_of_any_classifier(output, tmp_path):
+    x, _ = seeded_data(d=FEATURES, classes=CLASSES)
+    model = build_supernet([_classifier(output, seed) for seed in range(K)], downscale=DOWNSCALE)
+    loaded = assert_saved_model_predicts_same(model, x, tmp_path)
+    assert loaded.supernet_info == model.supernet_info
+
+
 # === Bad arguments ===
-
-
-def _linear_member():
-    return keras.Sequential([keras.Input((D,)), keras.layers.Dense(8), keras.layers.Dense(C)])
 
 
 @pytest.mark.parametrize(
@@ -243,7 +420,6 @@ def _linear_member():
         (lambda: [], {}, "members"),
         (lambda: [mlp(D, [8], C), mlp(D, [8], C + 1)], {}, "classes"),
         (lambda: [mlp(D, [8], C), mlp(D + 1, [8], C)], {}, "input shape"),
-        (lambda: [mlp(D, [8], C), _linear_member()], {}, "softmax"),
         (lambda: [mlp(D, [8], C)], dict(downscale=0), "downscale"),
         (lambda: [mlp(D, [8], C)], dict(downscale=-1), "downscale"),
         (lambda: [mlp(D, [8], C)], dict(downscale=float("nan")), "downscale"),
@@ -256,7 +432,6 @@ def _linear_member():
         "no-members",
         "classes",
         "input-shape",
-        "linear-last-layer",
         "downscale-0",
         "downscale-neg",
         "downscale-nan",

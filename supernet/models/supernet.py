@@ -1,4 +1,20 @@
-"""SuperNet heads: K trained classifiers merged through one re-trained softmax layer."""
+"""SuperNet heads: K trained classifiers merged through one re-trained softmax layer.
+
+A member is any Keras classifier whose prediction comes from one last `Dense`
+layer over its penultimate features, in one of the shapes Keras models are
+commonly given:
+
+- a `Dense` layer with softmax activation;
+- a `Dense` layer with linear activation followed by `Activation("softmax")`
+  or `Softmax()` (the mixed-precision recipe, whose final softmax layer has
+  `dtype="float32"`);
+- a `Dense` layer with linear activation emitting logits (a model trained
+  with `from_logits=True`);
+
+or a fused `PartitionedMLP`. The SuperNet copies that last `Dense` layer's
+kernel and bias into its head; members keep their own dtype policies, while
+the head (and the concatenation feeding it) computes in float32.
+"""
 
 import keras
 import numpy as np
@@ -37,16 +53,79 @@ class SuperNet(keras.Model):
         return config
 
 
+ACCEPTED_OUTPUTS = (
+    "a Dense layer with softmax activation, a Dense layer with linear activation "
+    "followed by Activation('softmax') or Softmax(), or a Dense layer with linear "
+    "activation emitting logits"
+)
+
+
+def _activation_name(activation):
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
 def _is_softmax(activation):
-    return activation is keras.activations.softmax or keras.activations.serialize(activation) == "softmax"
+    return activation is keras.activations.softmax or _activation_name(activation) == "softmax"
+
+
+def _is_linear(activation):
+    return activation is None or activation is keras.activations.linear or _activation_name(activation) == "linear"
+
+
+def _is_softmax_layer(layer):
+    """A separate softmax over the class axis, as in `Dense` -> softmax layer."""
+    if isinstance(layer, keras.layers.Activation):
+        return _is_softmax(layer.activation)
+    if isinstance(layer, keras.layers.Softmax):
+        return layer.axis in (-1, len(layer.output.shape) - 1)
+    return False
+
+
+def _describe(layer):
+    if layer is None:
+        return "an input or a nested model"
+    text = f"{type(layer).__name__} layer {layer.name!r}"
+    if isinstance(layer, keras.layers.Softmax):
+        return f"{text} with axis={layer.axis!r}"
+    if callable(getattr(layer, "activation", None)):
+        return f"{text} with activation={_activation_name(layer.activation)!r}"
+    return text
+
+
+def _producer(member, tensor):
+    """The layer of `member` whose output is `tensor` (None if none of them).
+
+    Nodes record a layer's inputs before any autocasting, so this finds the
+    `Dense` under a float32 softmax layer of a mixed-precision model too.
+    """
+    return next((layer for layer in member.layers if layer.output is tensor), None)
+
+
+def _classifier_dense(member, index):
+    """The last `Dense` layer of `member`, whose outputs are its logits or probabilities."""
+    last = member.layers[-1]
+    if _is_softmax_layer(last):
+        dense = _producer(member, last.input)
+        if isinstance(dense, keras.layers.Dense) and _is_linear(dense.activation):
+            return dense
+        found = f"{_describe(last)} after {_describe(dense)}"
+    elif isinstance(last, keras.layers.Dense) and (_is_softmax(last.activation) or _is_linear(last.activation)):
+        return last
+    else:
+        found = _describe(last)
+    raise ValueError(
+        f"Argument `members` must hold classifiers whose output layer is {ACCEPTED_OUTPUTS}. "
+        f"Received: members[{index}] ({member.name!r}) ending in {found}"
+    )
 
 
 def _member_parts(member, index=0):
-    """(feature model, kernels, biases) of one member or of a fused ensemble.
+    """(feature model, kernels, biases, classes) of one member or of a fused ensemble.
 
-    The feature model maps the input to the features the member's last layer
-    reads, flattened to `(batch, features)`; kernels/biases are the last
-    layer's weights laid out to match those features.
+    The feature model maps the input to the features the member's last `Dense`
+    layer reads, flattened to `(batch, features)`, in that layer's compute
+    dtype; kernels/biases are that layer's weights laid out to match those
+    features.
     """
     if not isinstance(member, keras.Model):
         raise ValueError(
@@ -57,24 +136,22 @@ def _member_parts(member, index=0):
     last = member.layers[-1]
     if isinstance(last, GroupedDense) and _is_softmax(last.activation):
         # A fused PartitionedMLP: its K branches become K*h concatenated features.
+        # The reshaping layers compute in the dtype the output layer reads, so they never cast.
         features = last.input
         if last.input_layout == "member_major":
-            features = SwapMemberAxis()(features)  # (K, batch, h) -> (batch, K, h)
-        features = keras.layers.Reshape((-1,))(features)
+            features = SwapMemberAxis(dtype=last.compute_dtype)(features)  # (K, batch, h) -> (batch, K, h)
+        features = keras.layers.Reshape((-1,), dtype=last.compute_dtype)(features)
         feature_model = keras.Model(member.inputs, features, name=f"member{index}_features")
         kernel = keras.ops.convert_to_numpy(last.kernel)
         bias = keras.ops.convert_to_numpy(last.bias)
         return feature_model, kernel.reshape(-1, kernel.shape[-1]), bias, last.units[0]
-    if not (isinstance(last, keras.layers.Dense) and _is_softmax(last.activation)):
-        raise ValueError(
-            f"The last layer of member {member.name!r} must be a Dense layer with a "
-            f"softmax activation. Received: {type(last).__name__} "
-            f"{getattr(last, 'name', '')!r}"
-        )
+    dense = _classifier_dense(member, index)
     # Named by position: clones and snapshots of one net share its name.
-    feature_model = keras.Model(member.inputs, last.input, name=f"member{index}_features")
-    kernel, bias = (keras.ops.convert_to_numpy(w) for w in last.weights)
-    return feature_model, kernel, bias[None, :], last.units
+    feature_model = keras.Model(member.inputs, dense.input, name=f"member{index}_features")
+    # Variables stay float32 under a mixed policy, so the copy is exact.
+    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    bias = keras.ops.convert_to_numpy(dense.bias) if dense.use_bias else np.zeros(dense.units, kernel.dtype)
+    return feature_model, kernel, bias[None, :], dense.units
 
 
 def _copy_model(model):
@@ -138,16 +215,24 @@ def build_supernet(
 
     The members' penultimate features are concatenated and fed to one new
     Dense softmax layer (thesis Fig. 8). With `init="copy"` its kernel is the
-    members' last-layer kernels stacked and its bias their mean, so before any
-    training it outputs `softmax(sum_k logits_k - sum_k b_k + mean_k b_k)`;
+    kernels of the members' last Dense layers stacked and its bias the mean of
+    their biases, so before any training it outputs
+    `softmax(sum_k logits_k - sum_k b_k + mean_k b_k)`, where `logits_k` are
+    member k's logits (the inputs of its softmax);
     `downscale=f` divides those copied weights by f, which counters the
     overconfidence of summed logits (thesis section 3.3, Table 6). The head is
     then re-trained with an ordinary `model.fit` (use `fit_head` to do it on
     cached features when the members are frozen).
 
     Args:
-        members: list of K Keras classifiers whose last layer is a Dense
-            softmax over the same classes, or a fused `PartitionedMLP`.
+        members: list of K Keras classifiers over the same classes, or a
+            fused `PartitionedMLP`. Each member's output must come from one
+            last `Dense` layer, as a `Dense` with softmax activation, a
+            linear `Dense` followed by `Activation("softmax")` or
+            `Softmax()` (for instance float32 softmax layers of
+            mixed-precision models), or a linear `Dense` emitting logits.
+            The head copies that `Dense` layer's kernel and bias; any other
+            last layer raises a `ValueError`.
         init: `"copy"` or `"random"` (Glorot uniform, zero bias).
         downscale: float > 0, or `"auto"` to choose f by minimising the
             validation NLL of the copied head (needs `validation_data`).
@@ -209,21 +294,30 @@ def build_supernet(
     # === Layers ===
     # The SuperNet owns copies of the members' weights: freezing or training
     # it never changes the caller's models.
+    # Each copy keeps its member's dtype policy. The layers the SuperNet adds
+    # are float32 whatever the global policy: the wrappers pass the input on
+    # uncast, and the head computes its softmax in float32 (as Keras's
+    # mixed-precision guide asks of a model's last layer), casting float16 or
+    # bfloat16 features up on entry.
     feature_models = [_copy_model(p[0]) for p in parts]
     if not train_members:
-        feature_models = [FrozenModel(f, name=f"frozen_{f.name}") for f in feature_models]
+        feature_models = [FrozenModel(f, name=f"frozen_{f.name}", dtype="float32") for f in feature_models]
     head = keras.layers.Dense(
         num_classes,
         activation="softmax",
         kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        dtype="float32",
         name=HEAD_NAME,
     )
 
     # === Functional Model ===
     inputs = keras.Input(shape=tuple(members[0].inputs[0].shape[1:]), name="inputs")
     features = [f(inputs) for f in feature_models]
-    x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="concat_features")(features)
+    if len(features) == 1:
+        x = features[0]
+    else:
+        x = keras.layers.Concatenate(dtype="float32", name="concat_features")(features)
     outputs = head(x)
     model = SuperNet(inputs, outputs, name=name)
 

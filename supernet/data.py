@@ -630,9 +630,11 @@ def tfds_dataset(
 
     With a data directory (argument or `SUPERNET_DATA_DIR`) it is used as
     TFDS's `data_dir` and nothing is downloaded: the dataset must already be
-    prepared there. Without one, TFDS's default directory and download are
-    used. `uint8` inputs (images) are scaled to `float32` in `[0, 1]`; other
-    inputs are cast to `float32`.
+    prepared there, in TFDS's own layout `<data_dir>/<name>/<version>/` as
+    written by `tfds.builder(name, data_dir=...).download_and_prepare()`.
+    Without one, TFDS's default directory and download are used. `uint8`
+    inputs (images) are scaled to `float32` in `[0, 1]`; other inputs are
+    cast to `float32`.
 
     Args:
         name: the TFDS name, e.g. `"mnist"` or `"svhn_cropped"`.

@@ -616,3 +616,122 @@ def test_empty_dataset_raises(tmp_path, no_env_dir):
     write_fake_fashion(tmp_path / "fashion-mnist", n_train=0, n_test=5)
     with pytest.raises(ValueError, match="empty"):
         data.fashion_mnist(data_dir=tmp_path)
+
+
+# === TFDS adapter on a dataset prepared locally (offline) ===
+#
+# `mock_data` above replaces `download_and_prepare` and `as_dataset`; these
+# tests run the real ones: a tiny builder writes TFRecords into a temporary
+# `data_dir` and the loader reads them back, as from an offline mirror.
+
+TINY_TFDS_NAME = "supernet_tiny_images"
+TINY_TFDS_CLASSES = ("circle", "square", "triangle")
+TINY_TFDS_SIZES = {"train": 60, "test": 30}
+
+
+def tiny_pixel(label):
+    """Pixel (0, 0) of every tiny image encodes its label."""
+    return 100 * label
+
+
+def define_tiny_tfds_builder(tfds):
+    """Defines, and thereby registers with TFDS, a tiny image builder."""
+
+    class SupernetTinyImages(tfds.core.GeneratorBasedBuilder):
+        """8x8 grey images in three balanced classes."""
+
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(8, 8, 1)),
+                        "label": tfds.features.ClassLabel(
+                            names=list(TINY_TFDS_CLASSES)
+                        ),
+                    }
+                ),
+                supervised_keys=("image", "label"),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {
+                split: self._generate_examples(n, seed)
+                for seed, (split, n) in enumerate(TINY_TFDS_SIZES.items())
+            }
+
+        def _generate_examples(self, n, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(n):
+                label = i % len(TINY_TFDS_CLASSES)
+                image = rng.integers(0, 256, size=(8, 8, 1), dtype=np.uint8)
+                image[0, 0, 0] = tiny_pixel(label)
+                image[-1, -1, 0] = 255
+                yield i, {"image": image, "label": label}
+
+    return SupernetTinyImages
+
+
+@pytest.fixture(scope="module")
+def tiny_tfds_dir(tmp_path_factory):
+    """A TFDS `data_dir` holding the tiny dataset, prepared for real."""
+    import tensorflow_datasets as tfds
+
+    # Module scope: TFDS refuses to register the same name twice.
+    builder_cls = define_tiny_tfds_builder(tfds)
+    data_dir = tmp_path_factory.mktemp("tfds")
+    # No GCS look-up: the test must not reach the network.
+    config = tfds.download.DownloadConfig(try_download_gcs=False)
+    builder_cls(data_dir=str(data_dir)).download_and_prepare(
+        download_config=config
+    )
+    return data_dir
+
+
+def assert_tiny_tfds_split(x, y):
+    assert x.shape[1:] == (8, 8, 1)
+    assert x.dtype == np.float32 and y.dtype == np.int64
+    assert x.min() >= 0.0 and x.max() == 1.0
+    # The (input, label) pairing survives loading, scaling and splitting.
+    np.testing.assert_allclose(x[:, 0, 0, 0] * 255.0, tiny_pixel(y), atol=1e-4)
+
+
+def test_tfds_load_from_prepared_data_dir(tiny_tfds_dir, no_env_dir):
+    ds = data.load(
+        f"tfds:{TINY_TFDS_NAME}",
+        data_dir=tiny_tfds_dir,
+        validation_size=0.2,
+        seed=0,
+    )
+    assert ds.name == f"tfds:{TINY_TFDS_NAME}"
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (48, 12, 30)
+    assert ds.input_shape == (8, 8, 1)
+    assert ds.num_classes == 3 and ds.class_names == TINY_TFDS_CLASSES
+    for x, y in [
+        (ds.x_train, ds.y_train),
+        (ds.x_val, ds.y_val),
+        (ds.x_test, ds.y_test),
+    ]:
+        assert_tiny_tfds_split(x, y)
+    np.testing.assert_array_equal(class_counts(ds.y_val, 3), [4, 4, 4])
+    np.testing.assert_array_equal(class_counts(ds.y_test, 3), [10, 10, 10])
+
+
+def test_tfds_data_dir_from_env_var_with_subset(tiny_tfds_dir, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tiny_tfds_dir))
+    ds = data.tfds_dataset(TINY_TFDS_NAME, subset=30, validation_size=0)
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (30, 0, 15)
+    assert_tiny_tfds_split(ds.x_train, ds.y_train)
+    assert_tiny_tfds_split(ds.x_test, ds.y_test)
+    np.testing.assert_array_equal(class_counts(ds.y_train, 3), [10, 10, 10])
+
+
+def test_tfds_catalogue_builder_finds_its_code():
+    """`download_and_prepare` of a catalogue dataset such as MNIST reads
+    `code_path`, which imports `importlib_resources`: a dependency that
+    tensorflow-datasets uses but declares only for Python < 3.9."""
+    import tensorflow_datasets as tfds
+
+    assert tfds.builder_cls("mnist").code_path.exists()

@@ -232,7 +232,9 @@ class SnapshotCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     Args:
         initial_lr: float >= 0, `a0`, the rate at each cycle start.
-        total_steps: int > 0, the training budget `T` in steps.
+        total_steps: int > 0, the training budget `T` in steps (optimizer
+            updates: epochs * steps_per_epoch, not epochs).
+            `SnapshotEnsemble` warns when a `fit()` runs an epoch past it.
         num_cycles: int in `[1, total_steps]`, the number of snapshots `M`.
         name: name scope of the ops.
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from test_case import assert_weights_equal, seeded_data
 
-from supernet.callbacks.snapshot_ensemble import SnapshotEnsemble
+from supernet.callbacks.snapshot_ensemble import SnapshotEnsemble, _runs_past_budget
 from supernet.schedules import CosineRestarts, FGECyclic, SnapshotCosine
 
 STEPS_PER_EPOCH = 4  # 32 samples, batch 8
@@ -168,3 +168,56 @@ def test_steps_per_execution_warns_and_takes_next_reachable_step():
     with pytest.warns(UserWarning, match="after step 2 .* after step 3"):
         fit(model, [snapshots], epochs=1)
     assert snapshots.snapshot_steps_taken == [3]
+
+
+# === Budget check: `total_steps` given in epochs ===
+
+
+def budget_warnings(record):
+    return [w for w in record if "SnapshotEnsemble: the schedule's `total_steps" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    "total_steps, start_step, epochs, expected",
+    [
+        (24, 0, 6, False),  # exactly the budget
+        (22, 0, 6, False),  # epochs rounded up to cover the budget
+        (20, 0, 6, True),  # steps 20..23: a whole epoch past the budget
+        (6, 0, 6, True),  # the budget given in epochs
+        (24, 12, 3, False),  # resumed halfway, finishing the budget
+        (24, 24, 1, True),  # the budget already spent
+    ],
+)
+def test_runs_past_budget(total_steps, start_step, epochs, expected):
+    assert _runs_past_budget(total_steps, start_step, epochs, STEPS_PER_EPOCH) is expected
+
+
+def test_total_steps_given_in_epochs_warns_once():
+    schedule = SnapshotCosine(0.1, total_steps=EPOCHS, num_cycles=3)  # cycles of 2 steps
+    model = tiny_model(keras.optimizers.SGD(learning_rate=schedule))
+    snapshots = SnapshotEnsemble(schedule)
+    with pytest.warns(UserWarning) as record:
+        fit(model, [snapshots])
+    [warning] = budget_warnings(record)
+    message = str(warning.message)
+    assert "`total_steps=6`" in message and "the 24 steps" in message
+    assert "(6 epochs of 4 steps)" in message and "epochs instead of steps" in message
+    # What the warning is about: every odd step 1..23 is a snapshot, 9 past step 5.
+    assert "12 snapshots, 9 of them after" in message
+    assert snapshots.snapshot_steps_taken == list(range(1, 24, 2))
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_matching_budget_does_not_warn(resume, recwarn):
+    schedule, expected = SCHEDULES["snapshot_cosine"]  # total_steps=24: 6 epochs of 4 steps
+    model = tiny_model(keras.optimizers.SGD(learning_rate=schedule))
+    snapshots = SnapshotEnsemble(schedule)
+    x, y = seeded_data(n=32, d=4, classes=3)
+    kwargs = dict(batch_size=8, shuffle=False, verbose=0, callbacks=[snapshots])
+    if resume:  # as after a restart: fit() counts epochs from `initial_epoch`
+        model.fit(x, y, epochs=3, **kwargs)
+        model.fit(x, y, epochs=EPOCHS, initial_epoch=3, **kwargs)
+    else:
+        model.fit(x, y, epochs=EPOCHS, **kwargs)
+    assert budget_warnings(recwarn) == []
+    assert snapshots.snapshot_steps_taken == expected

@@ -12,6 +12,33 @@ def _global_step(optimizer):
     return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
 
+def _runs_past_budget(total_steps, start_step, epochs, steps_per_epoch):
+    """Whether a `fit()` runs a whole epoch or more past a schedule's budget.
+
+    Rounding the number of epochs up to cover the budget is fine: the fit
+    then ends less than an epoch after `total_steps`. Anything longer means
+    the budget and the fit disagree, typically `total_steps` given in epochs.
+
+    Args:
+        total_steps: the schedule's budget, in global (optimizer) steps.
+        start_step: the global step at which the fit starts.
+        epochs: the number of epochs the fit runs.
+        steps_per_epoch: the number of steps of one epoch.
+
+    Returns:
+        `True` if `epochs` exceeds the epochs needed to reach `total_steps`
+        from `start_step`.
+
+    Example:
+    >>> _runs_past_budget(20, 0, epochs=20, steps_per_epoch=3)
+    True
+    >>> _runs_past_budget(20, 0, epochs=7, steps_per_epoch=3)  # 21 steps
+    False
+    """
+    remaining = max(int(total_steps) - int(start_step), 0)
+    return epochs > -(-remaining // int(steps_per_epoch))
+
+
 def reset_optimizer_state(optimizer):
     """Zeroes an optimizer's slots (momenta, moments), keeping its step count.
 
@@ -76,6 +103,13 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             (momentum, Adam moments; not `iterations`) at every cycle start
             after the first, so each cycle starts like a fresh optimizer.
         verbose: 0 or 1; 1 prints a line per snapshot.
+
+    A schedule with a budget, `total_steps` (`SnapshotCosine`), plans its
+    snapshots over that many steps; past it the cycles restart and take
+    extra snapshots. When a `fit()` would run a whole epoch or more past
+    `total_steps` (counting from the optimizer's current step and the fit's
+    `initial_epoch`), the callback warns once at the start of the fit: the
+    usual cause is `total_steps` given in epochs instead of steps.
 
     Attributes:
         snapshots: list of weight lists (in memory) or of file paths.
@@ -159,6 +193,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self.snapshot_steps_taken = [self.snapshot_steps_taken[i] for i in kept]
         self._trained_model = self.model
         self._last_step = step - 1
+        self._fit_start_step = step
+        self._budget_checked = False
         if self.reset_optimizer and getattr(self.model.optimizer, "use_ema", False):
             raise ValueError(
                 "`reset_optimizer=True` does not support optimizers with "
@@ -166,6 +202,38 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             )
         if self.directory is not None:
             os.makedirs(self.directory, exist_ok=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The first epoch of a fit is its `initial_epoch`, which
+        # `on_train_begin` cannot see.
+        if not self._budget_checked:
+            self._budget_checked = True
+            self._warn_if_past_budget(initial_epoch=epoch)
+
+    def _warn_if_past_budget(self, initial_epoch):
+        total_steps = getattr(self.schedule, "total_steps", None)
+        params = self.params or {}
+        steps = params.get("steps")
+        if total_steps is None or not steps or params.get("epochs") is None:
+            return  # no budget, or a dataset of unknown length
+        epochs = params["epochs"] - initial_epoch
+        start = self._fit_start_step
+        if not _runs_past_budget(total_steps, start, epochs, steps):
+            return
+        end = start + epochs * steps
+        fit_steps = np.arange(start, end)
+        planned = fit_steps[self._is_snapshot_step(fit_steps)]
+        extra = int(np.sum(planned >= total_steps))
+        origin = f" from step {start}" if start else ""
+        warnings.warn(
+            f"SnapshotEnsemble: the schedule's `total_steps={total_steps}` is "
+            f"smaller than the {end} steps training will have run at the end "
+            f"of this `fit()` ({epochs} epochs of {steps} steps{origin}). "
+            "Past `total_steps` the cycles restart: this fit will take "
+            f"{planned.size} snapshots, {extra} of them after `total_steps`. "
+            "Was `total_steps` given in epochs instead of steps? It should "
+            f"be epochs * steps_per_epoch (here {params['epochs'] * steps})."
+        )
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self.reset_optimizer:
@@ -209,11 +277,16 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         """The snapshots as Keras models, in the order they were taken.
 
         In memory, each is a `keras.models.clone_model` of the trained model
-        with the snapshot's weights (uncompiled); with a `directory`, each is
-        loaded with `keras.saving.load_model`.
+        holding the snapshot's weights. `clone_model` compiles the clone from
+        the trained model's `get_compile_config()`: same loss, metrics and
+        compile options, and a new optimizer of the same config whose state
+        (step count, momenta) starts from zero. With a `directory`, each is
+        loaded with `keras.saving.load_model`, compiled as saved, with the
+        optimizer state at the snapshot's step.
 
         Returns:
-            list of `keras.Model`.
+            list of compiled `keras.Model`, ready for `evaluate()` and
+            `predict()`.
         """
         if self.directory is not None:
             return [keras.saving.load_model(path) for path in self.snapshots]

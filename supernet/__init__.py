@@ -13,6 +13,7 @@ from supernet.distillation import Distiller  # noqa: E402
 from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
 from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy  # noqa: E402
 from supernet.models import (  # noqa: E402
+    Ensemble,
     PartitionedMLP,
     SuperNet,
     build_supernet,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Distiller",
+    "Ensemble",
     "FrozenModel",
     "LogitNormCrossentropy",
     "MarginCrossentropy",

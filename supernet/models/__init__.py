@@ -1,5 +1,6 @@
 """Model builders: partitioned MLPs, SuperNet heads, the thesis's conv nets."""
 
+from supernet.models.ensemble import Ensemble
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
 from supernet.models.resnet import resnet50_backbone, small_resnet, transfer_model
 from supernet.models.thesis_cnn import thesis_cnn
@@ -13,6 +14,7 @@ from supernet.models.supernet import (
 )
 
 __all__ = [
+    "Ensemble",
     "PartitionedMLP",
     "SuperNet",
     "build_supernet",

@@ -21,7 +21,8 @@ cifar100.npz or cifar-100-python/         (cifar10.npz keys / official pickles)
 ```
 
 When a data directory is set but a dataset's files are missing from it, the
-loader raises a `FileNotFoundError` instead of silently downloading. Truncated
+loader raises a `DatasetNotFoundError` (a `FileNotFoundError`) instead of
+silently downloading. Truncated
 or corrupt files raise a `ValueError` naming the file; a partial dataset is
 never returned.
 
@@ -30,7 +31,7 @@ Example:
 ```python
 from supernet import data
 
-ds = data.load("fashion_mnist", data_dir="../shared/data", subset=0.1)
+ds = data.load("fashion_mnist", data_dir="path/to/mirror", subset=0.1)
 print(ds.summary())
 model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val))
 ```
@@ -54,6 +55,7 @@ from supernet._validation import check_labels
 __all__ = [
     "DATASETS",
     "Dataset",
+    "DatasetNotFoundError",
     "cifar10",
     "cifar100",
     "digits",
@@ -76,6 +78,10 @@ DATASETS = (
 """Names accepted by `load()`; `"tfds:NAME"` is accepted as well."""
 
 DATA_DIR_ENV = "SUPERNET_DATA_DIR"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing from the offline data directory."""
 
 FASHION_MNIST_CLASS_NAMES = (
     "T-shirt/top",
@@ -327,7 +333,7 @@ def fashion_mnist(
 
     Example:
 
-    >>> ds = fashion_mnist(data_dir="../shared/data", subset=1000)
+    >>> ds = fashion_mnist(subset=1000)  # from SUPERNET_DATA_DIR
     >>> ds.x_train.shape
     (900, 784)
 
@@ -373,7 +379,7 @@ def cifar10(*, data_dir=None, validation_size=0.1, subset=None, seed=0):
 
     Example:
 
-    >>> ds = cifar10(data_dir="../shared/data", validation_size=5000)
+    >>> ds = cifar10(validation_size=5000)  # from SUPERNET_DATA_DIR
     >>> ds.x_val.shape
     (5000, 32, 32, 3)
 
@@ -499,7 +505,7 @@ def newsgroups20(
 
     Example:
 
-    >>> ds = newsgroups20(data_dir="../shared/data", max_features=2000)
+    >>> ds = newsgroups20(max_features=2000)  # from SUPERNET_DATA_DIR
     >>> ds.x_train.shape
     (10182, 2000)
     """
@@ -1012,7 +1018,7 @@ def _read_only(*arrays):
 
 def _missing_error(dataset, root, paths):
     looked_for = ", ".join(str(p) for p in paths)
-    return FileNotFoundError(
+    return DatasetNotFoundError(
         f"Dataset '{dataset}' was not found in the data directory {root}. "
         f"Looked for: {looked_for}. Put the files there, point "
         f"{DATA_DIR_ENV} or `data_dir` at a directory that has them, or "

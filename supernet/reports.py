@@ -11,6 +11,7 @@ Reference:
 """
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import functools
@@ -524,11 +525,11 @@ def get_path(record, dotted):
 
 
 def latest_runs(records):
-    """The last record of every (experiment, preset, seed, shard-free config).
+    """The last record of every (experiment, preset, seed, config, backend).
 
     Re-running a seed (after a crash, or by mistake) replaces its earlier
     record in tables instead of counting the seed twice; the store itself
-    keeps every line.
+    keeps every line. A run on another Keras backend is another run.
 
     Example:
 
@@ -540,7 +541,7 @@ def latest_runs(records):
     latest = {}
     for record in records:
         key = json.dumps(
-            [record.get("experiment"), record.get("preset"), record.get("seed"), record.get("config")],
+            [record.get("experiment"), record.get("preset"), record.get("seed"), record.get("config"), record.get("backend")],
             sort_keys=True,
             default=str,
         )
@@ -801,7 +802,31 @@ def to_markdown(table):
 
 def _source_text(table):
     source = table.source.strip()
-    return f"Thesis numbers: {source}." if source else ""
+    parts = [f"Thesis numbers: {source}." if source else "", _TABLE_NOTE.get()]
+    return " ".join(p for p in parts if p)
+
+
+_TABLE_NOTE = contextvars.ContextVar("table_note", default="")
+
+
+@contextlib.contextmanager
+def table_note(text):
+    """Within the block, every table rendered states `text` after its caption.
+
+    For what holds for every table a piece of code renders without being
+    one of its cells, e.g. the Keras backend that produced the numbers.
+
+    Example:
+
+    >>> with table_note("Keras backend: jax."):
+    ...     print(to_markdown(Table("T", ["a"], [[1]], caption="Demo.")).splitlines()[2])
+    Demo. Keras backend: jax.
+    """
+    token = _TABLE_NOTE.set(str(text).strip())
+    try:
+        yield
+    finally:
+        _TABLE_NOTE.reset(token)
 
 
 _LATEX_SPECIALS = {

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import bench
+from supernet_lab import bench
 
 
 def test_training_flops_closed_form():

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from supernet import experiment, reports
+from supernet import reports
+from supernet_lab import runner as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +28,7 @@ def _run(name, seed, out):
     return record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["quickstart", "table4_partitioning"])
 def test_same_seed_same_metrics_in_separate_processes(name, tmp_path):
     first = _run(name, 11, tmp_path / "a")

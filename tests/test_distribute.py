@@ -63,6 +63,7 @@ print("RESULT " + json.dumps({
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_device_fit_equals_single_device_fit(backend):
     if importlib.util.find_spec(backend) is None:

@@ -76,6 +76,7 @@ def test_votes_refuse_non_finite_member_probabilities():
             vote(probs)
 
 
+@pytest.mark.slow
 def test_diverged_run_is_recorded_as_failed(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     command = [

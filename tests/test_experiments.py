@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from supernet import experiment, reports
+from supernet import reports
+from supernet_lab import runner as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +18,13 @@ def test_quickstart_is_discovered_first():
     assert experiment.EXPERIMENTS[0] == "quickstart"
 
 
-@pytest.mark.parametrize("name", experiment.EXPERIMENTS)
+# A representative few run by default (MLP, conv net, loss variants); the rest with `-m slow`.
+DEFAULT_SMOKE = ("quickstart", "fig4_snapshot_boost", "table4_partitioning", "table5_loss_statistics", "beyond_margin_loss")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n in DEFAULT_SMOKE else pytest.mark.slow) for n in experiment.EXPERIMENTS]
+)
 def test_smoke_preset_runs_records_and_reports(name, tmp_path):
     module = experiment.load_module(name)
     assert {"smoke", "cpu"} <= set(module.PRESETS)
@@ -61,8 +68,9 @@ def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_list_run_report(tmp_path):
-    listed = _cli("-m", "supernet.cli", "list")
+    listed = _cli("-m", "supernet_lab.cli", "list")
     assert listed.returncode == 0, listed.stderr
     for name in experiment.EXPERIMENTS:
         assert name in listed.stdout
@@ -70,15 +78,16 @@ def test_cli_list_run_report(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "SuperNet, re-trained head" in run.stdout  # progress output
     (tmp_path / "quickstart" / "quickstart_smoke.md").unlink()
-    report = _cli("-m", "supernet.cli", "report", "--out", str(tmp_path))
+    report = _cli("-m", "supernet_lab.cli", "report", "--out", str(tmp_path))
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "quickstart" / "quickstart_smoke.md").exists()
     index = (tmp_path / "README.md").read_text()
     assert "quickstart/quickstart_smoke.md" in index
-    bad = _cli("-m", "supernet.cli", "run", "nope", "--out", str(tmp_path))
+    bad = _cli("-m", "supernet_lab.cli", "run", "nope", "--out", str(tmp_path))
     assert bad.returncode == 2 and "Unknown experiment" in bad.stderr
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path):
     first = experiment.run_experiment("quickstart", "smoke", seed=4, out_dir=tmp_path / "a", verbose=False)
     second = experiment.run_experiment("quickstart", "smoke", seed=4, out_dir=tmp_path / "b", verbose=False)
@@ -122,6 +131,7 @@ def test_every_summary_claim_names_known_experiments(tmp_path):
     assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: at epoch 8 the order holds: not confirmed." in chapter4
 
 
+@pytest.mark.slow
 def test_starsse_grid_picks_each_methods_best_held_out_point(tmp_path):
     grid = ((1.0, 1.0), (2.0, 0.5))
     record = experiment.run_experiment(
@@ -144,6 +154,7 @@ def test_starsse_grid_picks_each_methods_best_held_out_point(tmp_path):
     assert "| 2 | 0.5 |" in grid_table.read_text()
 
 
+@pytest.mark.slow
 def test_distillation_reports_the_candidate_with_the_best_validation_accuracy(tmp_path):
     record = experiment.run_experiment(
         "beyond_distillation", "smoke", seed=0, out_dir=tmp_path, overrides={"candidates": ((2.0, 0.1), (4.0, 0.5))}, verbose=False

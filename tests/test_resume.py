@@ -21,7 +21,8 @@ import keras
 import numpy as np
 import pytest
 
-from supernet import experiment, reports
+from supernet import reports
+from supernet_lab import runner as experiment
 from supernet.models import mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +151,7 @@ def _run_until(command, marker, timeout=600):
     return "".join(seen)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
     # Killed while training unit 3 of 4 (K=3); units K=1 and K=2 are done.
     seen = _run_until(_command(tmp_path / "killed"), "small root 12-24-24, K=3")
@@ -189,6 +191,7 @@ def _lines(path):
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_kills_during_appends_never_damage_a_stored_record(tmp_path):
     # Linux may stop a large write() at a page boundary when SIGKILL arrives
     # (seen in about 1 of 25 kills with 300 kB records under O_APPEND), so the

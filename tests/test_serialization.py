@@ -184,6 +184,7 @@ def test_supernet_info_survives_save_and_load(downscale, tmp_path):
     assert loaded.supernet_info["downscale"] > 0 and loaded.supernet_info["num_members"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["PartitionedMLP-members", "SuperNet-of-mlps"])
 def test_loading_without_the_package_names_the_missing_class(name, tmp_path):
     keras.utils.set_random_seed(0)

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from supernet import cli, experiment, reports
+from supernet import reports
+from supernet_lab import cli
+from supernet_lab import runner as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _start(out, *args):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "supernet.cli", "run", "quickstart", "--preset", "smoke", "--out", str(out), *args]
+    command = [sys.executable, "-m", "supernet_lab.cli", "run", "quickstart", "--preset", "smoke", "--out", str(out), *args]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -33,6 +35,7 @@ def _table_without_timings(out):
     return re.sub(r"(wall|CPU) [0-9.]+( ± [0-9.]+)? s", r"\1 <t> s", text)
 
 
+@pytest.mark.slow
 def test_two_shards_merge_into_the_unsharded_table(tmp_path):
     sharded, unsharded = tmp_path / "sharded", tmp_path / "unsharded"
     processes = [_start(sharded, "--seeds", "0,1", "--shard", f"{i}/2") for i in range(2)]
@@ -76,9 +79,10 @@ def test_bad_shard_exits_2_with_a_clear_message(shard, message, capsys, tmp_path
     assert not experiment.results_path(tmp_path, "quickstart").exists()
 
 
+@pytest.mark.slow
 def test_bad_shard_exit_code_of_the_command(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "supernet.cli", "run", "quickstart", "--shard", "4/4", "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "supernet_lab.cli", "run", "quickstart", "--shard", "4/4", "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "supernet: error: Argument `--shard` needs 0 <= i < n" in result.stderr

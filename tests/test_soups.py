@@ -67,6 +67,7 @@ def _val_accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == y))
 
 
+@pytest.mark.slow
 def test_greedy_soup_never_worse_than_best_ingredient(blobs):
     x, y = blobs
     # One decent model and two random ones: a uniform soup would be hurt.

@@ -46,8 +46,8 @@ import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from experiments._beyond import grouped
-from experiments._common import bn_momentum_notes, load_dataset, verdict
+from supernet_lab.experiments._beyond import grouped
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, verdict
 from supernet import metrics, reports
 from supernet.baselines import fit_linear_probe, freeze_first, layer_features
 from supernet.models import thesis_cnn
@@ -255,6 +255,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

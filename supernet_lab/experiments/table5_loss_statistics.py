@@ -40,7 +40,7 @@ import math
 import keras
 import numpy as np
 
-from experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram
+from supernet_lab.experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram
 from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet
 
@@ -363,6 +363,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

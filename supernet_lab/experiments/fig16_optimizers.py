@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments._common import bn_momentum_notes, load_dataset, verdict
-from experiments._conv import ensemble_rows, make_optimizer, train
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, verdict
+from supernet_lab.experiments._conv import ensemble_rows, make_optimizer, train
 from supernet import reports
 from supernet.models import thesis_cnn
 
@@ -206,6 +206,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

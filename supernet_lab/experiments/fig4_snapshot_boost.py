@@ -35,8 +35,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from experiments._common import bn_momentum_notes, load_dataset
-from experiments._conv import EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, report_boost
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset
+from supernet_lab.experiments._conv import EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, report_boost
 from supernet import metrics
 from supernet.models import thesis_cnn
 from supernet.training import epoch_logger
@@ -188,6 +188,6 @@ def _footnotes(cfg):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -39,8 +39,8 @@ import math
 import keras
 import numpy as np
 
-from experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn
-from experiments._conv import StopAfterSnapshots
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn
+from supernet_lab.experiments._conv import StopAfterSnapshots
 from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble
 from supernet.schedules import FGECyclic
@@ -226,6 +226,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

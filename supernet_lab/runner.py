@@ -1,6 +1,6 @@
 """Running experiment modules: presets, seeds, run directories and results.
 
-An experiment module (see `experiments/`) defines:
+An experiment module (see `supernet_lab/experiments/`) defines:
 
 - `DESCRIPTION`: one line; `REPRODUCES`: the thesis table/figure it targets;
 - `Config`: a frozen dataclass with every knob, including `seed`;
@@ -28,7 +28,6 @@ import importlib
 import json
 import os
 import pickle
-import pkgutil
 import re
 import shutil
 import sys
@@ -38,29 +37,20 @@ from pathlib import Path
 
 from supernet import reports
 from supernet._validation import DivergenceError
+from supernet_lab import catalog
 
 
-def _discover():
-    import experiments
+EXPERIMENTS = catalog.EXPERIMENTS
 
-    def thesis_order(name):
-        number = re.search(r"\d+", name)
-        return (name != "quickstart", int(number.group()) if number else 1000, name)
-
-    names = (m.name for m in pkgutil.iter_modules(experiments.__path__) if not m.name.startswith("_"))
-    return tuple(sorted(names, key=thesis_order))
-
-
-EXPERIMENTS = _discover()
+# Runs write here unless told otherwise; the committed tables are in `reports/`
+# and change only with `--out reports`.
+DEFAULT_OUT = "out"
 
 
 def load_module(name):
-    """The experiment module `experiments.<name>`, with a clear error if unknown."""
-    if name not in EXPERIMENTS:
-        raise ValueError(
-            f"Unknown experiment {name!r}. Known experiments: {', '.join(EXPERIMENTS)}"
-        )
-    return importlib.import_module(f"experiments.{name}")
+    """The experiment module `supernet_lab.experiments.<name>`, with a clear error if unknown."""
+    catalog.check_name(name)
+    return importlib.import_module(f"supernet_lab.experiments.{name}")
 
 
 def enable_determinism(seed):
@@ -243,8 +233,77 @@ class _LoggedStage:
         return False
 
 
+def _type_name(field):
+    return field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+
+
+def _with_article(kind):
+    return f"an {kind}" if kind == "int" else f"a {kind}"
+
+
+def _checked(field, value):
+    """`value` as the type `field` declares (int, float, bool, str, tuple; `object` takes anything)."""
+    kind = _type_name(field)
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind == "tuple" and isinstance(value, list):
+        return tuple(value)
+    expected = {"int": int, "float": float, "bool": bool, "str": str, "tuple": tuple}.get(kind)
+    if expected is None or (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
+        return value
+    raise ValueError(
+        f"Config field `{field.name}` takes {_with_article(kind)}. Received: {field.name}={value!r} ({type(value).__name__})"
+    )
+
+
+def parse_value(config, key, text):
+    """The value of `--set KEY=TEXT` for `config`, parsed as the field's type.
+
+    Numbers, booleans, tuples and `None` are Python literals (`epochs=20`,
+    `hidden_units=(200,466)`); a `str` field takes the text as it is, and so
+    does an `object` field whose text is no literal (`downscale=auto`).
+
+    Example:
+
+    >>> Config = dataclasses.make_dataclass("Config", [("epochs", int, 1), ("downscale", object, 1.0)])
+    >>> parse_value(Config(), "epochs", "20"), parse_value(Config(), "downscale", "auto")
+    (20, 'auto')
+    """
+    import ast
+
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if key not in fields:
+        raise ValueError(f"Unknown config field {key!r}. Known fields: {sorted(fields)}")
+    if _type_name(fields[key]) == "str":
+        return text
+    if _type_name(fields[key]) == "bool" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if _type_name(fields[key]) != "object":
+            raise ValueError(
+                f"Config field `{key}` takes {_with_article(_type_name(fields[key]))}, written as a Python literal. "
+                f"Received: {key}={text}"
+            ) from None
+        value = text
+    return _checked(fields[key], value)
+
+
+def parse_overrides(name, preset, pairs):
+    """`--set KEY=TEXT` pairs of experiment `name` as typed values (see `parse_value`)."""
+    module = load_module(name)
+    if preset not in module.PRESETS:
+        resolve_config(module, preset)  # raises the unknown-preset error
+    return {key: parse_value(module.PRESETS[preset], key, text) for key, text in pairs}
+
+
 def resolve_config(module, preset, seed=None, overrides=None):
-    """The preset's config with the seed and `key=value` overrides applied."""
+    """The preset's config with the seed and `key=value` overrides applied.
+
+    Overrides are checked against the types the `Config` declares: a string
+    for an `int` field raises a `ValueError` before anything runs.
+    """
     if preset not in module.PRESETS:
         raise ValueError(
             f"Unknown preset {preset!r} for this experiment. "
@@ -254,11 +313,11 @@ def resolve_config(module, preset, seed=None, overrides=None):
     changes = dict(overrides or {})
     if seed is not None:
         changes["seed"] = seed
-    fields = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(changes) - fields)
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    unknown = sorted(set(changes) - set(fields))
     if unknown:
         raise ValueError(f"Unknown config fields {unknown}. Known fields: {sorted(fields)}")
-    return dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, **{key: _checked(fields[key], value) for key, value in changes.items()})
 
 
 def results_path(out_dir, name):
@@ -320,7 +379,7 @@ def shard_runs(runs, shard=None):
     return list(runs)[index::count]
 
 
-def run_sweep(name, preset="smoke", seeds=None, out_dir="reports", overrides=None, shard=None, verbose=True):
+def run_sweep(name, preset="smoke", seeds=None, out_dir=DEFAULT_OUT, overrides=None, shard=None, verbose=True):
     """Run one experiment for several seeds, or only one shard of them.
 
     Args:
@@ -352,7 +411,7 @@ def run_sweep(name, preset="smoke", seeds=None, out_dir="reports", overrides=Non
     return records
 
 
-def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides=None, verbose=True, shard=None, render=True):
+def run_experiment(name, preset="smoke", seed=None, out_dir=DEFAULT_OUT, overrides=None, verbose=True, shard=None, render=True):
     """Run one experiment and append its record to the results store.
 
     Args:
@@ -408,7 +467,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
         raise failure
     # The record is stored: a rerun of this command is a new run, not a resume.
     shutil.rmtree(run_dir / "resume", ignore_errors=True)
-    written = module.report(current_runs(module, store.read()), out_dir) if render else []
+    written = render_tables(module, current_runs(module, store.read()), out_dir) if render else []
     for path in written:
         context.log(f"wrote {path}")
     if verbose:
@@ -419,20 +478,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir="reports", overrides
     return record
 
 
-def markdown_index():
-    """The README's experiment table: experiment, thesis table, command, report."""
-    lines = [
-        "| experiment | reproduces | presets | command | report |",
-        "|---|---|---|---|---|",
-    ]
-    for name in EXPERIMENTS:
-        module = load_module(name)
-        preset = "cpu" if "cpu" in module.PRESETS else next(iter(module.PRESETS))
-        lines.append(
-            f"| `{name}` | {module.REPRODUCES} | {', '.join(module.PRESETS)} | "
-            f"`supernet run {name} --preset {preset}` | `reports/{name}/` |"
-        )
-    return "\n".join(lines)
+markdown_index = catalog.markdown_index
 
 
 # Thesis section 3.6 summarises chapter 3 in five claims; each is tested by
@@ -561,8 +607,9 @@ def current_runs(module, records):
     schedule) would otherwise average old and new runs into one table. Each
     stored config is completed with the defaults of fields added to the
     experiment's `Config` since it was written, then compared, seed aside,
-    with the config of the preset's newest record; runs of any other config
-    stay in the store but leave the tables.
+    with the config of the preset's newest record, and so is the Keras
+    backend (backends differ in their numbers); runs of any other config or
+    backend stay in the store but leave the tables.
 
     Args:
         module: the experiment module (its `Config` gives the defaults).
@@ -576,7 +623,7 @@ def current_runs(module, records):
     def settings(record):
         config = {**defaults, **(record.get("config") or {})}
         config.pop("seed", None)
-        return json.dumps(config, sort_keys=True, default=str)
+        return json.dumps([config, record.get("backend")], sort_keys=True, default=str)
 
     runs = reports.latest_runs(records)
     newest = {}
@@ -584,6 +631,23 @@ def current_runs(module, records):
         if record.get("status", "ok") == "ok":
             newest[record.get("preset")] = settings(record)
     return [r for r in runs if r.get("preset") not in newest or settings(r) == newest[r.get("preset")]]
+
+
+def backend_note(records):
+    """The sentence every table of `records` carries about the Keras backend of its runs."""
+    backends = {}
+    for record in records:
+        backends.setdefault(record.get("backend", "unknown"), set()).add(record.get("preset"))
+    if len(backends) == 1:
+        return f"Keras backend: {next(iter(backends))}."
+    per_preset = "; ".join(f"{b} ({', '.join(sorted(map(str, p)))})" for b, p in sorted(backends.items()))
+    return f"Keras backends by preset: {per_preset}."
+
+
+def render_tables(module, records, out_dir):
+    """`module.report(records, out_dir)`, each table stating the backend of its runs."""
+    with reports.table_note(backend_note(records)):
+        return module.report(records, out_dir)
 
 
 def render_reports(out_dir="reports", names=None):
@@ -595,7 +659,7 @@ def render_reports(out_dir="reports", names=None):
         records = current_runs(module, reports.ResultsStore(results_path(out_dir, name)).read())
         if not records:
             continue
-        paths = module.report(records, out_dir)
+        paths = render_tables(module, records, out_dir)
         written.extend(paths)
         presets = sorted({r["preset"] for r in records})
         for path in paths:
@@ -621,7 +685,7 @@ def render_reports(out_dir="reports", names=None):
 
 def main_module(name, argv=None):
     """`python -m experiments.NAME [--preset P] [--seed N] [--out DIR]`."""
-    from supernet import cli
+    from supernet_lab import cli
 
     sys.exit(cli.main(["run", name, *(sys.argv[1:] if argv is None else argv)]))
 

@@ -32,8 +32,8 @@ import dataclasses
 
 import keras
 
-from experiments._beyond import ensemble_scores, grouped, member_probs
-from experiments._common import load_dataset, verdict
+from supernet_lab.experiments._beyond import ensemble_scores, grouped, member_probs
+from supernet_lab.experiments._common import load_dataset, verdict
 from supernet import reports, training
 from supernet.bootstrap import bootstrap_weights, out_of_bag
 from supernet.models import PartitionedMLP
@@ -154,6 +154,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

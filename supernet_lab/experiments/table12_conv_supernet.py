@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments._common import bn_momentum_notes, load_dataset, verdict
-from experiments._conv import (
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, verdict
+from supernet_lab.experiments._conv import (
     ENSEMBLE_METHODS,
     check_snapshots,
     ensemble_rows,
@@ -323,6 +323,6 @@ def _deviations(cfg, preset):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

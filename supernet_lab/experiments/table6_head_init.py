@@ -36,7 +36,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from experiments._common import verdict
+from supernet_lab.experiments._common import verdict
 from supernet import data, metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, supernet_features
 from supernet.models.supernet import HEAD_NAME
@@ -424,6 +424,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from experiments._common import bn_momentum_notes, load_dataset, verdict
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, verdict
 from supernet import metrics, reports
 from supernet.callbacks import retrain_layer_by_layer
 from supernet.models import thesis_cnn
@@ -261,6 +261,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -35,7 +35,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram, verdict
+from supernet_lab.experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram, verdict
 from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, fit_head
 
@@ -368,6 +368,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

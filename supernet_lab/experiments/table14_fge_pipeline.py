@@ -51,8 +51,8 @@ import time
 import keras
 import numpy as np
 
-from experiments._common import bn_momentum_notes, hms, load_dataset
-from experiments._conv import StopAfterSnapshots
+from supernet_lab.experiments._common import bn_momentum_notes, hms, load_dataset
+from supernet_lab.experiments._conv import StopAfterSnapshots
 from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble, retrain_last_layers, retrain_layer_by_layer
 from supernet.models import build_supernet, fit_head, thesis_cnn
@@ -371,6 +371,6 @@ def _plot_cpu_curves(runs, path, preset):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -64,8 +64,8 @@ import math
 import keras
 import numpy as np
 
-from experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn, timed_fit
-from experiments._conv import StopAfterSnapshots
+from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn, timed_fit
+from supernet_lab.experiments._conv import StopAfterSnapshots
 from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble
 from supernet.models import build_supernet, choose_downscale, thesis_cnn
@@ -472,6 +472,6 @@ def _footnotes(config):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -672,6 +672,6 @@ def _grid_table(runs, grid, preset):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

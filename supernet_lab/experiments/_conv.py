@@ -11,7 +11,7 @@ import time
 import keras
 import numpy as np
 
-from experiments._common import verdict
+from supernet_lab.experiments._common import verdict
 from supernet import metrics, reports
 from supernet._validation import check_converged
 from supernet.callbacks import retrain_last_layers

@@ -34,8 +34,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from experiments._beyond import ensemble_scores, grouped, histogram_counts, member_probs
-from experiments._common import load_dataset, verdict
+from supernet_lab.experiments._beyond import ensemble_scores, grouped, histogram_counts, member_probs
+from supernet_lab.experiments._common import load_dataset, verdict
 from supernet import metrics, reports, training
 from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy
 from supernet.models import PartitionedMLP
@@ -208,6 +208,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -64,7 +64,7 @@ import dataclasses
 
 import numpy as np
 
-from experiments._common import fit_classifier, load_dataset, split_scores
+from supernet_lab.experiments._common import fit_classifier, load_dataset, split_scores
 from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp
 from supernet.training import fit_members, scores, supermodel
@@ -614,6 +614,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module("table8_9_size_sweep")

@@ -35,7 +35,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from experiments._common import load_dataset
+from supernet_lab.experiments._common import load_dataset
 from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
 from supernet.training import fit_members, scores, supermodel
@@ -334,6 +334,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module("fig7_training_regimes")

@@ -44,8 +44,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from experiments._beyond import grouped, inference_costs, member_probs
-from experiments._common import fit_classifier, load_dataset, verdict
+from supernet_lab.experiments._beyond import grouped, inference_costs, member_probs
+from supernet_lab.experiments._common import fit_classifier, load_dataset, verdict
 from supernet import metrics, reports, training
 from supernet.distillation import Distiller, teacher_outputs
 from supernet.models import PartitionedMLP, mlp
@@ -284,6 +284,6 @@ def _candidates_note(runs, config):
 
 
 if __name__ == "__main__":
-    from supernet.experiment import main_module
+    from supernet_lab.runner import main_module
 
     main_module(NAME)

@@ -539,7 +539,7 @@ def bench_backend(backend, *, num_members=6, hidden=(200, 466, 466), mlp_samples
     }
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "benchmarks.bench", "--backend-worker", json.dumps(spec)]
+    command = [sys.executable, "-m", "supernet_lab.bench", "--backend-worker", json.dumps(spec)]
     try:
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

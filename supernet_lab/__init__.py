@@ -1,0 +1,6 @@
+"""The lab built on `supernet`: experiment runner, CLI, experiments, benchmarks.
+
+`supernet` (the library users import) never imports this package. Importing
+`supernet_lab` itself is instant: nothing here imports Keras until a command
+needs it.
+"""

@@ -671,7 +671,7 @@ def tfds_dataset(
     root = resolve_data_dir(data_dir)
     builder = tfds.builder(name, data_dir=None if root is None else str(root))
     if root is not None and not builder.is_prepared():
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"Dataset 'tfds:{name}' is not prepared in the data directory "
             f"{root}: looked for {builder.data_dir}. Run "
             f"`tfds.builder({name!r}, data_dir=...).download_and_prepare()` "

@@ -264,7 +264,7 @@ def test_newsgroups20_bad_arguments():
 def test_missing_files_raise_one_clear_error(
     tmp_path, no_env_dir, name, filename
 ):
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(data.DatasetNotFoundError) as info:
         data.load(name, data_dir=tmp_path)
     message = str(info.value)
     assert name in message and filename in message
@@ -596,7 +596,7 @@ def test_tfds_adapter_with_mock_data(no_env_dir):
 
 def test_tfds_unprepared_data_dir_raises(tmp_path, no_env_dir):
     pytest.importorskip("tensorflow_datasets")
-    with pytest.raises(FileNotFoundError, match="SUPERNET_DATA_DIR") as info:
+    with pytest.raises(data.DatasetNotFoundError, match="SUPERNET_DATA_DIR") as info:
         data.tfds_dataset("mnist", data_dir=tmp_path)
     assert "tfds:mnist" in str(info.value) and str(tmp_path) in str(info.value)
 

@@ -96,9 +96,9 @@ def test_same_seed_same_metrics(tmp_path):
     assert first["metrics"] != other["metrics"]
 
 
-def test_readme_lists_every_experiment():
-    readme = (ROOT / "README.md").read_text()
-    assert experiment.markdown_index() in readme, "README's experiment table is stale: paste `supernet list --markdown`"
+def test_docs_list_every_experiment():
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    assert experiment.markdown_index() in docs, "docs/experiments.md's table is stale: paste `supernet list --markdown`"
 
 
 def test_claims_summary_quotes_verdicts_by_column(tmp_path):

@@ -1,4 +1,4 @@
-"""The README's API example runs (on the bundled digits data, one epoch)."""
+"""The README's examples run (on the bundled digits data, one or two epochs)."""
 
 import re
 from pathlib import Path
@@ -6,26 +6,46 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _api_example():
+def _examples():
     text = README.read_text()
-    section = text.split("## The API inside a plain `model.fit` workflow", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text.split("## The API inside a plain `model.fit` workflow", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-def test_readme_api_example_runs(capsys):
-    code = _api_example()
-    assert len(code.strip().splitlines()) <= 16
-    # Same calls, smaller job: digits instead of Fashion-MNIST, one epoch each.
-    replacements = {
+def _shrunk(code, replacements):
+    for old, new in replacements.items():
+        assert old in code, f"README example changed: {old!r} not found; update this test"
+        code = code.replace(old, new)
+    return code
+
+
+def test_readme_examples_run(capsys, tmp_path, monkeypatch):
+    api, snapshots, _ = _examples()
+    assert len(api.strip().splitlines()) <= 16
+    # Same calls, smaller job: digits instead of Fashion-MNIST, one or two epochs.
+    api = _shrunk(api, {
         "supernet.data.fashion_mnist()": "supernet.data.digits()",
         "PartitionedMLP(784, [200, 466, 466]": "PartitionedMLP(64, [16, 16]",
         "epochs=20": "epochs=1",
         "epochs=5": "epochs=1",
-    }
-    small = code
-    for old, new in replacements.items():
-        assert old in code, f"README example changed: {old!r} not found; update this test"
-        small = small.replace(old, new)
-    exec(compile(small, "README.md", "exec"), {})
+    })
+    snapshots = _shrunk(snapshots, {
+        "steps = 40 *": "steps = 4 *",
+        "supernet.mlp(784, [200, 466, 466], 10)": "supernet.mlp(64, [16], 10)",
+        "epochs=40": "epochs=4",
+        "num_cycles=5": "num_cycles=2",
+    })
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(api, "README.md", "exec"), namespace)
+    exec(compile(snapshots, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert "softmax vote" in printed and "SuperNet" in printed
+    assert "softmax vote" in printed and "SuperNet" in printed and "snapshot ensemble" in printed
+    assert len(namespace["snapshots"].snapshots) == 2
+    assert (tmp_path / "snapshots.keras").is_file()
+
+
+def test_readme_links_exist():
+    for target in re.findall(r"\]\(([^)#]+)\)", README.read_text()):
+        if "://" not in target:
+            assert (README.parent / target).exists(), target

@@ -1,0 +1,207 @@
+"""Findings: a source's claims declared as data, judged over the stored seeds.
+
+An experiment declares each claim it tests once, as a `Claim`: the claim in
+the source's words, where the source makes it, the quantity that tests it (a
+metric of one run, or the per-seed difference of two metrics of the same run),
+the value the claim compares it with and the source's own number. `judge`
+turns a claim and the records of one preset into a `Finding`: our estimate,
+a 95% interval over seeds, the number of seeds and a verdict.
+
+The statistics. Seeds are independent repetitions of the whole run, so the
+interval is Student's t-interval of the per-seed values, `mean +- t(0.975,
+n - 1) * sd / sqrt(n)`. When a claim compares two methods that share a seed
+(same data split, same members), the per-seed values are the differences and
+the interval is the paired t-interval, which removes the seed-to-seed
+variation the two methods share. The verdict:
+
+- **holds**: the whole interval lies on the claim's side of its value;
+- **fails**: the whole interval lies on the other side (the interval
+  excludes the claim);
+- **inconclusive**: the interval straddles the value, or fewer than two
+  seeds (no interval can be formed);
+- **not judged**: smoke or synthetic-data runs, which test the code, not the
+  claim.
+
+With two or three seeds the t quantile is large (12.7 and 4.3), so small
+effects stay inconclusive until more seeds are recorded: "too small to
+tell", not "fails".
+"""
+
+import dataclasses
+import math
+
+from supernet.reports import get_path
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_JUDGED = "holds", "fails", "inconclusive", "not judged"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_JUDGED)
+COMPARISONS = (">", "<")
+CONFIDENCE = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One claim of a source and the measurement that tests it.
+
+    Args:
+        id: short stable key, unique within the experiment, e.g. `"larger_beats_mlp"`.
+        text: the claim, in the source's words where possible.
+        where: where the source states it, e.g. `"thesis Table 8"`.
+        value: dotted path of the measured metric in a record, e.g.
+            `"metrics.fmnist.supermodel.test_accuracy"`.
+        minus: optional dotted path of a second metric of the same record;
+            the per-seed value is then `value - minus` (a paired comparison).
+        compare: `">"` (the claim is that the quantity exceeds `threshold`)
+            or `"<"`.
+        threshold: the number the quantity is compared with (0 for a paired
+            difference, the source's value for "reaches X").
+        source_value: the source's number for the same quantity, or None.
+        label: what the quantity is, for tables, e.g.
+            `"SuperModel - classical MLP, test accuracy"`.
+        scale: display factor (100 shows fractions as percent or points).
+        unit: display unit after the scaled numbers, e.g. `"%"` or `" points"`.
+        datasets: config fields naming the datasets the claim reads; a run
+            whose dataset is `"synthetic"` is not judged.
+    """
+
+    id: str
+    text: str
+    where: str
+    value: str
+    compare: str = ">"
+    threshold: float = 0.0
+    minus: str = None
+    source_value: float = None
+    label: str = ""
+    scale: float = 1.0
+    unit: str = ""
+    datasets: tuple = ("dataset",)
+
+    def __post_init__(self):
+        if self.compare not in COMPARISONS:
+            raise ValueError(f"Argument `compare` must be one of {COMPARISONS}. Received: compare={self.compare!r}")
+        if not self.id or not self.text or not self.value:
+            raise ValueError(f"A claim needs an `id`, a `text` and a `value` path. Received: {self!r}")
+
+    def measure(self, record):
+        """The claim's quantity in one record, or None where a metric is missing."""
+        first = get_path(record, self.value)
+        second = 0.0 if self.minus is None else get_path(record, self.minus)
+        if first is None or second is None:
+            return None
+        return float(first) - float(second)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """A claim judged over the seeds of one preset."""
+
+    experiment: str
+    preset: str
+    claim: Claim
+    verdict: str
+    n: int
+    estimate: float = None
+    low: float = None
+    high: float = None
+    values: tuple = ()
+    seeds: tuple = ()
+
+    def as_dict(self):
+        """JSON-ready: the claim's fields beside the judgement (no callables)."""
+        claim = dataclasses.asdict(self.claim)
+        result = {k: v for k, v in dataclasses.asdict(self).items() if k != "claim"}
+        return {"experiment": self.experiment, "preset": self.preset, "claim": claim, **result}
+
+    def sentence(self):
+        """The finding in words, signed: e.g. `+1.49 points [0.62, 2.36], 3 seeds`."""
+        if self.estimate is None:
+            return f"{self.claim.text} ({self.claim.where}): {self.verdict} (no stored value)."
+        evidence = _number(self.claim, self.estimate, signed=self.claim.minus is not None)
+        if self.low is not None:
+            evidence += f", 95% interval [{_number(self.claim, self.low, signed=self.claim.minus is not None)}, " \
+                        f"{_number(self.claim, self.high, signed=self.claim.minus is not None)}]"
+        evidence += f", {self.n} seed{'s' if self.n != 1 else ''}"
+        side = f"{self.claim.compare} {_number(self.claim, self.claim.threshold, signed=self.claim.minus is not None)}"
+        source = "" if self.claim.source_value is None else f"; source: {_number(self.claim, self.claim.source_value)}"
+        label = f"{self.claim.label}: " if self.claim.label else ""
+        return f"{self.claim.text} ({self.claim.where}): **{self.verdict}** ({label}{evidence}; claim {side}{source})."
+
+
+def _number(claim, value, signed=False):
+    scaled = value * claim.scale
+    digits = 2 if abs(scaled) < 100 else 1
+    return f"{scaled:+.{digits}f}{claim.unit}" if signed else f"{scaled:.{digits}f}{claim.unit}"
+
+
+def t_interval(values, confidence=CONFIDENCE):
+    """Mean and Student's t-interval of `values`; `(mean, None, None)` for one value.
+
+    Example:
+
+    >>> mean, low, high = t_interval([1.0, 2.0, 3.0])
+    >>> round(mean, 3), round(low, 3), round(high, 3)
+    (2.0, -0.484, 4.484)
+    """
+    from scipy import stats
+
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        raise ValueError("Argument `values` must not be empty.")
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None, None
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def is_judged(preset, records, claim):
+    """False for smoke runs and for runs on synthetic data: they test code, not claims."""
+    if preset == "smoke":
+        return False
+    for record in records:
+        config = record.get("config") or {}
+        if any(config.get(field) == "synthetic" for field in claim.datasets):
+            return False
+    return True
+
+
+def judge(experiment, preset, claim, records):
+    """The `Finding` of `claim` over `records` (one preset's runs, one per seed).
+
+    Records whose status is not ok, or that lack the claim's metrics, are
+    left out; the finding counts the seeds it used.
+    """
+    used = [(r.get("seed"), claim.measure(r)) for r in records if r.get("status", "ok") == "ok"]
+    used = [(seed, value) for seed, value in used if value is not None and math.isfinite(value)]
+    seeds = tuple(seed for seed, _ in used)
+    values = tuple(value for _, value in used)
+    if not values:
+        return Finding(experiment, preset, claim, INCONCLUSIVE if is_judged(preset, records, claim) else NOT_JUDGED, 0)
+    estimate, low, high = t_interval(values)
+    if not is_judged(preset, records, claim):
+        verdict = NOT_JUDGED
+    elif low is None:
+        verdict = INCONCLUSIVE
+    elif claim.compare == ">":
+        verdict = HOLDS if low > claim.threshold else FAILS if high < claim.threshold else INCONCLUSIVE
+    else:
+        verdict = HOLDS if high < claim.threshold else FAILS if low > claim.threshold else INCONCLUSIVE
+    return Finding(experiment, preset, claim, verdict, len(values), estimate, low, high, values, seeds)
+
+
+def judge_all(experiment, claims, records):
+    """Every claim judged for every preset of `records`, presets in order of first appearance.
+
+    A claim whose metric no record of a preset holds (another dataset's
+    preset, an older record format) has no finding for that preset.
+    """
+    presets = list(dict.fromkeys(r.get("preset") for r in records))
+    findings = []
+    for preset in presets:
+        runs = [r for r in records if r.get("preset") == preset]
+        for claim in claims:
+            if any(claim.measure(r) is not None for r in runs):
+                findings.append(judge(experiment, preset, claim, runs))
+    return findings

@@ -113,21 +113,23 @@ class Finding:
         return {"experiment": self.experiment, "preset": self.preset, "claim": claim, **result}
 
     def sentence(self):
-        """The finding in words, signed: e.g. `+1.49 points [0.62, 2.36], 3 seeds`."""
+        """The finding in words, signed: e.g. `+1.49 points, 95% interval [+0.62, +2.36], 3 seeds`."""
+        claim = self.claim
         if self.estimate is None:
-            return f"{self.claim.text} ({self.claim.where}): {self.verdict} (no stored value)."
-        evidence = _number(self.claim, self.estimate, signed=self.claim.minus is not None)
+            return f"{claim.text} ({claim.where}): **{self.verdict}** (no stored value)."
+        signed = claim.minus is not None
+        evidence = format_number(claim, self.estimate, signed)
         if self.low is not None:
-            evidence += f", 95% interval [{_number(self.claim, self.low, signed=self.claim.minus is not None)}, " \
-                        f"{_number(self.claim, self.high, signed=self.claim.minus is not None)}]"
+            evidence += f", 95% interval [{format_number(claim, self.low, signed)}, {format_number(claim, self.high, signed)}]"
         evidence += f", {self.n} seed{'s' if self.n != 1 else ''}"
-        side = f"{self.claim.compare} {_number(self.claim, self.claim.threshold, signed=self.claim.minus is not None)}"
-        source = "" if self.claim.source_value is None else f"; source: {_number(self.claim, self.claim.source_value)}"
-        label = f"{self.claim.label}: " if self.claim.label else ""
-        return f"{self.claim.text} ({self.claim.where}): **{self.verdict}** ({label}{evidence}; claim {side}{source})."
+        label = f"{claim.label}: " if claim.label else ""
+        side = f"claim {claim.compare} {format_number(claim, claim.threshold, signed)}"
+        source = "" if claim.source_value is None else f"; source: {format_number(claim, claim.source_value)}"
+        return f"{claim.text} ({claim.where}): **{self.verdict}** ({label}{evidence}; {side}{source})."
 
 
-def _number(claim, value, signed=False):
+def format_number(claim, value, signed=False):
+    """`value` in the claim's display scale and unit, with its sign when `signed`."""
     scaled = value * claim.scale
     digits = 2 if abs(scaled) < 100 else 1
     return f"{scaled:+.{digits}f}{claim.unit}" if signed else f"{scaled:.{digits}f}{claim.unit}"

@@ -17,7 +17,8 @@ import pytest
 from test_case import seeded_data
 
 import supernet
-from supernet import data, experiment, metrics, reports, soups, training
+from supernet import data, metrics, reports, soups, training
+from supernet_lab import runner as experiment
 from supernet.models import mlp
 from supernet.training import DivergenceError
 

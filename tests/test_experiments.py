@@ -39,6 +39,13 @@ def test_smoke_preset_runs_records_and_reports(name, tmp_path):
     tables = [p for p in written if p.suffix == ".md" and p.name != "README.md"]
     assert tables, "report() wrote no Markdown table"
     assert all(p.read_text().strip() for p in tables)
+    # Every declared claim is measurable on the smoke record, and smoke data is never judged.
+    judged = experiment.experiment_findings(module, stored)
+    assert [f.claim.id for f in judged] == [c.id for c in getattr(module, "CLAIMS", ())]
+    assert {f.verdict for f in judged} <= {"not judged"}
+    if judged:
+        claims_table = tmp_path / name / f"{name}_smoke_claims.md"
+        assert claims_table in written and "not judged" in claims_table.read_text()
 
 
 def test_quickstart_numbers_are_sane(tmp_path):

@@ -73,7 +73,8 @@ def test_resumable_stores_and_reloads_models_arrays_and_timings(tmp_path):
     # The original timings are restored: inner stage, enclosing stage and total.
     inner = first.timer.as_dict()["inner"]
     assert second.timer.as_dict()["inner"] == inner and inner["wall_s"] >= 0.05
-    assert second.timer.as_dict()["outer"]["wall_s"] >= first.timer.as_dict()["outer"]["wall_s"] - 0.01
+    # The enclosing stage is credited the stage's time too (first's also holds the time to store it).
+    assert second.timer.as_dict()["outer"]["wall_s"] >= inner["wall_s"]
     assert second.timer.total["wall_s"] >= inner["wall_s"]
 
 

@@ -7,7 +7,10 @@ An experiment module (see `supernet_lab/experiments/`) defines:
 - `PRESETS`: `{"smoke": Config(...), "cpu": Config(...), "paper": Config(...)}`;
 - `main(config, context) -> dict`: runs and returns the metrics;
 - `report(records, out_dir) -> list[Path]`: renders tables and figures from
-  stored records, without retraining.
+  stored records, without retraining;
+- `CLAIMS`: the source's claims it tests, as `supernet_lab.findings.Claim`s;
+  the runner judges them over the stored seeds and renders each preset's
+  findings table, the chapter summaries and `findings.json`.
 
 `run_experiment` does everything around `main`: seeding and op determinism,
 the run directory, stage timings, progress output and appending one JSON
@@ -21,6 +24,7 @@ by seed, so `supernet report` merges the shards into the table an unsharded
 sweep gives.
 """
 
+import ast
 import dataclasses
 import datetime
 import hashlib
@@ -269,8 +273,6 @@ def parse_value(config, key, text):
     >>> parse_value(Config(), "epochs", "20"), parse_value(Config(), "downscale", "auto")
     (20, 'auto')
     """
-    import ast
-
     fields = {f.name: f for f in dataclasses.fields(config)}
     if key not in fields:
         raise ValueError(f"Unknown config field {key!r}. Known fields: {sorted(fields)}")

@@ -22,7 +22,8 @@ TNG single 180-180-20 with dropout 0.7 (the thesis's best TNG nets used
 dropout ~0.7) vs 3 x 60-60-20 with dropout 0.5, TF-IDF of 10000 words.
 
 Presets:
-- `smoke`: synthetic data, tiny nets, low targets, batch 32, 2 epochs.
+- `smoke`: synthetic data, tiny nets, targets of 1% (both models reach
+  them, so the ratio is recorded), batch 32, 2 epochs.
 - `cpu`: full datasets, epoch caps 10 (F-MNIST) and 10 (TNG). Measured on
   this machine (2 shared cores, under load): one F-MNIST epoch 10.2 s wall /
   11.5 s CPU for the single 480-1120-1120 and 10.4 s / 8.2 s for the fused
@@ -42,6 +43,7 @@ import keras
 from supernet import data, metrics, reports
 from supernet.callbacks import TimeToAccuracy
 from supernet.models import PartitionedMLP, build_supernet, mlp
+from supernet_lab.findings import Claim
 
 NAME = "table10_11_time_to_accuracy"
 DESCRIPTION = "Wall/CPU time to 90% F-MNIST and 84% 20 Newsgroups val accuracy: single MLP vs SuperModel of 3"
@@ -53,6 +55,11 @@ THESIS = {
     "tng": {"single": (0.84, 1.1336, 3 * 60), "supermodel": (0.84, 0.6508, 60 + 13)},
 }
 LABELS = {"fmnist": ("Table 10", "Fashion-MNIST"), "tng": ("Table 11", "20 Newsgroups")}
+
+
+def _thesis_ratio(tag):
+    """The thesis's CPU time of the SuperModel over the single net's (Tables 10, 11)."""
+    return THESIS[tag]["supermodel"][2] / THESIS[tag]["single"][2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,14 +95,15 @@ PRESETS = {
         fmnist_dataset="synthetic",
         fmnist_dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 400), ("num_test", 100)),
         fmnist_validation_size=0.2,
-        fmnist_target=0.15,
+        # 1%: reached after the first epoch, so the time ratio the claims read is recorded.
+        fmnist_target=0.01,
         fmnist_max_epochs=2,
         fmnist_single_units=(16, 16),
         fmnist_member_units=(8, 8),
         tng_dataset="synthetic",
         tng_dataset_kwargs=(("num_classes", 20), ("input_shape", (300,)), ("num_train", 400), ("num_test", 100)),
         tng_validation_size=0.2,
-        tng_target=0.08,
+        tng_target=0.01,
         tng_max_epochs=2,
         tng_single_units=(16, 16),
         tng_member_units=(8, 8),
@@ -105,6 +113,43 @@ PRESETS = {
     "cpu_long": Config(fmnist_max_epochs=40, tng_max_epochs=10),
     "paper": Config(),
 }
+
+
+# The ratio is recorded only when both models reached the target; a seed
+# where either did not has no ratio and drops out of the finding.
+CLAIMS = (
+    Claim(
+        "fmnist_supermodel_faster",
+        "The Supermodel consisted of 3 subnetworks and was significantly faster [to 90% accuracy on Fashion MNIST]: "
+        "ensembling can be used for saving CPU resources as well.",
+        "thesis Table 10, section 3.6",
+        "metrics.fmnist.ratio.cpu_s", compare="<", threshold=1.0, source_value=_thesis_ratio("fmnist"),
+        label="SuperModel / single net CPU time to 90% (Fashion-MNIST)", datasets=("fmnist_dataset",),
+    ),
+    Claim(
+        "fmnist_ratio_within_thesis",
+        "The SuperModel needs at most the thesis's share of the single net's CPU time to 90% on Fashion MNIST "
+        "(4:59 vs 8:36).",
+        "thesis Table 10",
+        "metrics.fmnist.ratio.cpu_s", compare="<", threshold=_thesis_ratio("fmnist"), source_value=_thesis_ratio("fmnist"),
+        label="SuperModel / single net CPU time to 90% (Fashion-MNIST)", datasets=("fmnist_dataset",),
+    ),
+    Claim(
+        "tng_supermodel_faster",
+        "The SuperModel reaches 84% accuracy on TNG in less CPU time than the best individual model: ensembling can be "
+        "used for saving CPU resources as well.",
+        "thesis Table 11, section 3.6",
+        "metrics.tng.ratio.cpu_s", compare="<", threshold=1.0, source_value=_thesis_ratio("tng"),
+        label="SuperModel / single net CPU time to 84% (20 Newsgroups)", datasets=("tng_dataset",),
+    ),
+    Claim(
+        "tng_ratio_within_thesis",
+        "The SuperModel needs at most the thesis's share of the single net's CPU time to 84% on TNG (1:13 vs 3:00).",
+        "thesis Table 11",
+        "metrics.tng.ratio.cpu_s", compare="<", threshold=_thesis_ratio("tng"), source_value=_thesis_ratio("tng"),
+        label="SuperModel / single net CPU time to 84% (20 Newsgroups)", datasets=("tng_dataset",),
+    ),
+)
 
 
 def _copied_supernet(model, ds):

@@ -65,6 +65,7 @@ import dataclasses
 import numpy as np
 
 from supernet_lab.experiments._common import fit_classifier, load_dataset, split_scores
+from supernet_lab.findings import Claim
 from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp
 from supernet.training import fit_members, scores, supermodel
@@ -107,6 +108,25 @@ MODEL_LABELS = {
 }
 
 
+def _results(target, model, what="accuracy"):
+    """Dotted path of one model's metric at one size in a record."""
+    return f"metrics.results.{target}.{model}.{what}"
+
+
+def _table8(target, model):
+    """Thesis Table 8's validation accuracy of one model at one size."""
+    return THESIS_TABLE8[target][MODELS.index(model)]
+
+
+def _table9(target, model, what="accuracy"):
+    """Thesis Table 9's validation accuracy (or loss, `what="nll"`) of one model at one size."""
+    return THESIS_TABLE9[target][{"classical": 0, "supermodel": 2}[model] + (1 if what == "nll" else 0)]
+
+
+_POINTS = dict(scale=100, unit=" points")
+_FMNIST, _TNG = 2_837_000, 7_300_000  # the largest sizes of Tables 8 and 9 (every Fashion-MNIST / TNG preset runs them)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
@@ -136,7 +156,9 @@ PRESETS = {
         dataset="synthetic",
         dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
         validation_size=0.1,
-        sizes=((40_000, 0.2),),
+        # The sizes the claims below read (one epoch on 540 generated images):
+        # Table 8's smallest, 1.26M and largest, Table 9's smallest, 3.09M and largest.
+        sizes=tuple((p, 0.2) for p in (53_000, 300_000, 1_257_000, 2_837_000, 3_090_000, 7_300_000)),
         epochs=1,
         head_epochs=1,
         learning_rate=1e-2,
@@ -167,6 +189,105 @@ PRESETS = {
         patience=20,
     ),
 }
+
+
+# Each claim reads one size; a preset holds the claims of its dataset's sizes
+# (Table 8 sizes are Fashion-MNIST runs, Table 9 sizes 20 Newsgroups runs).
+CLAIMS = (
+    Claim(
+        "fmnist_largest_supermodel_beats_mlp",
+        "The ensemble achieves better results [than the normal network of the same size], starting from a certain size "
+        "of the model: the SuperModel beats the classical MLP at the largest size (2,837k parameters).",
+        "thesis section 3.5, Table 8",
+        _results(_FMNIST, "supermodel"), minus=_results(_FMNIST, "classical"),
+        source_value=_table8(_FMNIST, "supermodel") - _table8(_FMNIST, "classical"),
+        label="SuperModel - classical MLP, test accuracy at 2.84M (Fashion-MNIST)", **_POINTS,
+    ),
+    Claim(
+        "fmnist_1257k_supermodel_beats_mlp",
+        "After reaching some threshold (Table 8: from 1,257k parameters) the SuperModel beats the classical MLP of the "
+        "same size: at 1,257k parameters.",
+        "thesis section 3.5, Table 8",
+        _results(1_257_000, "supermodel"), minus=_results(1_257_000, "classical"),
+        source_value=_table8(1_257_000, "supermodel") - _table8(1_257_000, "classical"),
+        label="SuperModel - classical MLP, test accuracy at 1.26M (Fashion-MNIST)", **_POINTS,
+    ),
+    Claim(
+        "fmnist_smallest_mlp_beats_supermodel",
+        "Below that threshold the classical MLP is better: at the smallest size (53k parameters) it beats the SuperModel.",
+        "thesis Table 8",
+        _results(53_000, "classical"), minus=_results(53_000, "supermodel"),
+        source_value=_table8(53_000, "classical") - _table8(53_000, "supermodel"),
+        label="classical MLP - SuperModel, test accuracy at 53k (Fashion-MNIST)", **_POINTS,
+    ),
+    Claim(
+        "fmnist_largest_separate_beats_whole",
+        "The SuperModel trained from completely random initialization is not as good as when we trained subnetworks "
+        "separately: at the largest size (2,837k parameters).",
+        "thesis Table 8 (caption)",
+        _results(_FMNIST, "supermodel"), minus=_results(_FMNIST, "whole"),
+        source_value=_table8(_FMNIST, "supermodel") - _table8(_FMNIST, "whole"),
+        label="SuperModel - SuperModel whole trained, test accuracy at 2.84M (Fashion-MNIST)", **_POINTS,
+    ),
+    Claim(
+        "fmnist_largest_supermodel_lower_loss",
+        "The SuperModel has a lower loss than the classical MLP at the largest size (2,837k parameters).",
+        "thesis section 3.5 (shown for TNG in Table 9; Table 8 gives no losses)",
+        _results(_FMNIST, "supermodel", "nll"), minus=_results(_FMNIST, "classical", "nll"), compare="<",
+        label="SuperModel - classical MLP, test cross-entropy at 2.84M (Fashion-MNIST)",
+    ),
+    Claim(
+        "fmnist_supermodel_reaches_9136",
+        "SuperModel reached 91.36 % (6 subnetworks, 200, 466, 466 and 10 neurons each) on Fashion MNIST.",
+        "thesis section 3.5",
+        _results(_FMNIST, "supermodel", "val_accuracy"), threshold=ISSUE_GOALS["fashion_mnist"],
+        source_value=ISSUE_GOALS["fashion_mnist"],
+        label="SuperModel validation accuracy at 2.84M (6 x 200-466-466, Fashion-MNIST)", scale=100, unit="%",
+    ),
+    Claim(
+        "tng_largest_supermodel_beats_mlp",
+        "On TNG too the ensemble achieves better results, notably for bigger models: the SuperModel beats the single "
+        "model at the largest size (7.3M parameters).",
+        "thesis section 3.5, Table 9",
+        _results(_TNG, "supermodel"), minus=_results(_TNG, "classical"),
+        source_value=_table9(_TNG, "supermodel") - _table9(_TNG, "classical"),
+        label="SuperModel - classical MLP, test accuracy at 7.30M (20 Newsgroups)", **_POINTS,
+    ),
+    Claim(
+        "tng_3090k_supermodel_beats_mlp",
+        "The SuperModel beats the single model of the same size from 600k parameters on (Table 9): at 3.09M parameters.",
+        "thesis Table 9",
+        _results(3_090_000, "supermodel"), minus=_results(3_090_000, "classical"),
+        source_value=_table9(3_090_000, "supermodel") - _table9(3_090_000, "classical"),
+        label="SuperModel - classical MLP, test accuracy at 3.09M (20 Newsgroups)", **_POINTS,
+    ),
+    Claim(
+        "tng_smallest_mlp_beats_supermodel",
+        "At the smallest size (300k parameters) the single model beats the SuperModel.",
+        "thesis Table 9",
+        _results(300_000, "classical"), minus=_results(300_000, "supermodel"),
+        source_value=_table9(300_000, "classical") - _table9(300_000, "supermodel"),
+        label="classical MLP - SuperModel, test accuracy at 300k (20 Newsgroups)", **_POINTS,
+    ),
+    Claim(
+        "tng_largest_supermodel_lower_loss",
+        "Based on high loss, it looks like the single network was reaching its best score being overfitted: the "
+        "SuperModel has a lower loss than the single model at the largest size (7.3M parameters).",
+        "thesis section 3.5, Table 9",
+        _results(_TNG, "supermodel", "nll"), minus=_results(_TNG, "classical", "nll"), compare="<",
+        source_value=_table9(_TNG, "supermodel", "nll") - _table9(_TNG, "classical", "nll"),
+        label="SuperModel - classical MLP, test cross-entropy at 7.30M (20 Newsgroups)",
+    ),
+    Claim(
+        "tng_supermodel_reaches_85",
+        "The SuperModel reaches 85% on TNG (a result no classical model of any size achieved), at the largest size "
+        "(7.3M parameters; the thesis's best, 0.8504, is at 5.15M).",
+        "thesis section 3.5, Table 9",
+        _results(_TNG, "supermodel", "val_accuracy"), threshold=ISSUE_GOALS["newsgroups20"],
+        source_value=_table9(_TNG, "supermodel"),
+        label="SuperModel validation accuracy at 7.30M (20 Newsgroups)", scale=100, unit="%",
+    ),
+)
 
 
 # === Parameter matching ===

@@ -43,6 +43,7 @@ import numpy as np
 from supernet_lab.experiments._common import load_dataset, loss_edges, loss_histogram, losses_from_histogram
 from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet
+from supernet_lab.findings import Claim
 
 NAME = "table5_loss_statistics"
 DESCRIPTION = "Per-sample loss statistics of 6 sub-models vs their SuperModel on Fashion-MNIST"
@@ -113,6 +114,45 @@ PRESETS = {
     "cpu_best_100": Config(epochs=100, patience=None, lr_schedule="cosine", head_epochs=10),
     "paper": Config(),
 }
+
+# The thesis's claims, SuperModel vs the average of its six sub-models on the
+# validation set (paired: both come from the same members of one run), and
+# its best Fashion-MNIST SuperModel with this architecture.
+_PATTERN = (
+    ("higher_accuracy", "accuracy", ">", "SuperModel achieves better accuracy [than its sub-models]", "accuracy"),
+    ("higher_mean_loss", "mean", ">", "Indeed the SuperModel has a higher mean loss", "mean loss"),
+    ("higher_loss_std", "std", ">", "[The SuperModel's loss has] the bigger standard deviation", "loss std"),
+    ("lower_loss_p90", "p90", "<", "but 90% of the examples reach a minimal error", "loss 90th percentile"),
+    ("higher_loss_p95", "p95", ">", "Moreover, the 95th percentile shows much higher value", "loss 95th percentile"),
+)
+CLAIMS = (
+    *(
+        Claim(
+            claim_id,
+            f"{text}.",
+            "thesis section 3.3, Table 5",
+            f"metrics.supermodel.{stat}",
+            compare=compare,
+            minus=f"metrics.members_avg.{stat}",
+            source_value=round(THESIS["supermodel"][stat] - THESIS["members"][stat], 6),
+            label=f"SuperModel - sub-model average, validation {label}",
+            scale=100 if stat == "accuracy" else 1.0,
+            unit=" points" if stat == "accuracy" else "",
+        )
+        for claim_id, stat, compare, text, label in _PATTERN
+    ),
+    Claim(
+        "reaches_thesis_best",
+        "SuperModel reached 91.36 % (6 subnetworks, 200, 466, 466 and 10 neurons each).",
+        "thesis section 3.5",
+        "metrics.supermodel.accuracy",
+        threshold=THESIS_BEST,
+        source_value=THESIS_BEST,
+        label="SuperModel validation accuracy",
+        scale=100,
+        unit="%",
+    ),
+)
 
 
 def _summary(y_val, val_probs, y_test, test_probs):

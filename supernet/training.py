@@ -5,6 +5,8 @@ Thin orchestration over `model.fit`: what the thesis does again and again
 each experiment module only holds its configuration.
 """
 
+import time
+
 import keras
 import numpy as np
 
@@ -23,12 +25,20 @@ def scores(y, probs):
     return {"accuracy": metrics.accuracy(y, probs), "nll": metrics.nll(y, probs)}
 
 
-def epoch_logger(log, total_epochs, every=None, keys=None):
-    """A `LambdaCallback` that sends a progress line to `log` every few epochs."""
+def epoch_logger(log, total_epochs, every=None, keys=None, max_silence_s=30.0):
+    """A `LambdaCallback` that sends a progress line to `log` every few epochs.
+
+    A line is sent every `every` epochs (default: a fifth of the run), at
+    the last epoch, and after any epoch that ends more than `max_silence_s`
+    seconds after the previous line, so long epochs are never silent.
+    """
     every = every or max(1, total_epochs // 5)
+    last = [time.perf_counter()]
 
     def on_epoch_end(epoch, logs):
-        if (epoch + 1) % every == 0 or epoch + 1 == total_epochs:
+        now = time.perf_counter()
+        if (epoch + 1) % every == 0 or epoch + 1 == total_epochs or now - last[0] > max_silence_s:
+            last[0] = now
             shown = {k: v for k, v in logs.items() if keys is None or k in keys}
             text = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
             log(f"  epoch {epoch + 1}/{total_epochs}: {text}")

@@ -6,15 +6,20 @@ sub-networks need to reach 90% validation accuracy on Fashion-MNIST
 
 Protocol, per dataset: the single MLP is trained with
 `supernet.callbacks.TimeToAccuracy` (stop once val acc >= target). The three
-sub-networks are trained as one fused `PartitionedMLP`; after each epoch
-they are scored as the SuperNet built from the current members with copied
-head and `downscale="auto"` (no re-training; the accuracy of the copied
-head does not depend on f, only its loss does). The scoring pass is
-excluded from the times (as `TimeToAccuracy` does). Both stop at the target
-or at the epoch cap; "not reached" is reported as such. At the stopping
-point we also record validation loss and test accuracy. Data loading is not
-timed. The ratio SuperModel / single is given for wall and CPU time when
-both reached the target (the issue's goal: <= 0.5 on Fashion-MNIST).
+sub-networks are trained as one fused `PartitionedMLP`; after each epoch the
+SuperModel is built from the current members (copied head, `downscale="auto"`)
+and, as in the thesis, its head is re-trained on the training set for
+`head_epochs` epochs (`fit_head`: one feature pass, then the head alone)
+before it is scored. The SuperModel's time to the target is the members'
+training time up to that epoch plus the re-training of that epoch's head;
+the heads of earlier epochs, like every scoring pass, are measurement and
+excluded (a user who knew when to stop would re-train the head once). With
+`head_epochs=0` the copied head is scored without re-training (our variant;
+its accuracy curve is recorded in every run as `copied_val_accuracy_curve`).
+Both stop at the target or at the epoch cap; "not reached" is reported as
+such. At the stopping point we also record validation loss and test
+accuracy. Data loading is not timed. The ratio SuperModel / single is given
+for wall and CPU time when both reached the target.
 
 Architectures: F-MNIST single 480-1120-1120-10 (the thesis's best single
 net) vs 3 sub-networks 160-373-373-10 (the same root partitioned in 3);
@@ -42,7 +47,7 @@ import keras
 
 from supernet import data, metrics, reports
 from supernet.callbacks import TimeToAccuracy
-from supernet.models import PartitionedMLP, build_supernet, mlp
+from supernet.models import PartitionedMLP, build_supernet, fit_head, mlp
 from supernet_lab.findings import Claim
 
 NAME = "table10_11_time_to_accuracy"
@@ -87,6 +92,10 @@ class Config:
     tng_single_dropout: float = 0.7
     tng_member_units: tuple = (60, 60)
     tng_member_dropout: float = 0.5
+    # Epochs of SuperModel head re-training at each check; 0 scores the copied
+    # head as it is (the protocol of runs recorded before head re-training).
+    head_epochs: int = 0
+    head_learning_rate: float = 1e-3
 
 
 PRESETS = {
@@ -107,11 +116,12 @@ PRESETS = {
         tng_max_epochs=2,
         tng_single_units=(16, 16),
         tng_member_units=(8, 8),
+        head_epochs=1,
     ),
-    "cpu": Config(fmnist_max_epochs=10, tng_max_epochs=10),
+    "cpu": Config(fmnist_max_epochs=10, tng_max_epochs=10, head_epochs=2),
     # Long enough for Fashion-MNIST's 90% (the cpu cap of 10 epochs is not).
-    "cpu_long": Config(fmnist_max_epochs=40, tng_max_epochs=10),
-    "paper": Config(),
+    "cpu_long": Config(fmnist_max_epochs=40, tng_max_epochs=10, head_epochs=2),
+    "paper": Config(head_epochs=2),
 }
 
 
@@ -199,21 +209,36 @@ def _stage(tag, config, context):
                                num_members=config.num_members, dropout=getattr(config, f"{tag}_member_dropout"),
                                seed=config.seed)
         fused.compile(keras.optimizers.Adam(config.learning_rate))
+        checks = []  # per member epoch: the SuperModel, its copied head's val accuracy, its head's cost
 
-        def copied_head_accuracy(y, probs):
-            return metrics.accuracy(y, _copied_supernet(fused, ds).predict(ds.x_val, verbose=0, batch_size=1024))
+        def supermodel_accuracy(y, probs):
+            supernet = _copied_supernet(fused, ds)
+            copied = metrics.accuracy(y, supernet.predict(ds.x_val, verbose=0, batch_size=1024))
+            started = (time.perf_counter(), time.process_time())
+            if config.head_epochs:
+                fit_head(supernet, ds.x_train, ds.y_train, epochs=config.head_epochs, batch_size=config.batch_size,
+                         optimizer=keras.optimizers.Adam(config.head_learning_rate), verbose=0)
+            cost = (time.perf_counter() - started[0], time.process_time() - started[1])
+            checks.append({"supernet": supernet, "copied": copied, "cost": cost})
+            if not config.head_epochs:
+                return copied
+            return metrics.accuracy(y, supernet.predict(ds.x_val, verbose=0, batch_size=1024))
 
-        clock = TimeToAccuracy((ds.x_val, ds.y_val), target, score_fn=copied_head_accuracy)
+        clock = TimeToAccuracy((ds.x_val, ds.y_val), target, score_fn=supermodel_accuracy)
         history = fused.fit(callbacks=[clock], **fit_args)
-        started = (time.perf_counter(), time.process_time())
-        supernet = _copied_supernet(fused, ds)
-        build = (time.perf_counter() - started[0], time.process_time() - started[1])
+        final = checks[-1]
+        supernet = final["supernet"]
         result_super = _result(
             clock, supernet.predict(ds.x_val, verbose=0, batch_size=1024), ds.y_val,
             supernet.predict(ds.x_test, verbose=0, batch_size=1024), ds.y_test, len(history.history["loss"]),
         )
+        if clock.reached_epoch is not None:
+            # The target was reached at the last check: its head's re-training belongs to the time.
+            result_super["wall_s"] += final["cost"][0]
+            result_super["cpu_s"] += final["cost"][1]
         result_super["downscale"] = supernet.supernet_info["downscale"]
-        result_super["build_wall_s"], result_super["build_cpu_s"] = build
+        result_super["head_wall_s"], result_super["head_cpu_s"] = final["cost"]
+        result_super["copied_val_accuracy_curve"] = [c["copied"] for c in checks]
 
     ratio = {}
     for kind in ("wall_s", "cpu_s"):
@@ -254,12 +279,11 @@ def _one_sided_finding(runs, tag, thesis_ratio):
     if not bounds:
         return ("No run where both models reached the target, so no time ratio; the thesis claim "
                 f"(SuperModel faster, CPU ratio {thesis_ratio:.2f}) cannot be checked at this budget.")
-    goal = f" Issue goal ratio <= 0.5: {'met' if max(bounds) <= 0.5 else 'not shown'} (CPU)." if tag == "fmnist" else ""
     return (
         f"In {len(bounds)} of {len(runs)} run(s) the SuperModel reached the target and the single net did not "
         f"within the epoch cap, so the CPU time ratio is at most {max(bounds):.2f} (SuperModel time to target / "
         f"the single net's whole training stage; thesis CPU ratio {thesis_ratio:.2f}). Thesis claim, the "
-        f"SuperModel reaches the target faster: confirmed.{goal}"
+        f"SuperModel reaches the target faster: confirmed (a bound, not a measured ratio)."
     )
 
 
@@ -305,29 +329,37 @@ def report(records, out_dir):
             ratio_wall, ratio_cpu = stats[f"metrics.{tag}.ratio.wall_s"], stats[f"metrics.{tag}.ratio.cpu_s"]
             thesis_ratio = THESIS[tag]["supermodel"][2] / THESIS[tag]["single"][2]
             if ratio_cpu["n"]:
-                goal = (f" Issue goal ratio <= 0.5: {'met' if ratio_cpu['mean'] <= 0.5 else 'not met'} (CPU)."
-                        if tag == "fmnist" else "")
                 finding = (
                     f"SuperModel / single time ratio: wall {cell(f'metrics.{tag}.ratio.wall_s', 2)}, CPU "
                     f"{cell(f'metrics.{tag}.ratio.cpu_s', 2)} over the {ratio_cpu['n']} run(s) where both reached "
                     f"the target (thesis CPU ratio {thesis_ratio:.2f}). Thesis claim, the SuperModel reaches the "
-                    f"target faster: {'confirmed' if ratio_cpu['mean'] < 1 else 'not confirmed'}.{goal}"
+                    "target faster: see the claims table for the verdict over seeds."
                 )
             else:
                 finding = _one_sided_finding(runs, tag, thesis_ratio)
+            head_epochs = config.get("head_epochs", 0)
+            head = (
+                f"SuperModel head copied, auto down-scaled (f = {cell(f'metrics.{tag}.supermodel.downscale', 2)}) and "
+                f"re-trained for {head_epochs} epoch(s) at each check, the last re-training included in its time"
+                if head_epochs else
+                f"SuperModel scored with copied head, auto down-scale f = "
+                f"{cell(f'metrics.{tag}.supermodel.downscale', 2)}, no re-training (our variant)"
+            )
             caption = (
                 f"Preset `{preset}`, mean ± std over {n} seed(s) (times and epochs over the runs that reached "
                 f"the target). Target: {config[f'{tag}_target']:.0%} validation accuracy; val loss and test accuracy "
-                f"at the stopping point (target or epoch cap). SuperModel scored with copied head, auto down-scale "
-                f"f = {cell(f'metrics.{tag}.supermodel.downscale', 2)}, no re-training. {finding}"
+                f"at the stopping point (target or epoch cap). {head}. {finding}"
             )
             footnotes = [
                 f"Epoch cap {config[f'{tag}_max_epochs']}; 'reached' counts runs that reached the target within it.",
                 "Times: training only, measured in the same process one after the other (single first); the per-epoch "
                 "scoring pass and data loading are excluded; CPU time is process time summed over threads on 2 shared "
                 "cores (thesis: CPUTime of the Prometheus cluster's sacct, GPU jobs).",
-                "SuperModel head: copied weights, averaged biases, auto down-scaling (thesis: re-trained head); its "
-                "one-off construction after training (a few seconds) is not included in the time.",
+                ("SuperModel head: copied weights, averaged biases, auto down-scaling, then re-trained on the training "
+                 "set as in the thesis (feature pass and head epochs timed); heads of earlier checks are not counted."
+                 if head_epochs else
+                 "SuperModel head: copied weights, averaged biases, auto down-scaling, not re-trained (thesis: "
+                 "re-trained head); its one-off construction after training is not included in the time."),
                 f"Adam lr {config['learning_rate']}, batch {config['batch_size']}; dropout single "
                 f"{config[f'{tag}_single_dropout']} / members {config[f'{tag}_member_dropout']} (our choice; the thesis "
                 "fine-tuned both and does not state the settings).",

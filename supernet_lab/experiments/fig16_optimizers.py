@@ -34,6 +34,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, verdict
 from supernet_lab.experiments._conv import ensemble_rows, make_optimizer, train
+from supernet_lab.findings import Claim
 from supernet import reports
 from supernet.models import thesis_cnn
 
@@ -76,6 +77,36 @@ PRESETS = {
     "cpu": Config(subset=2500, epochs=12, bn_momentum=0.9),
     "paper": Config(),
 }
+
+# Test accuracy after the last epoch, methods paired within a seed. Beating
+# the best member in every seed is beating each member.
+_SUPERNET = "metrics.rows.supernet.test_accuracy"
+_POINTS = dict(scale=100, unit=" points")
+
+CLAIMS = (
+    Claim(
+        "supernet_beats_best_member",
+        "The SuperNet created from the four nets trained with adagrad, rmsprop, nadam and adam is more accurate than "
+        "each of them (Fig. 16: its dot lies above all four curves).",
+        "thesis section 4.1, Fig. 16",
+        _SUPERNET, minus="metrics.rows.best_member.test_accuracy",
+        label="SuperNet - best single net, test accuracy", **_POINTS,
+    ),
+    Claim(
+        "supernet_beats_softmax",
+        "SuperNet wins over the classical voting ensembles: it beats softmax voting of the same nets.",
+        "thesis section 4.1 (said of Figs. 17-18; Fig. 16 shows no voting)",
+        _SUPERNET, minus="metrics.rows.softmax.test_accuracy",
+        label="SuperNet - softmax voting, test accuracy", **_POINTS,
+    ),
+    Claim(
+        "supernet_beats_majority",
+        "SuperNet wins over the classical voting ensembles: it beats majority voting of the same nets.",
+        "thesis section 4.1 (said of Figs. 17-18; Fig. 16 shows no voting)",
+        _SUPERNET, minus="metrics.rows.majority.test_accuracy",
+        label="SuperNet - majority voting, test accuracy", **_POINTS,
+    ),
+)
 
 
 def _train_member(config, ds, context, name, lr):

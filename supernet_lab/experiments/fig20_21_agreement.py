@@ -41,6 +41,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn
 from supernet_lab.experiments._conv import StopAfterSnapshots
+from supernet_lab.findings import Claim
 from supernet import metrics, reports
 from supernet.callbacks import SnapshotEnsemble
 from supernet.schedules import FGECyclic
@@ -89,6 +90,19 @@ PRESETS = {
     "cpu": Config(subset=4000, pretrain_epochs=4, fge_cycle_epochs=1, bn_momentum=0.9),
     "paper": Config(),
 }
+
+# Agreement is a percentage of test examples (0-100): the difference is in
+# percentage points, paired within a seed (both groups grow from the same nets).
+CLAIMS = (
+    Claim(
+        "fge_agree_more_than_independent",
+        "We observe that the FGE snapshots are less diverse: they classify the same examples alike more often than "
+        "independently trained nets do.",
+        "thesis section 4.3, Figs. 20-21",
+        "metrics.fge.mean_agreement", minus="metrics.independent.mean_agreement",
+        label="FGE snapshots - independent nets, mean pairwise agreement on the test split", unit=" points",
+    ),
+)
 
 
 def _fge(base, ds, config):

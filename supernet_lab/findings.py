@@ -129,10 +129,18 @@ class Finding:
 
 
 def format_number(claim, value, signed=False):
-    """`value` in the claim's display scale and unit, with its sign when `signed`."""
+    """`value` in the claim's display scale and unit, with its sign when `signed`.
+
+    Two decimals from 1 up (one from 100), three significant digits below 1,
+    so that small loss differences do not print as 0.00.
+    """
     scaled = value * claim.scale
-    digits = 2 if abs(scaled) < 100 else 1
-    return f"{scaled:+.{digits}f}{claim.unit}" if signed else f"{scaled:.{digits}f}{claim.unit}"
+    sign = "+" if signed else ""
+    if abs(scaled) >= 1 or scaled == 0:
+        text = f"{scaled:{sign}.{1 if abs(scaled) >= 100 else 2}f}"
+    else:
+        text = f"{scaled:{sign}.3g}"
+    return text + claim.unit
 
 
 def t_interval(values, confidence=CONFIDENCE):

@@ -520,60 +520,15 @@ def _preset_of(path, presets):
     return max(matches, key=len) if matches else presets[0]
 
 
-def _cells(line):
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
-
-
-def _verdict_lines(markdown):
-    """Table rows and sentences of a generated report that carry a verdict.
-
-    Table columns are found by their headers: `claim` (with `dataset` before
-    it when present), `verdict` (or else `ours`, where the verdict is inline)
-    and `ours` as the evidence.
-    """
-    lines, header = [], None
-    for line in markdown.splitlines():
-        if not line.startswith("|"):
-            header = None
-            lines.extend(
-                sentence.strip()
-                for sentence in re.split(r"(?<=[.;])\s+(?![0-9])", line)  # "Fig. 17" is not a sentence end
-                if "confirmed" in sentence
-            )
-            continue
-        cells = _cells(line)
-        if header is None:
-            header = [c.lower() for c in cells]
-            continue
-        if set("".join(cells)) <= set("-: ") or "confirmed" not in line:
-            continue
-        column = {}
-        for name in ("dataset", "claim", "verdict", "ours"):
-            found = [i for i, h in enumerate(header) if h.startswith(name)]
-            if found:
-                column[name] = found[0]
-        claim = cells[column.get("claim", 0)]
-        if "dataset" in column:
-            claim = f"{cells[column['dataset']]}: {claim}"
-        if "verdict" in column:
-            evidence = f" ({cells[column['ours']]})" if "ours" in column else ""
-            lines.append(f"{claim}: **{cells[column['verdict']]}**{evidence}")
-        else:
-            lines.append(f"{claim}: **{cells[column.get('ours', -1)]}**")
-    return lines
-
-
-def claims_summary(out_dir, written, summary=None, judged=()):
+def claims_summary(out_dir, summary=None, judged=()):
     """One claim-by-claim summary file: under each claim, the findings that test it.
 
     Args:
         out_dir: the reports folder.
-        written: report files just rendered; for an experiment that declares
-            no `CLAIMS` yet, the verdict lines of its `.md` files are quoted
-            instead, marked as point comparisons (smoke runs excluded).
         summary: an entry of `SUMMARIES`, `(file name, title, claims)`; the
             default is the thesis's chapter 3.
-        judged: the `findings.Finding`s of every experiment.
+        judged: the `findings.Finding`s of every experiment; smoke runs are
+            left out.
 
     Returns:
         The path of the summary written.
@@ -587,21 +542,10 @@ def claims_summary(out_dir, written, summary=None, judged=()):
         "Verdicts: " + FINDINGS_CAPTION.split("the verdict: ", 1)[1],
         "",
     ]
-    with_claims = {f.experiment for f in judged}
     for number, (claim, names) in enumerate(claims, start=1):
         parts.append(f"{number}. {claim}")
-        found = False
-        for f in judged:
-            if f.experiment in names and f.preset != "smoke":
-                parts.append(f"   - `{f.experiment}` ({f.preset}): {f.sentence()}")
-                found = True
-        for path in written:
-            path = Path(path)
-            if path.suffix != ".md" or path.parent.name not in names or path.parent.name in with_claims or "_smoke" in path.stem:
-                continue
-            for line in _verdict_lines(path.read_text()):
-                parts.append(f"   - `{path.relative_to(out_dir).as_posix()}` (point comparison, no interval): {line}")
-                found = True
+        found = [f for f in judged if f.experiment in names and f.preset != "smoke"]
+        parts += [f"   - `{f.experiment}` ({f.preset}): {f.sentence()}" for f in found]
         if not found:
             parts.append("   - no stored run yet: " + ", ".join(f"`supernet run {n} --preset cpu`" for n in names))
     path = out_dir / filename
@@ -721,7 +665,7 @@ def render_reports(out_dir="reports", names=None):
                 preset = _preset_of(path, presets)
                 index.append((module.REPRODUCES, name, f"supernet run {name} --preset {preset}", preset, Path(path).relative_to(out_dir).as_posix()))
     if names is None:
-        summaries = [(claims_summary(out_dir, written, summary, judged), source) for summary, source in zip(SUMMARIES, SUMMARY_SOURCES)]
+        summaries = [(claims_summary(out_dir, summary, judged), source) for summary, source in zip(SUMMARIES, SUMMARY_SOURCES)]
         for path, source in summaries:
             written.append(path)
             index.append((source, "(all above)", "supernet report", "—", path.relative_to(out_dir).as_posix()))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from supernet import reports
+from supernet_lab import findings
 from supernet_lab import runner as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,34 +109,30 @@ def test_docs_list_every_experiment():
     assert experiment.markdown_index() in docs, "docs/experiments.md's table is stale: paste `supernet list --markdown`"
 
 
-def test_claims_summary_quotes_verdicts_by_column(tmp_path):
-    report = tmp_path / "table6_head_init" / "table6_head_init_cpu_findings.md"
-    report.parent.mkdir()
-    report.write_text(
-        "### findings\n\nCaption. Thesis claim X: not confirmed.\n\n"
-        "| dataset | claim | ours (mean of 3 seeds) | thesis |\n| --- | --- | --- | --- |\n"
-        "| F-MNIST | worst loss | random -> not confirmed | copied -> confirmed |\n"
-    )
-    smoke = tmp_path / "table6_head_init" / "table6_head_init_smoke_findings.md"
-    smoke.write_text("Thesis claim Y: confirmed.\n")
-    summary = experiment.claims_summary(tmp_path, [report, smoke]).read_text()
-    assert "F-MNIST: worst loss: **random -> not confirmed**" in summary
-    assert "Thesis claim X: not confirmed." in summary
-    assert "claim Y" not in summary  # smoke runs are not evidence
-    assert "no stored run yet" in summary  # e.g. claim 4 has no report here
+def _finding(name, preset, values, baseline):
+    claim = findings.Claim("beats", "A beats B.", "thesis Table 1", "metrics.a", minus="metrics.b", scale=100, unit=" points")
+    records = [{"preset": preset, "seed": s, "status": "ok", "config": {}, "metrics": {"a": a, "b": b}}
+               for s, (a, b) in enumerate(zip(values, baseline))]
+    return findings.judge(name, preset, claim, records)
 
 
-def test_every_summary_claim_names_known_experiments(tmp_path):
+def test_claims_summary_lists_structured_findings(tmp_path):
+    judged = [
+        _finding("table6_head_init", "cpu", [0.90, 0.91, 0.92], [0.88, 0.89, 0.90]),
+        _finding("table6_head_init", "smoke", [0.9], [0.1]),
+    ]
+    summary = experiment.claims_summary(tmp_path, experiment.SUMMARIES[0], judged).read_text()
+    assert "- `table6_head_init` (cpu): A beats B. (thesis Table 1): **holds** (+2.00 points" in summary
+    assert "(smoke)" not in summary  # smoke runs are not evidence
+    assert "no stored run yet" in summary  # e.g. claim 4 has no finding here
+
+
+def test_every_summary_claim_names_known_experiments_with_claims():
     for filename, _, claims in experiment.SUMMARIES:
         for _, names in claims:
             assert set(names) <= set(experiment.EXPERIMENTS), (filename, names)
-    report = tmp_path / "table12_conv_supernet" / "table12_conv_supernet_cpu.md"
-    report.parent.mkdir()
-    report.write_text("Finding: thesis claim 'SuperNet wins (Fig. 17)': confirmed; at epoch 8 the order holds: not confirmed.\n")
-    chapter4 = experiment.claims_summary(tmp_path, [report], experiment.SUMMARIES[1]).read_text()
-    assert chapter4.startswith("### Thesis chapter 4")
-    assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: Finding: thesis claim 'SuperNet wins (Fig. 17)': confirmed;" in chapter4
-    assert "`table12_conv_supernet/table12_conv_supernet_cpu.md`: at epoch 8 the order holds: not confirmed." in chapter4
+            for name in names:
+                assert experiment.load_module(name).CLAIMS, f"{name} declares no claims for {filename}"
 
 
 @pytest.mark.slow

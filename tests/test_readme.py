@@ -49,3 +49,17 @@ def test_readme_links_exist():
     for target in re.findall(r"\]\(([^)#]+)\)", README.read_text()):
         if "://" not in target:
             assert (README.parent / target).exists(), target
+
+
+def test_results_at_a_glance_quote_their_reports():
+    section = README.read_text().split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "](" in line]
+    assert rows, "no result rows found"
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        source, ours, seeds, verdict = cells[1:5]
+        link = re.search(r"\]\(([^)]+)\)", cells[-1]).group(1)
+        report = (README.parent / link).read_text()
+        for number in re.findall(r"\d+\.\d+", f"{source} {ours}"):
+            assert number in report, f"{number} (README) is not in {link}"
+        assert f"| {seeds} | {verdict} |" in report, f"{seeds} seeds / {verdict} (README) are not in {link}"

@@ -326,8 +326,8 @@ def report(records, out_dir):
                     cell(f"{base}.cpu_s", 1),
                     _clock(thesis[2]),
                 ])
-            ratio_wall, ratio_cpu = stats[f"metrics.{tag}.ratio.wall_s"], stats[f"metrics.{tag}.ratio.cpu_s"]
-            thesis_ratio = THESIS[tag]["supermodel"][2] / THESIS[tag]["single"][2]
+            ratio_cpu = stats[f"metrics.{tag}.ratio.cpu_s"]
+            thesis_ratio = _thesis_ratio(tag)
             if ratio_cpu["n"]:
                 finding = (
                     f"SuperModel / single time ratio: wall {cell(f'metrics.{tag}.ratio.wall_s', 2)}, CPU "

@@ -1,4 +1,4 @@
-"""Glue shared by the "beyond the thesis" experiments (issue 10).
+"""Glue shared by the "beyond the thesis" experiments.
 
 Only orchestration: inference-cost timing, fused-member scoring, histogram
 counts for the records and report cells. The math lives in `supernet/`.

@@ -15,7 +15,7 @@ of the six, the SuperModel, the distilled student, the label-only control.
 Columns: test accuracy, NLL, parameters and measured inference time per
 sample (`predict`, batch 1024, best of 5 interleaved rounds).
 
-Goal (issue 10): the student recovers at least half of the SuperModel's
+Goal: the student recovers at least half of the SuperModel's
 accuracy gain over a single member at the member's inference cost. The
 report judges it against the control, a single member-size net trained as
 long as the student, `(acc_student - acc_control) / (acc_super -

@@ -689,7 +689,7 @@ def report(records, out_dir):
 
 
 def _star_cost(runs):
-    """Issue goal: StarSSE's M members cost at most M fine-tunings, from one checkpoint."""
+    """StarSSE's M members cost at most M fine-tunings, from one checkpoint."""
     ratios, budgets = [], []
     for run in runs:
         methods, config = run["metrics"]["methods"], run["config"]
@@ -710,7 +710,7 @@ def _star_cost(runs):
     # member's evaluation, is reported beside it.
     within = all(steps <= m for m, steps in budgets)
     return (
-        f"StarSSE's cost for M = {members} members stays within M fine-tunings from the single checkpoint (issue goal): "
+        f"StarSSE's cost for M = {members} members stays within M fine-tunings from the single checkpoint: "
         f"{'confirmed' if within else 'not confirmed'} -- its schedule trains "
         f"{', '.join(f'{e:g}' for _, e in budgets)} fine-tuning lengths (per seed) and took "
         f"{', '.join(f'{r:.2f}' for r in ratios)}x the CPU time of one local DE member; every member starts from "

@@ -107,10 +107,8 @@ class Finding:
     seeds: tuple = ()
 
     def as_dict(self):
-        """JSON-ready: the claim's fields beside the judgement (no callables)."""
-        claim = dataclasses.asdict(self.claim)
-        result = {k: v for k, v in dataclasses.asdict(self).items() if k != "claim"}
-        return {"experiment": self.experiment, "preset": self.preset, "claim": claim, **result}
+        """JSON-ready: the judgement with the claim's fields nested under `claim`."""
+        return dataclasses.asdict(self)
 
     def sentence(self):
         """The finding in words, signed: e.g. `+1.49 points, 95% interval [+0.62, +2.36], 3 seeds`."""

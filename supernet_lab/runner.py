@@ -147,6 +147,54 @@ class RunContext:
         _reseed(self.config.seed, key + "/after")
         return result
 
+    def trained_model(self, key, train):
+        """A trained Keras model kept in the run folder, or reused from an earlier run's.
+
+        Runs keep the models worth trying variants on (e.g. the members of
+        a SuperModel, whose heads are cheap to vary): `train()` returns
+        `(model, info)`, the model is saved as `run_dir/models/<key>.keras`
+        and `info` (a JSON-able dict, e.g. the training history) beside it.
+        When the config has `reuse_models` set to an earlier run's folder
+        (of the same seed, so the same data split), the model and its info
+        are loaded from there instead of trained, and the record lists them
+        in `reused_models`.
+
+        Args:
+            key: str, unique within the run, e.g. `"members_fmnist"`.
+            train: a function of no arguments returning `(model, info)`.
+
+        Returns:
+            `(model, info)`.
+        """
+        import keras
+
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(key))
+        source = getattr(self.config, "reuse_models", "") if self.config is not None else ""
+        if source:
+            folder = Path(source) / "models"
+            if not (folder / f"{name}.keras").exists():
+                raise ValueError(
+                    f"Config field `reuse_models` must be a run folder holding models/{name}.keras. "
+                    f"Received: reuse_models={source!r}"
+                )
+            stored = json.loads((folder / f"{name}.json").read_text())
+            if stored["seed"] != self.config.seed:
+                # The seed draws the data split: other members would have seen this run's validation data.
+                raise ValueError(
+                    f"Config field `reuse_models` must point at a run of the same seed. Received: "
+                    f"reuse_models={source!r} (seed {stored['seed']}) for a run of seed {self.config.seed}"
+                )
+            model, info = keras.saving.load_model(folder / f"{name}.keras"), stored["info"]
+            self.reused_models[key] = str(folder / f"{name}.keras")
+            self.log(f"{key}: reused from {folder / f'{name}.keras'}")
+            return model, info
+        model, info = train()
+        folder = self.run_dir / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / f"{name}.keras")
+        (folder / f"{name}.json").write_text(json.dumps({"seed": self.config.seed, "info": info}))
+        return model, info
+
     @property
     def resume_dir(self):
         """`run_dir/resume/<hash of experiment, preset and config>`."""
@@ -157,6 +205,7 @@ class RunContext:
     def __post_init__(self):
         self._start = time.perf_counter()
         self.resumed_stages = []
+        self.reused_models = {}
         self._resumable_keys = set()
 
 
@@ -457,6 +506,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir=DEFAULT_OUT, overrid
         extra={
             "started_utc": started,
             "resumed_stages": list(context.resumed_stages),
+            **({"reused_models": dict(context.reused_models)} if context.reused_models else {}),
             **({"shard": shard} if shard is not None else {}),
         },
     )

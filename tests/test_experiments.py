@@ -228,3 +228,17 @@ def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
         "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides={"lr_schedule": "cosine"}, verbose=False
     )
     assert record["status"] == "ok" and record["config"]["lr_schedule"] == "cosine"
+
+
+@pytest.mark.slow
+def test_table6_heads_can_be_retried_on_the_members_of_an_earlier_run(tmp_path):
+    first = experiment.run_experiment("table6_head_init", "smoke", seed=0, out_dir=tmp_path, verbose=False, render=False)
+    run_dir = tmp_path / "runs" / "table6_head_init" / "smoke-seed0"
+    assert sorted(p.name for p in (run_dir / "models").glob("*.keras")) == ["members_fmnist.keras", "members_tng.keras"]
+    second = experiment.run_experiment(
+        "table6_head_init", "smoke", seed=0, out_dir=tmp_path, verbose=False, render=False,
+        overrides={"reuse_models": str(run_dir), "fmnist_head_epochs": 2},
+    )
+    assert set(second["reused_models"]) == {"members_fmnist", "members_tng"}
+    assert second["metrics"]["fmnist"]["members"] == first["metrics"]["fmnist"]["members"]
+    assert "train_members_fmnist" in second["timings"]

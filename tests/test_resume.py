@@ -246,3 +246,42 @@ def test_tables_are_replaced_atomically(tmp_path, monkeypatch):
         reports.write_table(reports.Table("T", ["a"], [[2]]), stem)
     assert (tmp_path / "t.md").read_text() == before  # the old table, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.md", "t.tex"]  # no temporary left
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReuseConfig:
+    seed: int = 0
+    reuse_models: str = ""
+
+
+def _trained(calls):
+    def train():
+        calls.append(1)
+        return mlp(6, [4], 3), {"epochs_run": 5}
+
+    return train
+
+
+def test_trained_models_are_kept_and_reused_by_a_later_run(tmp_path):
+    calls = []
+    first = _context(tmp_path / "a", _ReuseConfig())
+    model, info = first.trained_model("members fmnist", _trained(calls))
+    assert (first.run_dir / "models" / "members_fmnist.keras").is_file() and first.reused_models == {}
+    again = _context(tmp_path / "b", _ReuseConfig(reuse_models=str(first.run_dir)))
+    loaded, loaded_info = again.trained_model("members fmnist", _trained(calls))
+    assert calls == [1], "a reused model was trained again"
+    assert loaded_info == info == {"epochs_run": 5}
+    x = np.ones((2, 6), "float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert again.reused_models == {"members fmnist": str(first.run_dir / "models" / "members_fmnist.keras")}
+
+
+def test_reuse_needs_the_same_seed_and_a_kept_model(tmp_path):
+    first = _context(tmp_path / "a", _ReuseConfig())
+    first.trained_model("members", _trained([]))
+    other_seed = _context(tmp_path / "b", _ReuseConfig(seed=1, reuse_models=str(first.run_dir)))
+    with pytest.raises(ValueError, match="same seed"):
+        other_seed.trained_model("members", _trained([]))
+    missing = _context(tmp_path / "c", _ReuseConfig(reuse_models=str(tmp_path / "nowhere")))
+    with pytest.raises(ValueError, match="models/members.keras"):
+        missing.trained_model("members", _trained([]))

@@ -10,6 +10,10 @@ copied + `downscale="auto"` (f fitted on validation NLL)} x
 `head_epochs` on features computed once (`_train_head`, the `fit_head`
 recipe without recomputing the members' features for every head).
 
+The trained members are kept in the run folder (`models/`); `--set
+reuse_models=<run folder>` trains heads on them again without re-training
+them, e.g. to try other head settings.
+
 Reported per head, as the thesis's "validation accuracy / validation error
 for the best score": the epoch with the highest validation accuracy
 (first one on ties, epochs 1..head_epochs), its validation accuracy and its
@@ -97,6 +101,9 @@ class Config:
     head_learning_rate: float = 1e-3
     hand_downscale: float = 6.0
     head_l2s: tuple = (0.0, 0.01, 0.001)
+    # An earlier run's folder (e.g. out/runs/table6_head_init/paper-seed0): its
+    # trained members are loaded instead of trained, to try head variants.
+    reuse_models: str = ""
 
 
 PRESETS = {
@@ -297,7 +304,7 @@ def _stage(tag, config, context):
         )
     context.log(ds.summary())
 
-    with context.stage(f"train_members_{tag}"):
+    def train():
         model = PartitionedMLP(
             ds.input_shape[0],
             list(getattr(config, f"{tag}_hidden_units")),
@@ -315,13 +322,16 @@ def _stage(tag, config, context):
             patience=getattr(config, f"{tag}_patience"),
             log=context.log,
         )
+        return model, {"epochs_run": len(fit["history"]["loss"]), "best_epochs": fit.get("best_epochs")}
+
+    with context.stage(f"train_members_{tag}"):
+        model, fit = context.trained_model(f"members_{tag}", train)
         val_members = np.moveaxis(model.predict(ds.x_val, verbose=0, batch_size=1024), 1, 0)
         members = {
             "val_accuracy_avg": float(np.mean([metrics.accuracy(ds.y_val, p) for p in val_members])),
             "val_nll_avg": float(np.mean([metrics.nll(ds.y_val, p) for p in val_members])),
             "vote_val_accuracy": metrics.accuracy(ds.y_val, val_members.mean(0)),
-            "epochs_run": len(fit["history"]["loss"]),
-            "best_epochs": fit.get("best_epochs"),
+            **fit,
         }
         context.log(
             f"  members: avg val acc {members['val_accuracy_avg']:.4f}, vote {members['vote_val_accuracy']:.4f}"

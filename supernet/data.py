@@ -60,6 +60,7 @@ __all__ = [
     "cifar100",
     "digits",
     "fashion_mnist",
+    "holdout_split",
     "load",
     "newsgroups20",
     "resolve_data_dir",
@@ -759,6 +760,78 @@ def synthetic(
         validation_size=validation_size,
         seed=seed,
     )
+
+
+# === Held-out splits ===
+
+
+def holdout_split(ds, holdout_size=0.1, *, seed=0):
+    """Splits a dataset's training part into the members' data and a held-out part.
+
+    For stacking: the members of an ensemble are trained on the first part
+    and a combiner, e.g. a SuperNet's head (`supernet.training.supermodel`'s
+    `head_data`), on the held-out part, which the members never saw. A head
+    re-trained on the members' own training data learns from predictions that
+    are far more confident than on new data.
+
+    The held-out part is a stratified, seeded sample of `ds.x_train` (a plain
+    seeded sample when a class is too rare to stratify). The validation and
+    test splits are left as they are.
+
+    Args:
+        ds: a `Dataset`.
+        holdout_size: fraction in `(0, 1)` of the training examples (rounded
+            up) or a positive count of them, held out.
+        seed: int seed of the split.
+
+    Returns:
+        `(members_ds, (x_holdout, y_holdout))`: a `Dataset` equal to `ds`
+        except that its training part is the rest of `ds`'s training part, and
+        the held-out inputs and labels. Both parts keep the original order.
+
+    Example:
+
+    >>> ds = digits(validation_size=0.1)
+    >>> members_ds, (x_head, y_head) = holdout_split(ds, 0.1, seed=0)
+    >>> len(members_ds.x_train), len(x_head), len(ds.x_train)
+    (1090, 122, 1212)
+    """
+    if not isinstance(ds, Dataset):
+        raise ValueError(
+            "Argument `ds` must be a supernet.data.Dataset. "
+            f"Received: ds of type {type(ds).__name__}"
+        )
+    _check_fraction_or_count("holdout_size", holdout_size, allow_zero=False)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(
+            f"Argument `seed` must be an int. Received: seed={seed!r}"
+        )
+    n = len(ds.y_train)
+    if isinstance(holdout_size, (int, np.integer)):
+        n_holdout = int(holdout_size)
+    else:
+        n_holdout = int(np.ceil(holdout_size * n))
+    if n_holdout >= n:
+        raise ValueError(
+            "Argument `holdout_size` leaves no training examples for the "
+            f"members: {n_holdout} of {n} would be held out. "
+            f"Received: holdout_size={holdout_size!r}"
+        )
+    holdout = np.zeros(n, dtype=bool)
+    holdout[_stratified_take(ds.y_train, n_holdout, int(seed))] = True
+    for part, mask in (("members' part", ~holdout), ("held-out part", holdout)):
+        classes = np.unique(ds.y_train[mask])
+        if len(classes) < 2:
+            raise ValueError(
+                "Argument `holdout_size` must leave at least 2 classes in "
+                f"both parts of the training set; the {part} holds "
+                f"{int(mask.sum())} example(s) of class(es) "
+                f"{classes.tolist()}. Received: holdout_size={holdout_size!r}"
+            )
+    members_ds = dataclasses.replace(
+        ds, x_train=ds.x_train[~holdout], y_train=ds.y_train[~holdout]
+    )
+    return members_ds, (ds.x_train[holdout], ds.y_train[holdout])
 
 
 # === Splitting and conversion ===

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
-from supernet._validation import DivergenceError, check_converged, check_dataset, check_int  # noqa: F401
+from supernet._validation import DivergenceError, check_converged, check_dataset, check_int, check_xy  # noqa: F401
 from supernet.callbacks import MemberEarlyStopping
 from supernet.models.supernet import build_supernet, fit_head
 from supernet.optimizers import FusedAdam
@@ -113,15 +113,31 @@ def fit_members(model, ds, *, epochs, batch_size=128, learning_rate=1e-3, patien
     return result
 
 
-def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epochs=10, batch_size=128, learning_rate=1e-3, seed=None, log=None):
+def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epochs=10, batch_size=128, learning_rate=1e-3, seed=None, log=None, head_data=None):
     """Merge members into a SuperNet, re-train its head, score it.
+
+    Args:
+        members: the trained members (a `PartitionedMLP` or a list of models),
+            as for `build_supernet`.
+        ds: a `supernet.data.Dataset`; its validation split picks an `"auto"`
+            `downscale` and is monitored, its test split is scored.
+        init, downscale, l2, seed: as for `build_supernet`.
+        head_epochs, batch_size, learning_rate: the head's re-training (a
+            fresh Adam).
+        log: optional `fn(str)` for progress lines.
+        head_data: `(x, y)` the head is re-trained on, or `None` (default)
+            for `(ds.x_train, ds.y_train)`. Pass a part of the training set
+            the members never saw (`supernet.data.holdout_split`) to train
+            the head as a stacked combiner.
 
     Returns:
         `(supernet, result)` where `result` has `before` / `after` test scores
         (copied head before re-training, and after), `val_after`, the chosen
-        `downscale` and the head's per-epoch `history`.
+        `downscale`, the head's per-epoch `history` and `head_samples`, the
+        number of examples the head was re-trained on.
     """
     check_dataset(ds)
+    head_x, head_y = _head_data(head_data, ds)
     supernet = build_supernet(
         members,
         init=init,
@@ -134,8 +150,8 @@ def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epoch
     callbacks = [epoch_logger(log, head_epochs)] if log is not None else None
     history = fit_head(
         supernet,
-        ds.x_train,
-        ds.y_train,
+        head_x,
+        head_y,
         validation_data=(ds.x_val, ds.y_val),
         epochs=head_epochs,
         batch_size=batch_size,
@@ -149,5 +165,25 @@ def supermodel(members, ds, *, init="copy", downscale="auto", l2=0.0, head_epoch
         "val_after": scores(ds.y_val, supernet.predict(ds.x_val, verbose=0, batch_size=1024)),
         "downscale": supernet.supernet_info["downscale"],
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "head_samples": len(head_y),
     }
     return supernet, result
+
+
+def _head_data(head_data, ds):
+    """`(x, y)` of `supermodel`'s `head_data`, checked against `ds`."""
+    if head_data is None:
+        return ds.x_train, ds.y_train
+    if not isinstance(head_data, (tuple, list)) or len(head_data) != 2:
+        raise ValueError(
+            "Argument `head_data` must be None or a tuple `(x, y)`. "
+            f"Received: head_data of type {type(head_data).__name__}"
+            + (f" and length {len(head_data)}" if isinstance(head_data, (tuple, list)) else "")
+        )
+    x, y = check_xy("head_data[0]", head_data[0], "head_data[1]", head_data[1], ds.num_classes, min_classes=2)
+    if tuple(x.shape[1:]) != tuple(np.shape(ds.x_train)[1:]):
+        raise ValueError(
+            f"Argument `head_data` must have inputs of the dataset's shape {tuple(np.shape(ds.x_train)[1:])}. "
+            f"Received: head_data[0].shape={x.shape}"
+        )
+    return x, y

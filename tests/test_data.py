@@ -735,3 +735,83 @@ def test_tfds_catalogue_builder_finds_its_code():
     import tensorflow_datasets as tfds
 
     assert tfds.builder_cls("mnist").code_path.exists()
+
+
+# === Held-out split for stacking ===
+
+
+def indexed_dataset(n=200, num_classes=4, seed=0):
+    """A `Dataset` whose training input `i` is `[i]`, with unbalanced classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(num_classes, size=n, p=[0.1, 0.2, 0.3, 0.4]).astype(np.int64)
+    x = np.arange(n, dtype=np.float32)[:, None]
+    x_other, y_other = x[:10] + 1000, y[:10]
+    return data.Dataset(
+        "indexed", x, y, x_other, y_other, x_other + 1000, y_other,
+        num_classes, (1,), tuple(f"c{i}" for i in range(num_classes)),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("holdout_size, n_holdout", [(0.1, 20), (0.25, 50), (0.333, 67), (37, 37)])
+def test_holdout_split_is_stratified_disjoint_and_covers_training_set(holdout_size, n_holdout):
+    ds = indexed_dataset()
+    members_ds, (x_head, y_head) = data.holdout_split(ds, holdout_size, seed=3)
+    assert isinstance(members_ds, data.Dataset) and members_ds.name == ds.name
+    ids_members = members_ds.x_train[:, 0].astype(int)
+    ids_head = x_head[:, 0].astype(int)
+    assert len(ids_head) == n_holdout and len(ids_members) == 200 - n_holdout
+    assert not set(ids_members) & set(ids_head)
+    np.testing.assert_array_equal(np.sort(np.concatenate([ids_members, ids_head])), np.arange(200))
+    # Inputs keep their labels, and both parts keep the original order.
+    np.testing.assert_array_equal(members_ds.y_train, ds.y_train[ids_members])
+    np.testing.assert_array_equal(y_head, ds.y_train[ids_head])
+    assert np.all(np.diff(ids_members) > 0) and np.all(np.diff(ids_head) > 0)
+    assert_stratified(y_head, ds.y_train, 4)
+    assert_stratified(members_ds.y_train, ds.y_train, 4)
+    # Validation and test splits are untouched.
+    for field in ("x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(members_ds, field), getattr(ds, field))
+    assert members_ds.num_classes == 4 and members_ds.input_shape == (1,)
+
+
+def test_holdout_split_is_deterministic_per_seed():
+    ds = indexed_dataset()
+    first = data.holdout_split(ds, 0.2, seed=1)
+    again = data.holdout_split(ds, 0.2, seed=1)
+    other = data.holdout_split(ds, 0.2, seed=2)
+    assert_same_dataset(first[0], again[0])
+    np.testing.assert_array_equal(first[1][0], again[1][0])
+    np.testing.assert_array_equal(first[1][1], again[1][1])
+    assert not np.array_equal(first[1][0], other[1][0])
+
+
+def test_holdout_split_on_a_loaded_dataset():
+    ds = data.digits(validation_size=0.1)
+    members_ds, (x_head, y_head) = data.holdout_split(ds, 0.1)
+    assert len(x_head) == int(np.ceil(0.1 * len(ds.x_train)))
+    assert x_head.shape[1:] == ds.input_shape and x_head.dtype == np.float32
+    assert_stratified(y_head, ds.y_train, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"holdout_size": 0}, r"Argument `holdout_size` must be a float in \(0, 1\) or a positive int. Received: holdout_size=0"),
+        ({"holdout_size": 0.0}, "holdout_size=0.0"),
+        ({"holdout_size": 1.0}, "holdout_size=1.0"),
+        ({"holdout_size": -5}, "holdout_size=-5"),
+        ({"holdout_size": True}, "holdout_size=True"),
+        ({"holdout_size": "0.1"}, "holdout_size='0.1'"),
+        ({"holdout_size": 200}, r"leaves no training examples for the members: 200 of 200"),
+        ({"holdout_size": 1}, r"at least 2 classes in both parts.*held-out part holds 1 example"),
+        ({"holdout_size": 0.1, "seed": 0.5}, r"Argument `seed` must be an int. Received: seed=0.5"),
+    ],
+)
+def test_holdout_split_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.holdout_split(indexed_dataset(), **kwargs)
+
+
+def test_holdout_split_refuses_what_is_not_a_dataset():
+    with pytest.raises(ValueError, match=r"Argument `ds` must be a supernet.data.Dataset. Received: ds of type tuple"):
+        data.holdout_split((np.zeros((4, 1)), np.zeros(4)), 0.5)

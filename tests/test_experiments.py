@@ -19,8 +19,8 @@ def test_quickstart_is_discovered_first():
     assert experiment.EXPERIMENTS[0] == "quickstart"
 
 
-# A representative few run by default (MLP, conv net, loss variants); the rest with `-m slow`.
-DEFAULT_SMOKE = ("quickstart", "fig4_snapshot_boost", "table4_partitioning", "table5_loss_statistics", "beyond_margin_loss")
+# A representative few run by default (fused MLPs, SuperModel losses, loss variants); the rest with `-m slow`.
+DEFAULT_SMOKE = ("quickstart", "table5_loss_statistics", "beyond_margin_loss")
 
 
 @pytest.mark.parametrize(

@@ -807,10 +807,7 @@ def holdout_split(ds, holdout_size=0.1, *, seed=0):
             f"Argument `seed` must be an int. Received: seed={seed!r}"
         )
     n = len(ds.y_train)
-    if isinstance(holdout_size, (int, np.integer)):
-        n_holdout = int(holdout_size)
-    else:
-        n_holdout = int(np.ceil(holdout_size * n))
+    n_holdout = _as_count(holdout_size, n)
     if n_holdout >= n:
         raise ValueError(
             "Argument `holdout_size` leaves no training examples for the "
@@ -892,6 +889,13 @@ def _synthetic(
         subset=subset,
         seed=seed,
     )
+
+
+def _as_count(size, n):
+    """A count as given, or a fraction of `n` rounded up."""
+    if isinstance(size, (int, np.integer)):
+        return int(size)
+    return int(np.ceil(size * n))
 
 
 def _check_fraction_or_count(arg, value, *, allow_zero):
@@ -988,10 +992,7 @@ def _split_indices(y_train, y_test, *, validation_size, subset, seed):
         )
 
     n = len(train_idx)
-    if isinstance(validation_size, (int, np.integer)):
-        n_val = int(validation_size)
-    else:
-        n_val = int(np.ceil(validation_size * n))
+    n_val = _as_count(validation_size, n)
     if n_val == 0:
         return train_idx, train_idx[:0], test_idx
     if n_val >= n:

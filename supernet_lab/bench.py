@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from supernet import reports
+from supernet_lab import DEFAULT_OUT
 
 
 def _cpu_model():
@@ -569,7 +570,7 @@ def _backend_rows(results, spec_text, cnn_text):
     return rows
 
 
-def run(quick=False, out_dir="out", batch_sizes=(128, 512), backends=("tensorflow", "jax"), results_dir="reports/results"):
+def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("tensorflow", "jax"), results_dir="reports/results"):
     """Run every measurement and write `<out_dir>/benchmarks.md`.
 
     Args:
@@ -812,7 +813,7 @@ def run(quick=False, out_dir="out", batch_sizes=(128, 512), backends=("tensorflo
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="supernet bench")
     parser.add_argument("--quick", action="store_true", help="smaller data, one epoch")
-    parser.add_argument("--out", default="out")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--backend-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backend_worker:

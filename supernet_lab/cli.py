@@ -12,7 +12,8 @@ import re
 import sys
 import tempfile
 
-DEFAULT_OUT = "out"  # the runner's default, repeated so that --help needs no import
+from supernet_lab import DEFAULT_OUT
+
 
 # Lines of TensorFlow's and absl's C++ logging: "I0000 00:00:17.1 123 port.cc:153] ...".
 _CPP_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\S+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog)")

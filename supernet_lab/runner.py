@@ -41,14 +41,10 @@ from pathlib import Path
 
 from supernet import reports
 from supernet._validation import DivergenceError
-from supernet_lab import catalog, findings
+from supernet_lab import DEFAULT_OUT, catalog, findings
 
 
 EXPERIMENTS = catalog.EXPERIMENTS
-
-# Runs write here unless told otherwise; the committed tables are in `reports/`
-# and change only with `--out reports`.
-DEFAULT_OUT = "out"
 
 
 def load_module(name):
@@ -682,13 +678,14 @@ def findings_table(name, preset, judged):
     )
 
 
-def render_tables(module, records, out_dir):
+def render_tables(module, records, out_dir, judged=None):
     """`module.report(records, out_dir)` and the findings table of each preset.
 
-    Every table states the Keras backend of its runs.
+    Every table states the Keras backend of its runs. `judged`: the
+    experiment's findings over `records`, if already computed.
     """
     name = experiment_name(module)
-    judged = experiment_findings(module, records)
+    judged = experiment_findings(module, records) if judged is None else judged
     with reports.table_note(backend_note(records)):
         written = list(module.report(records, out_dir))
         for preset in dict.fromkeys(f.preset for f in judged):
@@ -706,8 +703,9 @@ def render_reports(out_dir="reports", names=None):
         records = current_runs(module, reports.ResultsStore(results_path(out_dir, name)).read())
         if not records:
             continue
-        judged += experiment_findings(module, records)
-        paths = render_tables(module, records, out_dir)
+        found = experiment_findings(module, records)
+        judged += found
+        paths = render_tables(module, records, out_dir, found)
         written.extend(paths)
         presets = sorted({r["preset"] for r in records})
         for path in paths:

@@ -135,4 +135,4 @@ def test_bugs_keep_their_traceback(error, monkeypatch):
 
 def test_runs_default_to_an_untracked_folder():
     args = cli.build_parser().parse_args(["run", "quickstart"])
-    assert args.out == runner.DEFAULT_OUT == cli.DEFAULT_OUT == "out"
+    assert args.out == runner.DEFAULT_OUT == "out"

@@ -52,6 +52,7 @@ import keras
 from supernet import data, metrics, reports
 from supernet.callbacks import TimeToAccuracy
 from supernet.models import PartitionedMLP, build_supernet, fit_head, mlp
+from supernet.training import epoch_logger
 from supernet_lab.findings import Claim
 
 NAME = "table10_11_time_to_accuracy"
@@ -196,13 +197,14 @@ def _stage(tag, config, context):
     context.log(ds.summary())
     target, max_epochs = getattr(config, f"{tag}_target"), getattr(config, f"{tag}_max_epochs")
     fit_args = dict(x=ds.x_train, y=ds.y_train, epochs=max_epochs, batch_size=config.batch_size, verbose=0)
+    progress = epoch_logger(context.log, max_epochs)
 
     with context.stage(f"single_{tag}"):
         single = mlp(ds.input_shape[0], list(getattr(config, f"{tag}_single_units")), ds.num_classes,
                      dropout=getattr(config, f"{tag}_single_dropout"))
         single.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy")
         clock = TimeToAccuracy((ds.x_val, ds.y_val), target)
-        history = single.fit(callbacks=[clock], **fit_args)
+        history = single.fit(callbacks=[clock, progress], **fit_args)
         result_single = _result(
             clock, single.predict(ds.x_val, verbose=0, batch_size=1024), ds.y_val,
             single.predict(ds.x_test, verbose=0, batch_size=1024), ds.y_test, len(history.history["loss"]),
@@ -229,7 +231,7 @@ def _stage(tag, config, context):
             return metrics.accuracy(y, supernet.predict(ds.x_val, verbose=0, batch_size=1024))
 
         clock = TimeToAccuracy((ds.x_val, ds.y_val), target, score_fn=supermodel_accuracy)
-        history = fused.fit(callbacks=[clock], **fit_args)
+        history = fused.fit(callbacks=[clock, progress], **fit_args)
         final = checks[-1]
         supernet = final["supernet"]
         result_super = _result(

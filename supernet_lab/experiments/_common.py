@@ -6,6 +6,7 @@ plain Keras classifiers, loss histograms stored in results, report strings.
 Reusable math and models live in `supernet/`.
 """
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -13,13 +14,40 @@ import time
 import keras
 import numpy as np
 
-from supernet import data, metrics
+from supernet import data, metrics, reports
 from supernet._validation import check_converged
 from supernet.models import thesis_cnn
 from supernet.training import scores
 
 # Config fields that decide which data a net is trained on; part of every cache key.
 _DATA_FIELDS = ("seed", "dataset", "dataset_kwargs", "subset", "validation_size", "batch_size")
+
+
+# === Configuration ===
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The fields every experiment's `Config` starts with: its seed and its data.
+
+    `dataset` and `dataset_kwargs` go to `supernet.data.load`; `subset` keeps
+    that many training examples; `validation_size` is a fraction or a count
+    split off the training set.
+    """
+
+    seed: int = 0
+    dataset: str = "fashion_mnist"
+    dataset_kwargs: tuple = ()
+    subset: object = None
+    validation_size: object = 6000
+
+
+# Smoke data shaped like Fashion-MNIST: `Config(**SMOKE_FMNIST, ...)`.
+SMOKE_FMNIST = {
+    "dataset": "synthetic",
+    "dataset_kwargs": (("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
+    "validation_size": 0.2,
+}
 
 
 # === Data ===
@@ -159,6 +187,42 @@ def losses_from_histogram(counts, edges):
 
 
 # === Report strings ===
+
+
+class Seeds:
+    """One preset's runs, with the mean ± std over them of any dotted record path.
+
+    `cell("metrics.ensemble.accuracy", scale=100)` gives `"91.36 ± 0.12"`
+    (see `reports.format_mean_std`), `mean(path)` the mean over the runs that
+    have the value (None if none does); `n` counts the successful runs and
+    `config` is the config of the newest one.
+    """
+
+    def __init__(self, preset, runs):
+        self.preset, self.runs = preset, list(runs)
+        self.n = sum(r.get("status", "ok") == "ok" for r in self.runs)
+        self.config = self.runs[-1]["config"]
+        self._stats = {}
+
+    def stats(self, path):
+        """`{"mean", "std", "n", "values", "missing"}` of `path` (see `reports.aggregate`)."""
+        if path not in self._stats:
+            self._stats[path] = reports.aggregate(self.runs, by=["preset"], metrics=[path])[0]["metrics"][path]
+        return self._stats[path]
+
+    def mean(self, path):
+        return self.stats(path)["mean"]
+
+    def cell(self, path, scale=1.0, digits=2):
+        s = self.stats(path)
+        return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
+
+
+def by_preset(records):
+    """`Seeds` of each preset of `records`, presets in sorted order."""
+    for preset in sorted({r["preset"] for r in records}):
+        yield Seeds(preset, [r for r in records if r["preset"] == preset])
+
 
 
 def verdict(ok):

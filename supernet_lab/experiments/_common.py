@@ -42,6 +42,21 @@ class DataConfig:
     validation_size: object = 6000
 
 
+@dataclasses.dataclass(frozen=True)
+class MembersConfig(DataConfig):
+    """`DataConfig` plus K MLP members trained as one fused model with Adam.
+
+    A subclass re-declares a field to change its default.
+    """
+
+    num_members: int = 6
+    hidden_units: tuple = (200, 466, 466)
+    dropout: float = 0.3
+    epochs: int = 20
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+
+
 # Smoke data shaped like Fashion-MNIST: `Config(**SMOKE_FMNIST, ...)`.
 SMOKE_FMNIST = {
     "dataset": "synthetic",

@@ -33,7 +33,7 @@ import dataclasses
 import keras
 
 from supernet_lab.experiments._beyond import ensemble_scores, member_probs
-from supernet_lab.experiments._common import SMOKE_FMNIST, DataConfig, by_preset, load_dataset
+from supernet_lab.experiments._common import SMOKE_FMNIST, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 from supernet import reports, training
 from supernet.bootstrap import bootstrap_weights, out_of_bag
@@ -75,13 +75,8 @@ CLAIMS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(DataConfig):
-    num_members: int = 6
-    hidden_units: tuple = (200, 466, 466)
-    dropout: float = 0.3
-    epochs: int = 20
-    batch_size: int = 128
-    learning_rate: float = 1e-3
+class Config(MembersConfig):
+    """The members' data and training (`MembersConfig`); both variants share them."""
 
 
 PRESETS = {

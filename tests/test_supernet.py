@@ -7,7 +7,7 @@ from scipy import special
 
 from supernet import metrics
 from supernet.layers import FrozenModel
-from supernet.models import PartitionedMLP, build_supernet, fit_head, mlp
+from supernet.models import PartitionedMLP, build_supernet, fit_head, mlp, supernet_features
 from test_case import (
     assert_saved_model_predicts_same,
     assert_weights_equal,
@@ -197,6 +197,36 @@ def test_fit_head_equals_full_model_fit():
         np.testing.assert_allclose(b, a, atol=1e-6)
     np.testing.assert_allclose(_probs(cached, x), _probs(full, x), atol=1e-6)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_fit_head_on_precomputed_features_equals_fit_head_on_inputs():
+    x, y = seeded_data(d=D, classes=C)
+    members = _sequential_members()
+    on_inputs = build_supernet(members, downscale=2.0)
+    on_features = build_supernet(members, downscale=2.0)
+    features = supernet_features(on_features).predict(x, verbose=0)
+    kwargs = dict(batch_size=len(x), epochs=3, verbose=0)
+    a = fit_head(on_inputs, x, y, validation_data=(x, y), optimizer=keras.optimizers.SGD(0.1), **kwargs)
+    b = fit_head(on_features, features, y, validation_data=(features, y), optimizer=keras.optimizers.SGD(0.1),
+                 on_features=True, **kwargs)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(b.history[key], a.history[key], rtol=1e-5)
+    np.testing.assert_allclose(_probs(on_features, x), _probs(on_inputs, x), atol=1e-6)
+    with pytest.raises(ValueError, match="on_features"):
+        fit_head(on_features, x, y, epochs=1, verbose=0, on_features=True)
+
+
+def test_head_l2_on_kernel_and_bias_adds_their_penalty_to_the_loss():
+    x, y = seeded_data(d=D, classes=C)
+    plain = build_supernet(_sequential_members(), downscale=2.0)
+    penalised = build_supernet(_sequential_members(), downscale=2.0, l2=0.01, bias_l2=0.1)
+    kernel, bias = weights_of(penalised.get_layer("supernet_head"))
+    for model in (plain, penalised):
+        model.compile(loss="sparse_categorical_crossentropy")
+    penalty = 0.01 * np.sum(kernel.astype("float64") ** 2) + 0.1 * np.sum(bias.astype("float64") ** 2)
+    np.testing.assert_allclose(
+        penalised.evaluate(x, y, verbose=0) - plain.evaluate(x, y, verbose=0), penalty, rtol=1e-4
+    )
 
 
 def test_build_supernet_leaves_caller_members_trainable():
@@ -427,6 +457,7 @@ def test_save_load_of_any_classifier(output, tmp_path):
         (lambda: [mlp(D, [8], C)], dict(downscale="auto", init="random", validation_data=(0, 0)), "init"),
         (lambda: [mlp(D, [8], C)], dict(init="bogus"), "init"),
         (lambda: [mlp(D, [8], C)], dict(l2=-0.1), "l2"),
+        (lambda: [mlp(D, [8], C)], dict(bias_l2=float("nan")), "bias_l2"),
     ],
     ids=[
         "no-members",
@@ -439,6 +470,7 @@ def test_save_load_of_any_classifier(output, tmp_path):
         "auto-random-init",
         "init-bogus",
         "l2-neg",
+        "bias-l2-nan",
     ],
 )
 def test_bad_arguments(make_members, kwargs, match):

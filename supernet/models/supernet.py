@@ -206,6 +206,7 @@ def build_supernet(
     init="copy",
     downscale=1.0,
     l2=0.0,
+    bias_l2=0.0,
     train_members=False,
     validation_data=None,
     seed=None,
@@ -237,6 +238,8 @@ def build_supernet(
         downscale: float > 0, or `"auto"` to choose f by minimising the
             validation NLL of the copied head (needs `validation_data`).
         l2: L2 factor on the head's kernel.
+        bias_l2: L2 factor on the head's bias (thesis Fig. 10 regularises
+            both).
         train_members: if False (default) the members are frozen and run in
             inference mode (dropout off, BatchNormalization statistics fixed).
         validation_data: `(x_val, y_val)`, required for `downscale="auto"`.
@@ -276,8 +279,9 @@ def build_supernet(
         )
     if auto and validation_data is None:
         raise ValueError("Argument `validation_data=(x_val, y_val)` is required for downscale='auto'.")
-    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.number)) or l2 < 0:
-        raise ValueError(f"Argument `l2` must be a number >= 0. Received: l2={l2!r}")
+    for arg, value in (("l2", l2), ("bias_l2", bias_l2)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
+            raise ValueError(f"Argument `{arg}` must be a number >= 0. Received: {arg}={value!r}")
 
     parts = [_member_parts(m, k) for k, m in enumerate(members)]
     num_classes = {p[3] for p in parts}
@@ -306,6 +310,7 @@ def build_supernet(
         num_classes,
         activation="softmax",
         kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
+        bias_regularizer=keras.regularizers.L2(bias_l2) if bias_l2 > 0 else None,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
         dtype="float32",
         name=HEAD_NAME,
@@ -347,12 +352,16 @@ def supernet_features(model):
     return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
 
 
-def fit_head(model, x, y, *, validation_data=None, batch_size=128, epochs=10, optimizer="adam", callbacks=None, verbose="auto"):
+def fit_head(model, x, y, *, validation_data=None, batch_size=128, epochs=10, optimizer="adam", callbacks=None, verbose="auto", on_features=False):
     """Re-train only the head of a SuperNet on features computed once.
 
     With frozen members the features do not change during head training, so
     computing them once and fitting the Dense head alone equals
     `model.fit(...)` with frozen members, at the cost of one forward pass.
+    With `on_features=True`, `x` and the validation inputs already are those
+    features (`supernet_features(model).predict(...)`), e.g. computed once
+    for several heads on the same members; callbacks then see the head
+    alone as their `model`.
 
     Returns:
         The `keras.callbacks.History` of the head's `fit`.
@@ -364,11 +373,20 @@ def fit_head(model, x, y, *, validation_data=None, batch_size=128, epochs=10, op
     check_xy("x", x, "y", y, head.units, min_classes=2)
     if validation_data is not None:
         _check_pair("validation_data", validation_data, head.units)
-    head_model = keras.Sequential([keras.Input(shape=(head.input.shape[-1],)), head])
+    width = head.input.shape[-1]
+    if on_features and np.shape(x)[1:] != (width,):
+        raise ValueError(
+            f"With `on_features=True`, argument `x` must be the head's input features, of shape (n, {width}). "
+            f"Received: x.shape={np.shape(x)}"
+        )
+    head_model = keras.Sequential([keras.Input(shape=(width,)), head])
     head_model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    features = feature_model.predict(x, verbose=0, batch_size=1024)
+
+    def features(inputs):
+        return inputs if on_features else feature_model.predict(inputs, verbose=0, batch_size=1024)
+
     val = None
     if validation_data is not None:
         x_val, y_val = validation_data
-        val = (feature_model.predict(x_val, verbose=0, batch_size=1024), y_val)
-    return head_model.fit(features, y, validation_data=val, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        val = (features(x_val), y_val)
+    return head_model.fit(features(x), y, validation_data=val, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)

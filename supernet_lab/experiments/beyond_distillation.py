@@ -44,11 +44,11 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet_lab.experiments._beyond import grouped, inference_costs, member_probs
-from supernet_lab.experiments._common import fit_classifier, load_dataset, verdict
+from supernet_lab.experiments._beyond import SMOKE_MEMBERS, inference_costs, member_probs, train_members
+from supernet_lab.experiments._common import MembersConfig, by_preset, fit_classifier, load_dataset, split_scores, verdict
 from supernet import metrics, reports, training
 from supernet.distillation import Distiller, teacher_outputs
-from supernet.models import PartitionedMLP, mlp
+from supernet.models import mlp
 
 NAME = "beyond_distillation"
 DESCRIPTION = "Distil the 6 x 200-466-466 Fashion-MNIST SuperModel into one member-sized MLP"
@@ -56,15 +56,9 @@ REPRODUCES = "beyond the thesis: its future work (compression), Hinton et al. 20
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "fashion_mnist"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 6000
-    num_members: int = 6
-    hidden_units: tuple = (200, 466, 466)
-    dropout: float = 0.3
+class Config(MembersConfig):
+    """The teacher's members (`MembersConfig`, here up to 100 epochs with early stopping), its head and the student."""
+
     epochs: int = 100
     patience: object = 10
     head_downscale: object = "auto"
@@ -75,22 +69,10 @@ class Config:
     # `((T, alpha), ...)`: students for every pair, the one with the best
     # validation accuracy is the row; empty: only (temperature, alpha).
     candidates: tuple = ()
-    batch_size: int = 128
-    learning_rate: float = 1e-3
 
 
 PRESETS = {
-    "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
-        validation_size=0.2,
-        num_members=3,
-        hidden_units=(16, 24, 24),
-        epochs=1,
-        patience=None,
-        head_epochs=1,
-        student_epochs=1,
-    ),
+    "smoke": Config(**SMOKE_MEMBERS, patience=None, head_epochs=1, student_epochs=1),
     "cpu": Config(
         epochs=15, patience=None, head_epochs=5, student_epochs=15,
         candidates=((1.0, 0.5), (2.0, 0.1), (4.0, 0.1), (4.0, 0.5), (8.0, 0.1)),
@@ -108,23 +90,12 @@ ROWS = (
 )
 
 
-def _scores(y, probs):
-    return {"accuracy": metrics.accuracy(y, probs), "nll": metrics.nll(y, probs)}
-
-
 def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
 
     with context.stage("train_members"):
-        model = PartitionedMLP(
-            ds.input_shape[0], list(config.hidden_units), ds.num_classes,
-            num_members=config.num_members, dropout=config.dropout, seed=config.seed,
-        )
-        training.fit_members(
-            model, ds, epochs=config.epochs, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, patience=config.patience, log=context.log,
-        )
+        model = train_members(config, ds, context.log, patience=config.patience)
     with context.stage("supermodel"):
         supernet, head = training.supermodel(
             model, ds, downscale=config.head_downscale, head_epochs=config.head_epochs,
@@ -153,7 +124,7 @@ def main(config, context):
             candidates[f"T{temperature:g}_a{alpha:g}".replace(".", "p")] = {
                 "temperature": float(temperature), "alpha": float(alpha), "student": student,
                 "val_accuracy": float(history.history["val_accuracy"][-1]),
-                **{f"test_{k}": v for k, v in _scores(ds.y_test, student.predict(ds.x_test, verbose=0, batch_size=1024)).items()},
+                **{f"test_{k}": v for k, v in split_scores(student, ds).items()},
             }
         chosen = max(candidates, key=lambda key: candidates[key]["val_accuracy"])
         student = candidates[chosen]["student"]
@@ -166,19 +137,18 @@ def main(config, context):
 
     with context.stage("evaluate"):
         probs = member_probs(model, ds.x_test)
-        member = model.member(0)
         rows = {
             "member_avg": {
                 "accuracy": float(np.mean([metrics.accuracy(ds.y_test, p) for p in probs])),
                 "nll": float(np.mean([metrics.nll(ds.y_test, p) for p in probs])),
             },
-            "member_1": _scores(ds.y_test, probs[0]),
-            "vote": _scores(ds.y_test, probs.mean(axis=0)),
+            "member_1": training.scores(ds.y_test, probs[0]),
+            "vote": training.scores(ds.y_test, probs.mean(axis=0)),
             "supermodel": head["after"],
-            "student": _scores(ds.y_test, student.predict(ds.x_test, verbose=0, batch_size=1024)),
-            "control": _scores(ds.y_test, control.predict(ds.x_test, verbose=0, batch_size=1024)),
+            "student": split_scores(student, ds),
+            "control": split_scores(control, ds),
         }
-        nets = {"member_1": member, "vote": model, "supermodel": supernet, "student": student, "control": control}
+        nets = {"member_1": model.member(0), "vote": model, "supermodel": supernet, "student": student, "control": control}
         for key, cost in inference_costs(nets, ds.x_test).items():
             rows[key].update(cost)
         rows["member_avg"].update({k: rows["member_1"][k] for k in ("params", "us_per_sample")})
@@ -199,18 +169,15 @@ def main(config, context):
 def report(records, out_dir):
     """Accuracy / cost table with the goal check, per preset."""
     written = []
-    out = out_dir / NAME
-    paths = [f"metrics.rows.{key}.{m}" for key, _ in ROWS for m in ("accuracy", "nll", "params", "us_per_sample")]
-    paths += ["metrics.gain", "metrics.recovered"]
-    for preset, runs, cell, mean, n in grouped(records, paths):
-        config = runs[-1]["config"]
+    for runs in by_preset(records):
+        config, preset, mean = runs.config, runs.preset, runs.mean
         rows = [
             [
                 label,
-                cell(f"metrics.rows.{key}.accuracy", scale=100),
-                cell(f"metrics.rows.{key}.nll", digits=4),
+                runs.cell(f"metrics.rows.{key}.accuracy", scale=100),
+                runs.cell(f"metrics.rows.{key}.nll", digits=4),
                 f"{mean(f'metrics.rows.{key}.params'):,.0f}",
-                cell(f"metrics.rows.{key}.us_per_sample", digits=2),
+                runs.cell(f"metrics.rows.{key}.us_per_sample", digits=2),
             ]
             for key, label in ROWS
         ]
@@ -232,7 +199,7 @@ def report(records, out_dir):
             f"(SuperModel: {mean('metrics.rows.supermodel.params'):,.0f}). Against the mean member, trained "
             f"{'at most ' if config['patience'] else ''}{config['epochs']} epochs to the student's "
             f"{config['student_epochs']}, the SuperModel gains "
-            f"{cell('metrics.gain', scale=100)} points and the student recovers "
+            f"{runs.cell('metrics.gain', scale=100)} points and the student recovers "
             + ("—" if recovered is None else f"{100 * recovered:.0f}%")
             + (
                 "; the control shows how much of that is the longer training rather than the teacher."
@@ -243,7 +210,7 @@ def report(records, out_dir):
             title=f"Distilling the Fashion-MNIST SuperModel into one member-sized MLP ({preset})",
             columns=["model", "test accuracy %", "test NLL", "parameters", "inference µs / sample"],
             rows=rows,
-            caption=f"Preset `{preset}`, mean ± std over {n} seed(s); {config['dataset']} test set. {finding}",
+            caption=f"Preset `{preset}`, mean ± std over {runs.n} seed(s); {config['dataset']} test set. {finding}",
             footnotes=[
                 f"{config['num_members']} members of {'-'.join(map(str, config['hidden_units']))}-C, dropout "
                 f"{config['dropout']}, {config['epochs']} epochs"
@@ -253,26 +220,27 @@ def report(records, out_dir):
                 f"Student and control: fresh MLPs of one member's architecture (same seed, same initial weights), "
                 f"{config['student_epochs']} epochs, Adam lr {config['learning_rate']}, batch {config['batch_size']}; "
                 "student loss alpha * CE + (1 - alpha) * T^2 * KL (Hinton et al. 2015), teacher = the SuperModel "
-                f"(frozen; its outputs computed once, offline distillation); {_candidates_note(runs, config)}",
+                f"(frozen; its outputs computed once, offline distillation); {_candidates_note(runs)}",
                 "Inference time: wall time of `predict` on the test set (batch 1024; models timed in 5 interleaved rounds, "
                 "best round each), on a shared 2-core "
                 "CPU; compare within a run, not across machines. The vote row runs all K members (the fused model).",
                 "Not in the thesis (its future work); the gain is measured against the mean member.",
             ],
         )
-        written += reports.write_table(table, out / f"{NAME}_{preset}")
+        written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
     return written
 
 
-def _candidates_note(runs, config):
-    """Which (T, alpha) the student row used, and every candidate's accuracies."""
+def _candidates_note(runs):
+    """Which (T, alpha) the student row used, and every candidate's accuracies (`runs`: one preset's `Seeds`)."""
+    config = runs.config
     if not config.get("candidates"):
         return f"T = {config['temperature']}, alpha = {config['alpha']}."
     tried = {}
-    for run in runs:
+    for run in runs.runs:
         for key, c in run["metrics"].get("candidates", {}).items():
             tried.setdefault((c["temperature"], c["alpha"]), []).append((c["val_accuracy"], c["test_accuracy"]))
-    chosen = [(r["metrics"]["chosen"]["temperature"], r["metrics"]["chosen"]["alpha"]) for r in runs if "chosen" in r["metrics"]]
+    chosen = [(r["metrics"]["chosen"]["temperature"], r["metrics"]["chosen"]["alpha"]) for r in runs.runs if "chosen" in r["metrics"]]
     listed = "; ".join(
         f"T {t:g}, alpha {a:g}: val {100 * np.mean([v for v, _ in acc]):.2f}, test {100 * np.mean([te for _, te in acc]):.2f}"
         for (t, a), acc in sorted(tried.items())

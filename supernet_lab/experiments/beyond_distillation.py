@@ -48,7 +48,7 @@ import numpy as np
 from supernet_lab.experiments._beyond import SMOKE_MEMBERS, inference_costs, member_probs, train_members
 from supernet_lab.experiments._common import MembersConfig, by_preset, fit_classifier, load_dataset, split_scores
 from supernet_lab.findings import Claim
-from supernet import metrics, reports, training
+from supernet import reports, training
 from supernet.distillation import Distiller, teacher_outputs
 from supernet.models import mlp
 
@@ -159,12 +159,10 @@ def main(config, context):
 
     with context.stage("evaluate"):
         probs = member_probs(model, ds.x_test)
+        members = [training.scores(ds.y_test, p) for p in probs]
         rows = {
-            "member_avg": {
-                "accuracy": float(np.mean([metrics.accuracy(ds.y_test, p) for p in probs])),
-                "nll": float(np.mean([metrics.nll(ds.y_test, p) for p in probs])),
-            },
-            "member_1": training.scores(ds.y_test, probs[0]),
+            "member_avg": {k: float(np.mean([m[k] for m in members])) for k in ("accuracy", "nll")},
+            "member_1": members[0],
             "vote": training.scores(ds.y_test, probs.mean(axis=0)),
             "supermodel": head["after"],
             "student": split_scores(student, ds),

@@ -58,14 +58,13 @@ Presets:
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from supernet_lab.experiments._beyond import class_task
-from supernet_lab.experiments._common import by_preset
+from supernet_lab.experiments._common import by_preset, timed_fit
 from supernet_lab.findings import Claim
 from supernet import data, metrics, reports, soups, transfer
 from supernet.models.resnet import resnet50_backbone, small_resnet
@@ -275,11 +274,11 @@ def _load(config):
     kwargs = dict(config.dataset_kwargs)
     if config.dry_run:
         # The paper code path on generated CIFAR-sized data: a few images, one step each.
-        raw = data.load("synthetic", validation_size=4, seed=config.seed, num_classes=4, input_shape=(32, 32, 3), num_train=12, num_test=8)
-        return None, raw
+        return None, data.load(
+            "synthetic", validation_size=4, seed=config.seed, num_classes=4, input_shape=(32, 32, 3), num_train=12, num_test=8
+        )
     if config.dataset == "cifar100":
-        raw = data.load("cifar100", validation_size=config.validation_size, seed=config.seed, **kwargs)
-        return None, raw
+        return None, data.load("cifar100", validation_size=config.validation_size, seed=config.seed, **kwargs)
     raw = data.load(config.dataset, validation_size=0, seed=config.seed, **kwargs)
     rng = np.random.default_rng([config.seed, 7])
     source = _task(raw, config.source_classes, config.pretrain_size, rng)
@@ -313,9 +312,7 @@ def _pretrain(config, source, k, context):
     optimizer = keras.optimizers.SGD(CosineRestarts(config.pretrain_lr, steps), momentum=0.9, weight_decay=5e-4)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
     batches = transfer.TransferBatches(source.x_train, source.y_train, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
-    start = time.perf_counter()
-    model.fit(batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
-    wall = time.perf_counter() - start
+    wall = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])["wall_s"]
     model.save(path)
     key_path.write_text(json.dumps(key))
     epoch_s = wall / max(config.pretrain_epochs, 1e-9)

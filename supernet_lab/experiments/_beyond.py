@@ -1,14 +1,42 @@
 """Glue shared by the "beyond the thesis" experiments.
 
-Only orchestration: inference-cost timing, fused-member scoring, histogram
-counts for the records and report cells. The math lives in `supernet/`.
+Only orchestration: fused-member training and scoring, class subsets,
+inference-cost timing, histogram counts for the records. The math lives in
+`supernet/`.
 """
 
 import time
 
 import numpy as np
 
-from supernet import metrics, reports
+from supernet import metrics, training
+from supernet.models import PartitionedMLP
+from supernet_lab.experiments._common import SMOKE_FMNIST
+
+# Tiny fused members on `SMOKE_FMNIST` data, for the `smoke` presets of `MembersConfig` experiments.
+SMOKE_MEMBERS = dict(SMOKE_FMNIST, num_members=3, hidden_units=(16, 24, 24), epochs=1)
+
+
+def train_members(config, ds, log, **kwargs):
+    """A fused `PartitionedMLP` of `config`'s members (a `MembersConfig`), trained on `ds`.
+
+    `kwargs` go to `supernet.training.fit_members` (e.g. `loss`, `patience`).
+    """
+    model = PartitionedMLP(
+        ds.input_shape[0], list(config.hidden_units), ds.num_classes,
+        num_members=config.num_members, dropout=config.dropout, seed=config.seed,
+    )
+    training.fit_members(
+        model, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, log=log, **kwargs
+    )
+    return model
+
+
+def class_task(x, y, classes):
+    """The samples of `classes`, relabelled `0..len(classes) - 1` in that order."""
+    keep = np.isin(y, classes)
+    relabel = {c: i for i, c in enumerate(classes)}
+    return x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=np.int64)
 
 
 def inference_costs(models, x, *, repeats=5, batch_size=1024):
@@ -52,24 +80,3 @@ def histogram_counts(values, edges):
     edges = np.asarray(edges, dtype=float)
     clipped = np.clip(np.asarray(values, dtype=float), edges[0], np.nextafter(edges[-1], edges[0]))
     return np.histogram(clipped, bins=edges)[0].astype(int).tolist()
-
-
-def grouped(records, paths):
-    """Per preset: `(runs, cell, mean, n)` over the runs of that preset.
-
-    `cell(path, scale=1.0, digits=2)` formats mean ± std, `mean(path)` is the
-    mean over seeds (None when missing) and `n` the number of seeds.
-    """
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset]
-        group = reports.aggregate(runs, by=["preset"], metrics=list(paths))[0]
-        stats, n = group["metrics"], group["n_runs"]
-
-        def cell(path, scale=1.0, digits=2, stats=stats):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-        def mean(path, stats=stats):
-            return stats[path]["mean"]
-
-        yield preset, runs, cell, mean, n

@@ -46,8 +46,9 @@ import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from supernet_lab.experiments._beyond import grouped
-from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, verdict
+from supernet_lab.experiments._beyond import class_task
+from supernet_lab.experiments._common import DataConfig, bn_momentum_notes, by_preset, load_dataset
+from supernet_lab.findings import Claim
 from supernet import metrics, reports
 from supernet.baselines import fit_linear_probe, freeze_first, layer_features
 from supernet.models import thesis_cnn
@@ -61,11 +62,10 @@ CLASSIFIERS = (("logistic", "logistic regression"), ("svm", "linear SVM"))
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
+class Config(DataConfig):
+    """CIFAR-10 (`DataConfig`), its source and target classes, and the source net, probes and fine-tuning."""
+
     dataset: str = "cifar10"
-    dataset_kwargs: tuple = ()
-    subset: object = None
     validation_size: object = 500
     source_classes: tuple = (0, 1, 2, 3, 4)
     target_classes: tuple = (5, 6, 7, 8, 9)
@@ -88,24 +88,35 @@ PRESETS = {
     "smoke": Config(
         dataset="synthetic",
         dataset_kwargs=(("num_classes", 10), ("input_shape", (16, 16, 3)), ("num_train", 400), ("num_test", 200)),
-        validation_size=0.1,
-        source_epochs=1,
-        target_train_size=100,
-        target_test_size=100,
-        finetune_epochs=1,
-        probe_max_iter=200,
+        validation_size=0.1, source_epochs=1, target_train_size=100, target_test_size=100, finetune_epochs=1, probe_max_iter=200,
     ),
     "cpu": Config(subset=10000, source_epochs=5, target_train_size=1000, finetune_epochs=8, probe_max_iter=500, bn_momentum=0.9),
     "paper": Config(),
 }
 
+# DeCAF's table in the source (Caltech-101, 30 training images per class): accuracy % on DeCAF5 and DeCAF7.
+SOURCE_DECAF = {"logistic": (63.29, 84.87), "svm": (77.12, 83.24)}
+_FIRST, _LAST = Config.feature_layers[0], Config.feature_layers[-1]
+
+CLAIMS = tuple(
+    Claim(
+        f"later_layers_transfer_better_{c}",
+        f"Activations of later layers are better features: a {label} on the last block's features beats one on the "
+        f"1st block's (DeCAF, {label}: {SOURCE_DECAF[c][0]}% on DeCAF5, {SOURCE_DECAF[c][1]}% on DeCAF7).",
+        "source 002 (DeCAF quantitative analysis table; Donahue et al. 2014)",
+        f"metrics.probes.{_LAST}.{c}.accuracy", minus=f"metrics.probes.{_FIRST}.{c}.accuracy",
+        source_value=(SOURCE_DECAF[c][1] - SOURCE_DECAF[c][0]) / 100,
+        label=f"{label}, last - 1st block features, target test accuracy", scale=100, unit=" points",
+    )
+    for c, label in CLASSIFIERS
+)
+
 
 def _task(x, y, classes, size, seed):
-    """The samples of `classes`, relabelled 0..len-1, at most `size` of them (seeded)."""
-    keep = np.flatnonzero(np.isin(y, classes))
-    keep = np.sort(np.random.default_rng(seed).permutation(keep)[:size]) if size is not None else keep
-    relabel = {c: i for i, c in enumerate(classes)}
-    return x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=np.int64)
+    """The samples of `classes`, relabelled 0..len-1, at most `size` of them (seeded, in their order)."""
+    x, y = class_task(x, y, classes)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:size]) if size is not None else slice(None)
+    return x[keep], y[keep]
 
 
 def _new_head(source, num_classes, seed):
@@ -117,9 +128,9 @@ def _new_head(source, num_classes, seed):
     return keras.Sequential([keras.Input(source.input_shape[1:])] + copy.layers[:-1] + [head], name="finetuned")
 
 
-def _train(model, x, y, config):
+def _train(model, x, y, config, epochs):
     model.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=config.finetune_epochs, batch_size=config.batch_size, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=config.batch_size, verbose=0)
 
 
 def _accuracy(model, x, y):
@@ -129,8 +140,8 @@ def _accuracy(model, x, y):
 def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
-    x_src, y_src = _task(ds.x_train, ds.y_train, config.source_classes, None, config.seed)
-    x_src_test, y_src_test = _task(ds.x_test, ds.y_test, config.source_classes, None, config.seed)
+    x_src, y_src = class_task(ds.x_train, ds.y_train, config.source_classes)
+    x_src_test, y_src_test = class_task(ds.x_test, ds.y_test, config.source_classes)
     x_tgt, y_tgt = _task(ds.x_train, ds.y_train, config.target_classes, config.target_train_size, config.seed)
     x_tgt_test, y_tgt_test = _task(ds.x_test, ds.y_test, config.target_classes, config.target_test_size, config.seed + 1)
     context.log(f"source: {len(x_src)} train; target: {len(x_tgt)} train, {len(x_tgt_test)} test")
@@ -140,8 +151,7 @@ def main(config, context):
     with context.stage("train_source"):
         keras.utils.set_random_seed(config.seed)
         source = thesis_cnn(input_shape=ds.input_shape, num_classes=len(config.source_classes), bn_momentum=config.bn_momentum)
-        source.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy")
-        source.fit(x_src, y_src, epochs=config.source_epochs, batch_size=config.batch_size, verbose=0)
+        _train(source, x_src, y_src, config, config.source_epochs)
         result["source_test_accuracy"] = _accuracy(source, x_src_test, y_src_test)
         context.log(f"  source-task test accuracy {result['source_test_accuracy']:.4f}")
 
@@ -166,7 +176,7 @@ def main(config, context):
             keras.utils.set_random_seed(config.seed + 1)
             model = _new_head(source, target_classes, config.seed + 1)
             trainable = freeze_first(model, layer if layer is not None else 0)
-            _train(model, x_tgt, y_tgt, config)
+            _train(model, x_tgt, y_tgt, config, config.finetune_epochs)
             key = layer or "all"
             finetune[key] = {"accuracy": _accuracy(model, x_tgt_test, y_tgt_test), "trainable_params": trainable}
             context.log(f"  fine-tune above {key}: {trainable} trainable parameters, accuracy {finetune[key]['accuracy']:.4f}")
@@ -175,7 +185,7 @@ def main(config, context):
     with context.stage("scratch"):
         keras.utils.set_random_seed(config.seed + 2)
         scratch = thesis_cnn(input_shape=ds.input_shape, num_classes=target_classes, bn_momentum=config.bn_momentum)
-        _train(scratch, x_tgt, y_tgt, config)
+        _train(scratch, x_tgt, y_tgt, config, config.finetune_epochs)
         result["scratch_accuracy"] = _accuracy(scratch, x_tgt_test, y_tgt_test)
         context.log(f"  from scratch on the target set: accuracy {result['scratch_accuracy']:.4f}")
     return result
@@ -184,46 +194,34 @@ def main(config, context):
 def report(records, out_dir):
     """The DeCAF table per preset: rows = feature layer, columns = method."""
     written = []
-    out = out_dir / NAME
-    config = records[-1]["config"]
-    layers = config["feature_layers"]
-    paths = [f"metrics.probes.{layer}.{c}.accuracy" for layer in layers for c, _ in CLASSIFIERS]
-    paths += [f"metrics.probes.{layer}.logistic.num_features" for layer in layers]
-    paths += [f"metrics.fine_tune.{key}.accuracy" for key in (*layers, "all")]
-    paths += [f"metrics.fine_tune.{key}.trainable_params" for key in (*layers, "all")]
-    paths += ["metrics.scratch_accuracy", "metrics.source_test_accuracy"]
-    for preset, runs, cell, mean, n in grouped(records, paths):
-        config = runs[-1]["config"]
+    for runs in by_preset(records):
+        config, preset, mean = runs.config, runs.preset, runs.mean
         layers = config["feature_layers"]
-        rows = []
-        for layer, label in zip(layers, LAYER_LABELS):
-            rows.append(
-                [
-                    f"{label} (`{layer}`)",
-                    f"{mean(f'metrics.probes.{layer}.logistic.num_features'):,.0f}",
-                    cell(f"metrics.probes.{layer}.logistic.accuracy", scale=100),
-                    cell(f"metrics.probes.{layer}.svm.accuracy", scale=100),
-                    cell(f"metrics.fine_tune.{layer}.accuracy", scale=100),
-                    f"{mean(f'metrics.fine_tune.{layer}.trainable_params'):,.0f}",
-                ]
-            )
-        rows.append(["fine-tune all layers", "—", "—", "—", cell("metrics.fine_tune.all.accuracy", scale=100),
+        rows = [
+            [
+                f"{label} (`{layer}`)",
+                f"{mean(f'metrics.probes.{layer}.logistic.num_features'):,.0f}",
+                *(runs.cell(f"metrics.probes.{layer}.{c}.accuracy", scale=100) for c, _ in CLASSIFIERS),
+                runs.cell(f"metrics.fine_tune.{layer}.accuracy", scale=100),
+                f"{mean(f'metrics.fine_tune.{layer}.trainable_params'):,.0f}",
+            ]
+            for layer, label in zip(layers, LAYER_LABELS)
+        ]
+        rows.append(["fine-tune all layers", "—", "—", "—", runs.cell("metrics.fine_tune.all.accuracy", scale=100),
                      f"{mean('metrics.fine_tune.all.trainable_params'):,.0f}"])
-        rows.append(["train from scratch on the target set", "—", "—", "—", cell("metrics.scratch_accuracy", scale=100), "all"])
+        rows.append(["train from scratch on the target set", "—", "—", "—", runs.cell("metrics.scratch_accuracy", scale=100), "all"])
 
-        methods = {f"{label} on {LAYER_LABELS[i]}": mean(f"metrics.probes.{layer}.{c}.accuracy")
-                   for i, layer in enumerate(layers) for c, label in CLASSIFIERS}
-        methods.update({f"fine-tuning above the {LAYER_LABELS[i]}": mean(f"metrics.fine_tune.{layer}.accuracy") for i, layer in enumerate(layers)})
+        probes = {(layer, c): mean(f"metrics.probes.{layer}.{c}.accuracy") for layer in layers for c, _ in CLASSIFIERS}
+        methods = {f"{label} on {block}": probes[layer, c] for layer, block in zip(layers, LAYER_LABELS) for c, label in CLASSIFIERS}
+        methods.update({f"fine-tuning above the {block}": mean(f"metrics.fine_tune.{layer}.accuracy") for layer, block in zip(layers, LAYER_LABELS)})
         methods["fine-tuning all layers"] = mean("metrics.fine_tune.all.accuracy")
         methods["training from scratch"] = mean("metrics.scratch_accuracy")
         best = max(methods, key=methods.get)
-        deeper = all(
-            mean(f"metrics.probes.{layers[-1]}.{c}.accuracy") > mean(f"metrics.probes.{layers[0]}.{c}.accuracy") for c, _ in CLASSIFIERS
-        )
-        best_probe = max(mean(f"metrics.probes.{layer}.{c}.accuracy") for layer in layers for c, _ in CLASSIFIERS)
+        best_probe = max(probes.values())
+        deeper = ", ".join(f"{100 * (probes[layers[-1], c] - probes[layers[0], c]):+.2f} points ({label})" for c, label in CLASSIFIERS)
         finding = (
-            f"Best: {best} ({100 * methods[best]:.2f}%). Linear probes on the last block beat those on the 1st block "
-            f"(DeCAF: later layers transfer better): {verdict(deeper)}. Best linear probe vs fine-tuning all layers: "
+            f"Best: {best} ({100 * methods[best]:.2f}%). Linear probes on the last block vs the 1st block: {deeper}; "
+            "the claims table beside this one judges them over the seeds. Best linear probe vs fine-tuning all layers: "
             f"{100 * (best_probe - methods['fine-tuning all layers']):+.2f} points; vs training from scratch: "
             f"{100 * (best_probe - methods['training from scratch']):+.2f} points."
         )
@@ -232,15 +230,15 @@ def report(records, out_dir):
             columns=["features of", "features", "logistic regression %", "linear SVM %", "fine-tune above this layer %", "trainable params"],
             rows=rows,
             caption=(
-                f"Preset `{preset}`, mean ± std over {n} seed(s); target-task test accuracy "
+                f"Preset `{preset}`, mean ± std over {runs.n} seed(s); target-task test accuracy "
                 f"(5 classes, chance 20%). {finding}"
             ),
             footnotes=bn_momentum_notes(config) + [
                 f"Source task: {config['dataset']} classes {list(config['source_classes'])}, thesis Table-2 CNN trained "
                 f"{config['source_epochs']} epochs (Adam lr {config['learning_rate']}, batch {config['batch_size']}); "
-                f"source-task test accuracy {cell('metrics.source_test_accuracy', scale=100)}%.",
+                f"source-task test accuracy {runs.cell('metrics.source_test_accuracy', scale=100)}%.",
                 f"Target task: classes {list(config['target_classes'])}, {config['target_train_size']} training and "
-                f"{runs[-1]['metrics']['sizes']['target_test']} test images (training images from the "
+                f"{runs.runs[-1]['metrics']['sizes']['target_test']} test images (training images from the "
                 f"{config['subset'] or 'full'} training subset).",
                 f"Linear probes: block output after pooling, flattened, standardised; scikit-learn LogisticRegression / "
                 f"LinearSVC, C = {config['probe_C']}, max_iter {config['probe_max_iter']}.",
@@ -250,7 +248,7 @@ def report(records, out_dir):
                 "halves of CIFAR-10. Not in the thesis.",
             ],
         )
-        written += reports.write_table(table, out / f"{NAME}_{preset}")
+        written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
     return written
 
 

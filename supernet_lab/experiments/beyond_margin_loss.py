@@ -34,11 +34,11 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet_lab.experiments._beyond import ensemble_scores, grouped, histogram_counts, member_probs
-from supernet_lab.experiments._common import load_dataset, verdict
-from supernet import metrics, reports, training
+from supernet_lab.experiments._beyond import SMOKE_MEMBERS, ensemble_scores, histogram_counts, member_probs, train_members
+from supernet_lab.experiments._common import MembersConfig, by_preset, load_dataset
+from supernet_lab.findings import Claim
+from supernet import metrics, reports
 from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy
-from supernet.models import PartitionedMLP
 
 NAME = "beyond_margin_loss"
 DESCRIPTION = "Margin (gap) and LogitNorm members vs cross-entropy members: accuracy and logit-gap histograms"
@@ -47,6 +47,7 @@ REPRODUCES = "beyond the thesis: Shokorov 2021 (seed 004) gap slides"
 VARIANTS = (("ce", "cross-entropy"), ("margin", "margin (gap) loss"), ("logit_norm", "LogitNorm"))
 COLUMNS = (
     ("avg_member_accuracy", "mean member accuracy %", 100, 2),
+    ("avg_member_train_accuracy", "mean member train accuracy %", 100, 2),
     ("accuracy", "ensemble accuracy %", 100, 2),
     ("avg_member_nll", "mean member NLL", 1, 4),
     ("nll", "ensemble NLL", 1, 4),
@@ -55,20 +56,22 @@ COLUMNS = (
     ("median_normalized_gap", "member 1 median normalised gap", 1, 3),
 )
 
+CLAIMS = tuple(
+    Claim(
+        f"margin_raises_{split}_accuracy",
+        "Training networks with a gap (the loss L(l - m e_y, y)) raises accuracy on the training and test sets.",
+        "Shokorov 2021, slide 'Training a network with a gap' (translated from Russian)",
+        f"metrics.margin.{key}", minus=f"metrics.ce.{key}",
+        label=f"margin - cross-entropy, mean member {split} accuracy", scale=100, unit=" points",
+    )
+    for split, key in (("test", "avg_member_accuracy"), ("train", "avg_member_train_accuracy"))
+)
+
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "fashion_mnist"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 6000
-    num_members: int = 6
-    hidden_units: tuple = (200, 466, 466)
-    dropout: float = 0.3
-    epochs: int = 20
-    batch_size: int = 128
-    learning_rate: float = 1e-3
+class Config(MembersConfig):
+    """The members' data and training (`MembersConfig`), shared by the three losses, and the losses' settings."""
+
     margin: float = 2.0
     logit_norm_temperature: float = 0.05
     # Fixed bins of the stored gap histograms (raw log-probability gaps, and
@@ -79,14 +82,7 @@ class Config:
 
 
 PRESETS = {
-    "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
-        validation_size=0.2,
-        num_members=3,
-        hidden_units=(16, 24, 24),
-        epochs=1,
-    ),
+    "smoke": Config(**SMOKE_MEMBERS),
     "cpu": Config(num_members=4, epochs=5),
     "paper": Config(),
 }
@@ -116,15 +112,8 @@ def main(config, context):
     result = {"gap_edges": edges.tolist(), "normalized_gap_edges": normalized_edges.tolist()}
     for variant, label in VARIANTS:
         with context.stage(f"train_{variant}"):
-            keras.utils.set_random_seed(config.seed)
-            model = PartitionedMLP(
-                ds.input_shape[0], list(config.hidden_units), ds.num_classes,
-                num_members=config.num_members, dropout=config.dropout, seed=config.seed,
-            )
-            training.fit_members(
-                model, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                loss=_loss(variant, config), log=context.log,
-            )
+            keras.utils.set_random_seed(config.seed)  # same initial weights and batches for every loss
+            model = train_members(config, ds, context.log, loss=_loss(variant, config))
         with context.stage(f"evaluate_{variant}"):
             probs = member_probs(model, ds.x_test)
             train_probs = member_probs(model, ds.x_train)
@@ -149,17 +138,13 @@ def report(records, out_dir):
     """Table per preset and the gap histograms of the first seed."""
     written = []
     out = out_dir / NAME
-    keys = [key for key, *_ in COLUMNS] + ["avg_member_train_accuracy"]
-    paths = [f"metrics.{v}.{key}" for v, _ in VARIANTS for key in keys]
-    for preset, runs, cell, mean, n in grouped(records, paths):
-        config = runs[-1]["config"]
-        columns = list(COLUMNS[:1]) + [("avg_member_train_accuracy", "mean member train accuracy %", 100, 2)] + list(COLUMNS[1:])
-        rows = [[label] + [cell(f"metrics.{v}.{key}", scale=s, digits=d) for key, _, s, d in columns] for v, label in VARIANTS]
+    for runs in by_preset(records):
+        config, preset = runs.config, runs.preset
+        rows = [[label] + [runs.cell(f"metrics.{v}.{key}", scale=s, digits=d) for key, _, s, d in COLUMNS] for v, label in VARIANTS]
 
         def delta(variant, key):
-            return mean(f"metrics.{variant}.{key}") - mean(f"metrics.ce.{key}")
+            return runs.mean(f"metrics.{variant}.{key}") - runs.mean(f"metrics.ce.{key}")
 
-        claim = delta("margin", "avg_member_accuracy") > 0 and delta("margin", "avg_member_train_accuracy") > 0
         finding = (
             f"Margin loss (m = {config['margin']}) vs cross-entropy: member test accuracy "
             f"{100 * delta('margin', 'avg_member_accuracy'):+.2f} points, train accuracy "
@@ -167,15 +152,14 @@ def report(records, out_dir):
             f"{100 * delta('margin', 'accuracy'):+.2f}, median gap {delta('margin', 'median_gap'):+.2f}. "
             f"LogitNorm (tau = {config['logit_norm_temperature']}) vs cross-entropy: member accuracy "
             f"{100 * delta('logit_norm', 'avg_member_accuracy'):+.2f} points, ensemble calibrated NLL "
-            f"{delta('logit_norm', 'calibrated_nll'):+.4f}. Source claim (training with a gap raises train and test "
-            f"accuracy): {verdict(claim)}."
-            + (" One seed only: differences of a few tenths of a point may be seed noise; run `--seeds 0-2`." if n == 1 else "")
+            f"{delta('logit_norm', 'calibrated_nll'):+.4f}; the claims table beside this one judges the margin loss's "
+            "differences over the seeds."
         )
         table = reports.Table(
             title=f"Margin (gap) and LogitNorm members vs cross-entropy members, Fashion-MNIST ({preset})",
-            columns=["loss"] + [c for _, c, _, _ in columns],
+            columns=["loss"] + [c for _, c, _, _ in COLUMNS],
             rows=rows,
-            caption=f"Preset `{preset}`, mean ± std over {n} seed(s); {config['dataset']} test set (train accuracy on the training split). {finding}",
+            caption=f"Preset `{preset}`, mean ± std over {runs.n} seed(s); {config['dataset']} test set (train accuracy on the training split). {finding}",
             footnotes=[
                 f"{config['num_members']} members of {'-'.join(map(str, config['hidden_units']))}-C per loss, one fused "
                 f"PartitionedMLP each, dropout {config['dropout']}, {config['epochs']} epochs, Adam lr "
@@ -189,7 +173,7 @@ def report(records, out_dir):
         )
         written += reports.write_table(table, out / f"{NAME}_{preset}")
 
-        first = min(runs, key=lambda r: r["seed"])["metrics"]
+        first = min(runs.runs, key=lambda r: r["seed"])["metrics"]
         for kind, edges_key, xlabel in (
             ("gap_hist", "gap_edges", "logit gap l_y - max_{i != y} l_i"),
             ("normalized_gap_hist", "normalized_gap_edges", "gap of the centred, unit-norm logits"),

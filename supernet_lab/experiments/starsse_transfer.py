@@ -58,12 +58,13 @@ Presets:
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from supernet_lab.experiments._beyond import class_task
+from supernet_lab.experiments._common import by_preset, timed_fit
 from supernet_lab.findings import Claim
 from supernet import data, metrics, reports, soups, transfer
 from supernet.models.resnet import resnet50_backbone, small_resnet
@@ -74,13 +75,7 @@ DESCRIPTION = "Transfer learning ensembles: local/global DE, SSE, StarSSE, PEFT 
 REPRODUCES = "Sadrtdinov et al. 2023 (StarSSE), slides 000 tables; article 001 (soups)"
 
 METHODS = ("local_de", "global_de", "sse", "star_sse", "peft_star_sse")
-LABELS = {
-    "local_de": "Local DE",
-    "global_de": "Global DE",
-    "sse": "SSE",
-    "star_sse": "StarSSE",
-    "peft_star_sse": "PEFT StarSSE",
-}
+LABELS = dict(zip(METHODS, ("Local DE", "Global DE", "SSE", "StarSSE", "PEFT StarSSE")))
 # Source 000 (ResNet50, CIFAR-100): avg. member acc., diversity, ens. acc.
 SOURCE_NUMBERS = {
     "sse": (85.52, 71.57, 87.11),
@@ -139,17 +134,8 @@ PRESETS = {
     "smoke": Config(
         dataset="synthetic",
         dataset_kwargs=(("num_classes", 10), ("input_shape", (32, 32, 3)), ("num_train", 200), ("num_test", 60)),
-        pretrain_size=60,
-        target_train_size=40,
-        validation_size=20,
-        stages=(1, 1),
-        width=4,
-        pretrain_epochs=1.0,
-        num_members=2,
-        epochs=1.0,
-        lr=0.05,
-        batch_size=32,
-        run_eagerly=True,
+        pretrain_size=60, target_train_size=40, validation_size=20, stages=(1, 1), width=4, pretrain_epochs=1.0,
+        num_members=2, epochs=1.0, lr=0.05, batch_size=32, run_eagerly=True,
     ),
     "cpu": Config(),
     # A 3 x 2 corner of the source's 5 x 4 grid (see the module docstring).
@@ -157,15 +143,8 @@ PRESETS = {
     # A first fine-tuning three times as long (see the module docstring).
     "cpu_converged": Config(epochs=30.0, num_members=3, fge_grid=((2.0, 1.0),)),
     "paper": Config(
-        dataset="cifar100",
-        validation_size=2000,
-        source="resnet50",
-        weights="imagenet",
-        resize_to=224,
-        num_members=5,
-        epochs=25.0,
-        lr=0.005,
-        batch_size=256,
+        dataset="cifar100", validation_size=2000, source="resnet50", weights="imagenet", resize_to=224,
+        num_members=5, epochs=25.0, lr=0.005, batch_size=256,
     ),
 }
 
@@ -175,18 +154,21 @@ def _method(method, field="accuracy"):
     return f"metrics.methods.{method}.{field}"
 
 
-def _soup(method, kind):
-    """Dotted path of the test accuracy of one method's uniform or greedy soup."""
-    return f"metrics.soups.{method}.{kind}.accuracy"
+def _soup(method, kind, field="accuracy"):
+    """Dotted path of one test score of one method's uniform or greedy soup."""
+    return f"metrics.soups.{method}.{kind}.{field}"
 
 
-# Test accuracy (or diversity) of methods fine-tuned in the same run, paired
-# within a seed. The sources' "StarSSE >= X" is tested as StarSSE > X: an
-# interval cannot tell "at least as good" from "better" without a margin.
+# Test accuracy, diversity or CPU time of methods fine-tuned in the same run,
+# paired within a seed. The sources' "StarSSE >= X" is tested as StarSSE > X
+# (and "costs no more" as "costs less"): an interval cannot tell "at least as
+# good" from "better" without a margin.
 # Global DE needs several pre-trained checkpoints (`cpu`; `paper` only with
 # `pretrained_checkpoints`) and grid mode runs neither it nor PEFT StarSSE:
 # their claims are judged where they ran.
 _POINTS = dict(scale=100, unit=" points")
+# The cycle settings the source sweeps (fge_lr, fge_epochs as multiples of the fine-tuning's lr and epochs).
+_SOURCE_GRID = "fge_lr in {0.25..4} x lr, fge_epochs in {0.5..4} x epochs"
 
 CLAIMS = (
     Claim(
@@ -244,6 +226,15 @@ CLAIMS = (
         label="uniform soup - ensemble of global DE, test accuracy", **_POINTS,
     ),
     Claim(
+        "star_sse_costs_at_most_local_de",
+        "StarSSE keeps local DE's cost: one pre-trained checkpoint (global DE, which pre-trains one per member, is "
+        "significantly more expensive), and its M members train no longer than local DE's M fine-tunings.",
+        "source 001 (local vs global DE; StarSSE starts every member from the checkpoint or member 1: the report's "
+        "cost reading)",
+        _method("star_sse", "cpu_s"), minus=_method("local_de", "cpu_s"), compare="<",
+        label="StarSSE - local DE, CPU seconds of all members", unit=" s",
+    ),
+    Claim(
         "peft_star_sse_faster",
         "Parameter-efficient StarSSE (cycles train only the last stage and the head) takes less time than full "
         "StarSSE (x0.74 for the 'StarSSE (1)' variant).",
@@ -257,56 +248,41 @@ CLAIMS = (
 # === Data ===
 
 
-def _subset(x, y, size, rng):
-    if size >= len(y):
-        return x, y
-    idx = np.sort(rng.choice(len(y), size=size, replace=False))
-    return x[idx], y[idx]
+def _task(raw, classes, size, rng, validation_size=None):
+    """`raw`'s training images of `classes`, relabelled 0.., at most `size` of them drawn with `rng`.
 
-
-def _relabel(x, y, classes):
-    mask = np.isin(y, classes)
-    mapping = {c: i for i, c in enumerate(classes)}
-    return x[mask], np.array([mapping[int(v)] for v in y[mask]], np.int64)
-
-
-def _dataset(name, x_tr, y_tr, x_val, y_val, x_te, y_te, num_classes, class_names):
+    With a `validation_size`, that many more are drawn and a shuffled split
+    of them held out; without, the validation split is empty.
+    """
+    x, y = class_task(raw.x_train, raw.y_train, classes)
+    held_out = validation_size or 0
+    if size + held_out < len(y):
+        keep = np.sort(rng.choice(len(y), size=size + held_out, replace=False))
+        x, y = x[keep], y[keep]
+    order = np.arange(len(y)) if validation_size is None else rng.permutation(len(y))
+    val, train = order[:held_out], order[held_out:]
+    x_test, y_test = class_task(raw.x_test, raw.y_test, classes)
     return data.Dataset(
-        name=name, x_train=x_tr, y_train=y_tr, x_val=x_val, y_val=y_val, x_test=x_te, y_test=y_te,
-        num_classes=num_classes, input_shape=tuple(x_tr.shape[1:]), class_names=tuple(class_names),
+        name=f"{raw.name} classes {list(classes)}", x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val],
+        x_test=x_test, y_test=y_test, num_classes=len(classes), input_shape=tuple(x.shape[1:]),
+        class_names=tuple(raw.class_names[c] for c in classes),
     )
 
 
 def _load(config):
     """`(source_dataset or None, target_dataset)`."""
-    rng = np.random.default_rng([config.seed, 7])
     kwargs = dict(config.dataset_kwargs)
     if config.dry_run:
         # The paper code path on generated CIFAR-sized data: a few images, one step each.
-        raw = data.load("synthetic", validation_size=4, seed=config.seed, num_classes=4, input_shape=(32, 32, 3), num_train=12, num_test=8)
-        return None, raw
+        return None, data.load(
+            "synthetic", validation_size=4, seed=config.seed, num_classes=4, input_shape=(32, 32, 3), num_train=12, num_test=8
+        )
     if config.dataset == "cifar100":
-        raw = data.load("cifar100", validation_size=config.validation_size, seed=config.seed, **kwargs)
-        return None, raw
+        return None, data.load("cifar100", validation_size=config.validation_size, seed=config.seed, **kwargs)
     raw = data.load(config.dataset, validation_size=0, seed=config.seed, **kwargs)
-    names = raw.class_names
-    x_src, y_src = _relabel(raw.x_train, raw.y_train, config.source_classes)
-    x_src, y_src = _subset(x_src, y_src, config.pretrain_size, rng)
-    xs_te, ys_te = _relabel(raw.x_test, raw.y_test, config.source_classes)
-    source = _dataset(
-        f"{raw.name} classes {list(config.source_classes)}", x_src, y_src, xs_te[:0], ys_te[:0], xs_te, ys_te,
-        len(config.source_classes), [names[c] for c in config.source_classes],
-    )
-    x_tgt, y_tgt = _relabel(raw.x_train, raw.y_train, config.target_classes)
-    x_tgt, y_tgt = _subset(x_tgt, y_tgt, config.target_train_size + config.validation_size, rng)
-    order = rng.permutation(len(y_tgt))
-    val, train = order[: config.validation_size], order[config.validation_size :]
-    xt_te, yt_te = _relabel(raw.x_test, raw.y_test, config.target_classes)
-    target = _dataset(
-        f"{raw.name} classes {list(config.target_classes)}", x_tgt[train], y_tgt[train], x_tgt[val], y_tgt[val],
-        xt_te, yt_te, len(config.target_classes), [names[c] for c in config.target_classes],
-    )
-    return source, target
+    rng = np.random.default_rng([config.seed, 7])
+    source = _task(raw, config.source_classes, config.pretrain_size, rng)
+    return source, _task(raw, config.target_classes, config.target_train_size, rng, config.validation_size)
 
 
 # === Pre-trained checkpoints ===
@@ -336,9 +312,7 @@ def _pretrain(config, source, k, context):
     optimizer = keras.optimizers.SGD(CosineRestarts(config.pretrain_lr, steps), momentum=0.9, weight_decay=5e-4)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
     batches = transfer.TransferBatches(source.x_train, source.y_train, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
-    start = time.perf_counter()
-    model.fit(batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
-    wall = time.perf_counter() - start
+    wall = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])["wall_s"]
     model.save(path)
     key_path.write_text(json.dumps(key))
     epoch_s = wall / max(config.pretrain_epochs, 1e-9)
@@ -386,35 +360,28 @@ def _checkpoints(config, source, context):
 
 
 def _summary(record, first_wall=0.0, first_cpu=0.0):
-    e = record["ensemble"]
+    """A method's record for the results, with member 1's time (`first_*`) added where it was reused."""
+    members = record["members"]
     return {
-        "avg_member_accuracy": e["avg_member_accuracy"],
-        "diversity": e["diversity"],
-        "accuracy": e["accuracy"],
-        "nll": e["nll"],
-        "calibrated_nll": e["calibrated_nll"],
+        **{k: record["ensemble"][k] for k in ("avg_member_accuracy", "diversity", "accuracy", "nll", "calibrated_nll")},
         "num_ok": record["num_ok"],
         "num_failed": record["num_failed"],
         "wall_s": record["wall_s"] + first_wall,
         "cpu_s": record["cpu_s"] + first_cpu,
-        "cycles_wall_s": float(sum(m["wall_s"] for m in record["members"][1:])),
-        "member_accuracy": [m["accuracy"] for m in record["members"]],
-        "member_status": [m["status"] for m in record["members"]],
-        "member_wall_s": [m["wall_s"] for m in record["members"]],
-        "messages": [m["message"] for m in record["members"] if m["message"]],
+        "cycles_wall_s": float(sum(m["wall_s"] for m in members[1:])),
+        **{f"member_{k}": [m[k] for m in members] for k in ("accuracy", "status", "wall_s")},
+        "messages": [m["message"] for m in members if m["message"]],
     }
 
 
 def _soup_scores(model, ds):
+    """Test accuracy, NLL and calibrated NLL of a soup; None for each if its outputs are not finite."""
     probs = transfer.predict_probs(model, ds.x_test)
     if not np.all(np.isfinite(probs)):
-        return {"accuracy": None, "nll": None, "calibrated_nll": None}
+        return dict.fromkeys(("accuracy", "nll", "calibrated_nll"))
     probs /= probs.sum(axis=-1, keepdims=True)
-    return {
-        "accuracy": metrics.accuracy(ds.y_test, probs),
-        "nll": metrics.nll(ds.y_test, probs),
-        "calibrated_nll": metrics.calibrated_nll(ds.y_test, probs),
-    }
+    y = ds.y_test
+    return {"accuracy": metrics.accuracy(y, probs), "nll": metrics.nll(y, probs), "calibrated_nll": metrics.calibrated_nll(y, probs)}
 
 
 def _val_accuracy(members, ds):
@@ -547,78 +514,73 @@ def main(config, context):
 # === Report ===
 
 
-def _finding(stats, claim, left, op, right):
-    a, b = stats.get(left), stats.get(right)
-    if a is None or b is None or a["mean"] is None or b["mean"] is None:
-        return f"{claim}: not evaluated (missing numbers)."
-    holds = a["mean"] >= b["mean"] if op == ">=" else a["mean"] > b["mean"]
-    return f"{claim}: {'confirmed' if holds else 'not confirmed'} ({a['mean']:.4f} vs {b['mean']:.4f})."
-
-
 def report(records, out_dir):
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset]
-        last, config = runs[-1]["metrics"], runs[-1]["config"]
+    for runs in by_preset(records):
+        config, preset, cell = runs.config, runs.preset, runs.cell
+        last = runs.runs[-1]["metrics"]
         methods = [m for m in METHODS if m in last["methods"]]
-        paths = []
-        for m in methods:
-            base = f"metrics.methods.{m}"
-            paths += [f"{base}.{k}" for k in ("avg_member_accuracy", "diversity", "accuracy", "calibrated_nll", "wall_s", "num_failed")]
-            for kind in ("uniform", "greedy"):
-                paths += [f"metrics.soups.{m}.{kind}.{k}" for k in ("accuracy", "calibrated_nll")]
-        paths += ["metrics.peft_time_ratio", "metrics.peft_cycles_time_ratio"]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-        stats, n = group["metrics"], group["n_runs"]
-
-        def cell(path, scale=1.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
         rows = []
         for m in methods:
-            base = f"metrics.methods.{m}"
-            src = SOURCE_NUMBERS.get(m, (None, None, None))
-            failed = stats[f"{base}.num_failed"]["mean"]
-            name = LABELS[m] + (f" ({failed:.1f} failed members/run)" if failed else "")
+            failed = runs.mean(_method(m, "num_failed"))
             rows.append([
-                name, cell(f"{base}.avg_member_accuracy", 100), cell(f"{base}.diversity", digits=1),
-                cell(f"{base}.accuracy", 100), cell(f"{base}.calibrated_nll", digits=3), cell(f"{base}.wall_s", digits=0),
-                *["—" if v is None else f"{v:.2f}" for v in src],
+                LABELS[m] + (f" ({failed:.1f} failed members/run)" if failed else ""),
+                cell(_method(m, "avg_member_accuracy"), 100), cell(_method(m, "diversity"), digits=1),
+                cell(_method(m), 100), cell(_method(m, "calibrated_nll"), digits=3), cell(_method(m, "wall_s"), digits=0),
+                *("—" if v is None else f"{v:.2f}" for v in SOURCE_NUMBERS.get(m, (None, None, None))),
             ])
-        for kind in ("uniform", "greedy"):
-            for m in methods:
-                base = f"metrics.soups.{m}.{kind}"
-                if stats[f"{base}.accuracy"]["n"] == 0:
-                    continue
-                rows.append([f"{kind} soup of {LABELS[m]}", "—", "—", cell(f"{base}.accuracy", 100), cell(f"{base}.calibrated_nll", digits=3), "—", "—", "—", "—"])
-        soup_stats = {
-            f"{m}.{kind}": stats.get(f"metrics.soups.{m}.{kind}.accuracy") for m in methods for kind in ("uniform", "greedy")
-        }
-        acc = {m: stats[f"metrics.methods.{m}.accuracy"] for m in methods}
-        div = {m: stats[f"metrics.methods.{m}.diversity"] for m in methods}
-        at_best = " (each at its best grid point)" if config.get("fge_grid") else ""
-        findings = [
-            _finding(acc, f"StarSSE ensemble accuracy >= local DE{at_best} (source 001)", "star_sse", ">=", "local_de"),
-            _finding(acc, f"StarSSE ensemble accuracy >= SSE{at_best} (source 000: 87.41 vs 87.11)", "star_sse", ">=", "sse"),
-            _finding(soup_stats, "StarSSE uniform soup beats SSE uniform soup (source 001)", "star_sse.uniform", ">", "sse.uniform"),
-            _finding(soup_stats, "StarSSE greedy soup beats SSE greedy soup (source 001)", "star_sse.greedy", ">", "sse.greedy"),
+        rows += [
+            [f"{kind} soup of {LABELS[m]}", "—", "—", cell(_soup(m, kind), 100), cell(_soup(m, kind, "calibrated_nll"), digits=3)] + ["—"] * 4
+            for kind in ("uniform", "greedy") for m in methods if runs.stats(_soup(m, kind))["n"]
         ]
-        if "global_de" in div and all(div[m]["mean"] is not None for m in div):
-            most = max(div, key=lambda m: div[m]["mean"])
-            findings.append(
-                f"Global DE is the most diverse method (source 001): {'confirmed' if most == 'global_de' else 'not confirmed'} "
-                f"(most diverse: {LABELS[most]}, {div[most]['mean']:.1f})."
+        ratio = runs.mean("metrics.peft_time_ratio")
+        summary = [_star_cost(runs.runs), "The claims table beside this one judges the sources' claims over the seeds."]
+        if ratio is not None:
+            summary.insert(0, (
+                f"PEFT StarSSE ({config['peft_trainable']}, k={config['peft_last_k']}) takes x{ratio:.2f} the time of "
+                f"full StarSSE (x{runs.mean('metrics.peft_cycles_time_ratio'):.2f} for the cycles alone; source 000: x0.74 to x0.55)."
+            ))
+        grid = [tuple(point) for point in config.get("fge_grid") or ()]
+        schedule = f"{config['epochs']} epochs at lr {config['lr']}, batch {config['batch_size']}"
+        notes = []
+        if config["dataset"] != "cifar100":
+            notes.append(
+                f"Small ResNet (stages {config['stages']}, width {config['width']}) pre-trained here at 32x32 on "
+                f"{config['dataset']} classes {config['source_classes']} ({config['pretrain_size']} images, "
+                f"{config['pretrain_epochs']} epochs), fine-tuned on classes {config['target_classes']} from "
+                f"{config['target_train_size']} images; the source uses an ImageNet ResNet50 on CIFAR-100 at 224x224."
             )
-        ratio = stats["metrics.peft_time_ratio"]
-        if ratio["mean"] is not None:
-            findings.append(
-                f"PEFT StarSSE ({config['peft_trainable']}, k={config['peft_last_k']}) takes x{ratio['mean']:.2f} the time of "
-                f"full StarSSE (x{stats['metrics.peft_cycles_time_ratio']['mean']:.2f} for the cycles alone; source 000: x0.74 to x0.55)."
+        if grid:
+            chosen = {
+                m: _points(tuple(r["metrics"]["methods"][m]["best_point"]) for r in runs.runs if m in r["metrics"]["methods"])
+                for m in ("sse", "star_sse")
+            }
+            notes.append(
+                f"SSE and StarSSE rows: each method at its best point of the grid (fge_lr x lr, fge_epochs x epochs) "
+                f"{_points(grid)}, chosen per seed by ensemble accuracy on the held-out split; chosen: SSE "
+                f"{chosen['sse']}, StarSSE {chosen['star_sse']} ({schedule}). The source sweeps {_SOURCE_GRID}. "
+                "Every point: the grid table."
             )
-        cost = _star_cost(runs)
-        if cost:
-            findings.append(cost)
+        else:
+            notes.append(
+                f"One point of the source's grid: fge_lr = {config['fge_lr_factor']} x lr, fge_epochs = "
+                f"{config['fge_epochs_factor']} x epochs ({schedule}); the source sweeps {_SOURCE_GRID}."
+            )
+        notes += [
+            "Augmentation: flip + 4-pixel pad-and-crop at 32x32 (the source: RandomResizedCrop + flip at 224, test "
+            "resize 256 / centre crop 224). Keras SGD: decoupled weight decay.",
+            "Member 1 of SSE / StarSSE / PEFT StarSSE is local DE's member 1 (fine-tuned once, its time counted in each).",
+            f"PEFT row: cycles train the last {config['peft_last_k']} stage(s) and the head; source numbers shown are "
+            f"its 'StarSSE (1)' row. All source PEFT rows: {SOURCE_PEFT_VARIANTS}.",
+            "Local / global DE and soups: the slides give no numbers for these; source 001 states the qualitative "
+            "findings judged in the claims table. Soups recompute BatchNorm statistics on the training images; greedy "
+            f"soups select on {config['validation_size']} held-out training images.",
+        ]
+        if "global_de" not in methods:
+            notes.append(
+                "Global DE and PEFT StarSSE not run in grid mode (one checkpoint)." if grid
+                else "Global DE skipped: no independently pre-trained checkpoints given."
+            )
         table = reports.Table(
             title="StarSSE in transfer learning: local / global DE, SSE, StarSSE, PEFT StarSSE and soups",
             columns=[
@@ -627,69 +589,23 @@ def report(records, out_dir):
             ],
             rows=rows,
             caption=(
-                f"Preset `{preset}`, mean ± std over {n} seed(s); {config['num_members']} members; target "
+                f"Preset `{preset}`, mean ± std over {runs.n} seed(s); {config['num_members']} members; target "
                 f"{last['data']['target']}. Diversity = 100 x mean pairwise disagreement / mean member error. "
                 "Time: wall seconds of all members, incl. the shared first fine-tuning. "
-                "Findings: " + " ".join(findings)
+                + " ".join(filter(None, summary))
             ),
             source="Sadrtdinov et al. 2023 via source 000 (HSE 2024 slides, ResNet50 / CIFAR-100) and source 001 (AIRI article)",
-            footnotes=[],
+            footnotes=notes,
         )
-        if config["dataset"] != "cifar100":
-            table.footnote(
-                f"Small ResNet (stages {config['stages']}, width {config['width']}) pre-trained here at 32x32 on "
-                f"{config['dataset']} classes {config['source_classes']} ({config['pretrain_size']} images, "
-                f"{config['pretrain_epochs']} epochs), fine-tuned on classes {config['target_classes']} from "
-                f"{config['target_train_size']} images; the source uses an ImageNet ResNet50 on CIFAR-100 at 224x224."
-            )
-        grid = [tuple(point) for point in config.get("fge_grid") or ()]
+        out = Path(out_dir) / NAME / f"{NAME}_{preset}"
+        written += reports.write_table(table, out)
         if grid:
-            chosen = {
-                m: [tuple(r["metrics"]["methods"][m]["best_point"]) for r in runs if m in r["metrics"]["methods"]]
-                for m in ("sse", "star_sse")
-            }
-            table.footnote(
-                f"SSE and StarSSE rows: each method at its best point of the grid (fge_lr x lr, fge_epochs x epochs) "
-                f"{', '.join(f'({a:g}, {b:g})' for a, b in grid)}, chosen per seed by ensemble accuracy on the held-out "
-                f"split; chosen: SSE {_points(chosen['sse'])}, StarSSE {_points(chosen['star_sse'])} "
-                f"({config['epochs']} epochs at lr {config['lr']}, batch {config['batch_size']}). The source sweeps fge_lr "
-                "in {0.25..4} x lr, fge_epochs in {0.5..4} x epochs. Every point: the grid table."
-            )
-        else:
-            table.footnote(
-                f"One point of the source's grid: fge_lr = {config['fge_lr_factor']} x lr, fge_epochs = "
-                f"{config['fge_epochs_factor']} x epochs ({config['epochs']} epochs at lr {config['lr']}, batch "
-                f"{config['batch_size']}); the source sweeps fge_lr in {{0.25..4}} x lr, fge_epochs in {{0.5..4}} x epochs."
-            )
-        table.footnote(
-            "Augmentation: flip + 4-pixel pad-and-crop at 32x32 (the source: RandomResizedCrop + flip at 224, test "
-            "resize 256 / centre crop 224). Keras SGD: decoupled weight decay."
-        )
-        table.footnote(
-            "Member 1 of SSE / StarSSE / PEFT StarSSE is local DE's member 1 (fine-tuned once, its time counted in each)."
-        )
-        table.footnote(
-            f"PEFT row: cycles train the last {config['peft_last_k']} stage(s) and the head; source numbers shown are "
-            f"its 'StarSSE (1)' row. All source PEFT rows: {SOURCE_PEFT_VARIANTS}."
-        )
-        table.footnote(
-            "Local / global DE and soups: the slides give no numbers for these; source 001 states the qualitative "
-            "findings checked in the caption. Soups recompute BatchNorm statistics on the training images; greedy "
-            f"soups select on {config['validation_size']} held-out training images."
-        )
-        if "global_de" not in methods:
-            table.footnote(
-                "Global DE and PEFT StarSSE not run in grid mode (one checkpoint)." if grid
-                else "Global DE skipped: no independently pre-trained checkpoints given."
-            )
-        written += reports.write_table(table, Path(out_dir) / NAME / f"{NAME}_{preset}")
-        if grid:
-            written += reports.write_table(_grid_table(runs, grid, preset), Path(out_dir) / NAME / f"{NAME}_{preset}_grid")
+            written += reports.write_table(_grid_table(runs, grid), out.with_name(f"{out.name}_grid"))
     return written
 
 
 def _star_cost(runs):
-    """StarSSE's M members cost at most M fine-tunings, from one checkpoint."""
+    """What StarSSE's M members cost per seed, in fine-tunings from its one checkpoint (`runs`: records)."""
     ratios, budgets = [], []
     for run in runs:
         methods, config = run["metrics"]["methods"], run["config"]
@@ -705,13 +621,9 @@ def _star_cost(runs):
         budgets.append((members, 1 + (members - 1) * factor))
     if not ratios:
         return ""
-    members = budgets[0][0]
-    # The verdict counts training steps (exact); CPU time, which adds each
-    # member's evaluation, is reported beside it.
-    within = all(steps <= m for m, steps in budgets)
+    # The schedule's training steps (exact), and the CPU time, which adds each member's evaluation.
     return (
-        f"StarSSE's cost for M = {members} members stays within M fine-tunings from the single checkpoint: "
-        f"{'confirmed' if within else 'not confirmed'} -- its schedule trains "
+        f"StarSSE with M = {budgets[0][0]} members: its schedule trains "
         f"{', '.join(f'{e:g}' for _, e in budgets)} fine-tuning lengths (per seed) and took "
         f"{', '.join(f'{r:.2f}' for r in ratios)}x the CPU time of one local DE member; every member starts from "
         "checkpoint 0 or from member 1, so no pre-training beyond the one checkpoint."
@@ -722,37 +634,23 @@ def _points(points):
     return ", ".join(f"({a:g}, {b:g})" for a, b in points) or "—"
 
 
-def _grid_table(runs, grid, preset):
+def _grid_table(runs, grid):
     """Every grid point: held-out and test ensemble accuracy of SSE and StarSSE, and their soups."""
-    columns = ["fge_lr (x lr)", "fge_epochs (x epochs)"]
-    paths = []
-    for m in ("sse", "star_sse"):
-        columns += [f"{LABELS[m]} val. acc. (%)", f"{LABELS[m]} ens. acc. (%)", f"{LABELS[m]} uniform soup (%)", f"{LABELS[m]} greedy soup (%)"]
-    for i in range(len(grid)):
-        for m in ("sse", "star_sse"):
-            base = f"metrics.grid.{i}.{m}"
-            paths += [f"{base}.val_accuracy", f"{base}.accuracy", f"{base}.soups.uniform.accuracy", f"{base}.soups.greedy.accuracy"]
-    group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-    stats = group["metrics"]
-    rows = []
-    for i, (lr_factor, epochs_factor) in enumerate(grid):
-        row = [f"{lr_factor:g}", f"{epochs_factor:g}"]
-        for m in ("sse", "star_sse"):
-            base = f"metrics.grid.{i}.{m}"
-            for key in ("val_accuracy", "accuracy", "soups.uniform.accuracy", "soups.greedy.accuracy"):
-                s = stats[f"{base}.{key}"]
-                row.append(reports.format_mean_std(s["mean"], s["std"], s["n"], scale=100))
-        rows.append(row)
+    keys = (("val_accuracy", "val. acc."), ("accuracy", "ens. acc."), ("soups.uniform.accuracy", "uniform soup"), ("soups.greedy.accuracy", "greedy soup"))
+    methods = ("sse", "star_sse")
     return reports.Table(
-        title=f"StarSSE vs SSE over the cycle grid ({preset})",
-        columns=columns,
-        rows=rows,
+        title=f"StarSSE vs SSE over the cycle grid ({runs.preset})",
+        columns=["fge_lr (x lr)", "fge_epochs (x epochs)"] + [f"{LABELS[m]} {label} (%)" for m in methods for _, label in keys],
+        rows=[
+            [f"{lr_factor:g}", f"{epochs_factor:g}"]
+            + [runs.cell(f"metrics.grid.{i}.{m}.{key}", scale=100) for m in methods for key, _ in keys]
+            for i, (lr_factor, epochs_factor) in enumerate(grid)
+        ],
         caption=(
-            f"Preset `{preset}`, mean ± std over {group['n_runs']} seed(s). Val. acc.: ensemble accuracy on the held-out "
+            f"Preset `{runs.preset}`, mean ± std over {runs.n} seed(s). Val. acc.: ensemble accuracy on the held-out "
             "split (the selection score); ens. acc. and soups: test set. Both methods share member 1 (local DE's)."
         ),
-        source="Sadrtdinov et al. 2023 (grid fge_lr in {0.25..4} x lr, fge_epochs in {0.5..4} x epochs)",
-        footnotes=[],
+        source=f"Sadrtdinov et al. 2023 (grid {_SOURCE_GRID})",
     )
 
 

@@ -179,7 +179,7 @@ def test_starsse_cost_finding_counts_the_schedule_and_reports_cpu_time():
         return {"config": {"fge_epochs_factor": 1.0}, "metrics": {"methods": {"local_de": local, "star_sse": star}}}
 
     text = module._star_cost([run({})])
-    assert "M = 4" in text and ": confirmed" in text and "trains 4 fine-tuning lengths" in text and "3.50x" in text
+    assert "M = 4" in text and "trains 4 fine-tuning lengths" in text and "3.50x" in text
     # A grid run chose half-length cycles: 1 + 3 x 0.5 fine-tunings.
     assert "trains 2.5 fine-tuning lengths" in module._star_cost([run({"best_point": [2.0, 0.5]})])
     assert module._star_cost([run({"num_failed": 1})]) == ""

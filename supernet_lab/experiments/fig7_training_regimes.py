@@ -91,21 +91,16 @@ PRESETS = {
 # Fig. 7 gives curves, no numbers: the claims have no source value. Test
 # accuracy of the final models, regimes paired by seed.
 CLAIMS = (
-    Claim(
-        "iii_beats_i",
-        "The SuperModel with re-trained last layer improves the performance (Fig. 7): regime III ends above "
-        "regime I (the whole network trained end to end).",
-        "thesis section 3.2, Fig. 7",
-        "metrics.results.III.accuracy", minus="metrics.results.I.accuracy",
-        label="III - I, test accuracy", scale=100, unit=" points",
-    ),
-    Claim(
-        "iii_beats_ii",
-        "The SuperModel with re-trained last layer improves the performance (Fig. 7): regime III ends above "
-        "regime II (the whole network, then its last layer).",
-        "thesis section 3.2, Fig. 7",
-        "metrics.results.III.accuracy", minus="metrics.results.II.accuracy",
-        label="III - II, test accuracy", scale=100, unit=" points",
+    *(
+        Claim(
+            f"iii_beats_{other.lower()}",
+            "The SuperModel with re-trained last layer improves the performance (Fig. 7): regime III ends above "
+            f"regime {other} ({description}).",
+            "thesis section 3.2, Fig. 7",
+            "metrics.results.III.accuracy", minus=f"metrics.results.{other}.accuracy",
+            label=f"III - {other}, test accuracy", scale=100, unit=" points",
+        )
+        for other, description in (("I", "the whole network trained end to end"), ("II", "the whole network, then its last layer"))
     ),
     Claim(
         "ii_similar_to_i",

@@ -102,6 +102,16 @@ PRESETS = {
 }
 
 
+def _k6_vs_single(size, claim_id, text, where, metric, label, **display):
+    """Claim that the K=6 SuperModel's `metric` exceeds the single network's (K=1), both of root `size`."""
+    column = ("accuracy", "nll").index(metric)
+    return Claim(
+        f"{size}_{claim_id}", text, where, f"metrics.results.{size}.k6.{metric}", minus=f"metrics.results.{size}.k1.{metric}",
+        source_value=round(THESIS_TABLE4[size][6][column] - THESIS_TABLE4[size][1][column], 6),
+        label=f"{size} root: K=6 SuperModel - single network, {label}", **display,
+    )
+
+
 # The thesis's claims for Table 4, each a paired comparison of two rows of one
 # run: the SuperModel of the largest K (6) against the single network (K=1) of
 # the same root size; the thesis's numbers are Table 4's. (Its CPU-time claim
@@ -109,26 +119,20 @@ PRESETS = {
 # metric or one difference of a record.)
 CLAIMS = (
     *(
-        Claim(
-            f"{size}_k6_beats_single",
+        _k6_vs_single(
+            size, "k6_beats_single",
             "The SuperModel indeed achieves higher testing accuracy for bigger sizes of the architecture than "
             "corresponding single models.",
-            "thesis section 3.2, Table 4",
-            f"metrics.results.{size}.k6.accuracy", minus=f"metrics.results.{size}.k1.accuracy",
-            source_value=round(THESIS_TABLE4[size][6][0] - THESIS_TABLE4[size][1][0], 6),
-            label=f"{size} root: K=6 SuperModel - single network, test accuracy", scale=100, unit=" points",
+            "thesis section 3.2, Table 4", "accuracy", "test accuracy", scale=100, unit=" points",
         )
         for size in ("medium", "large")
     ),
     *(
-        Claim(
-            f"{size}_k6_higher_loss",
+        _k6_vs_single(
+            size, "k6_higher_loss",
             "Although the validation accuracy of such an ensemble is higher than the corresponding submodels, the "
             "testing/validation loss tends to be higher as well (Table 4).",
-            "thesis section 3.3, Table 4",
-            f"metrics.results.{size}.k6.nll", minus=f"metrics.results.{size}.k1.nll",
-            source_value=round(THESIS_TABLE4[size][6][1] - THESIS_TABLE4[size][1][1], 6),
-            label=f"{size} root: K=6 SuperModel - single network, test loss",
+            "thesis section 3.3, Table 4", "nll", "test loss",
         )
         for size in ("small", "medium", "large")
     ),

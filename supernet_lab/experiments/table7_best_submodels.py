@@ -94,49 +94,44 @@ PRESETS = {
 # set. Fig. 11's claim (the SuperModel of the latest snapshot scores highest)
 # reads metrics keyed by the snapshot epochs, which differ between presets, so
 # it is not declared here.
-_RETRAIN = "metrics.retrain"
-
-
-def _thesis_minus(first, second, column):
-    """Thesis Table 7: cell `first` minus cell `second`, both `(snapshot, before/after)`; column 0 accuracy, 1 loss."""
-    return round(THESIS_TABLE7[first[0]][first[1]][column] - THESIS_TABLE7[second[0]][second[1]][column], 6)
-
-
 _POINTS = dict(scale=100, unit=" points")
+
+
+def _retrain(claim_id, text, first, second, metric, label, compare=">"):
+    """Claim that `metric` of `first` minus that of `second` (each `(snapshot, "before"/"after")`) is `compare` 0.
+
+    The thesis's difference of the same Table 7 cells is its source value.
+    """
+    column = ("accuracy", "nll").index(metric)
+    return Claim(
+        claim_id, text, "thesis section 3.4, Table 7", ".".join(("metrics.retrain", *first, metric)), compare=compare,
+        minus=".".join(("metrics.retrain", *second, metric)),
+        source_value=round(THESIS_TABLE7[first[0]][first[1]][column] - THESIS_TABLE7[second[0]][second[1]][column], 6),
+        label=label, **(_POINTS if metric == "accuracy" else {}),
+    )
+
+
+_LATE_ACCURACY = "Model from 60th epoch with re-trained last layer should end up with slightly better accuracy"
 CLAIMS = (
-    Claim(
+    _retrain(
         "late_snapshot_higher_loss",
         "The base models are getting overfitted, as the accuracy is stable, but loss slowly increases.",
-        "thesis section 3.4, Table 7",
-        f"{_RETRAIN}.last.before.nll", minus=f"{_RETRAIN}.first.before.nll",
-        source_value=_thesis_minus(("last", "before"), ("first", "before"), 1),
-        label="late - early snapshot, val loss before re-training",
+        ("last", "before"), ("first", "before"), "nll", "late - early snapshot, val loss before re-training",
     ),
-    Claim(
+    _retrain(
         "retraining_lowers_late_loss",
         "The high error of the 60th epoch's model is generated mostly by its final layer.",
-        "thesis section 3.4, Table 7",
-        f"{_RETRAIN}.last.after.nll", compare="<", minus=f"{_RETRAIN}.last.before.nll",
-        source_value=_thesis_minus(("last", "after"), ("last", "before"), 1),
-        label="late snapshot, after - before re-training the last layer, val loss",
+        ("last", "after"), ("last", "before"), "nll", "late snapshot, after - before re-training the last layer, val loss",
+        compare="<",
     ),
-    Claim(
-        "retraining_raises_late_accuracy",
-        "Model from 60th epoch with re-trained last layer should end up with slightly better accuracy. We confirm "
-        "such results in Table 7.",
-        "thesis section 3.4, Table 7",
-        f"{_RETRAIN}.last.after.accuracy", minus=f"{_RETRAIN}.last.before.accuracy",
-        source_value=_thesis_minus(("last", "after"), ("last", "before"), 0),
-        label="late snapshot, after - before re-training the last layer, val accuracy", **_POINTS,
+    _retrain(
+        "retraining_raises_late_accuracy", f"{_LATE_ACCURACY}. We confirm such results in Table 7.",
+        ("last", "after"), ("last", "before"), "accuracy",
+        "late snapshot, after - before re-training the last layer, val accuracy",
     ),
-    Claim(
-        "late_beats_early_after_retraining",
-        "Model from 60th epoch with re-trained last layer should end up with slightly better accuracy [than the "
-        "20th epoch's].",
-        "thesis section 3.4, Table 7",
-        f"{_RETRAIN}.last.after.accuracy", minus=f"{_RETRAIN}.first.after.accuracy",
-        source_value=_thesis_minus(("last", "after"), ("first", "after"), 0),
-        label="late - early snapshot, val accuracy after re-training the last layer", **_POINTS,
+    _retrain(
+        "late_beats_early_after_retraining", f"{_LATE_ACCURACY} [than the 20th epoch's].",
+        ("last", "after"), ("first", "after"), "accuracy", "late - early snapshot, val accuracy after re-training the last layer",
     ),
     Claim(
         "early_output_map_separates_better",

@@ -258,45 +258,7 @@ def report(records, out_dir):
             footnotes=footnotes,
         )
         written += reports.write_table(table, stem)
-        written += _legacy_findings(runs, stem)
     return written
-
-
-def _legacy_findings(runs, stem):
-    n, preset = runs.n, runs.preset
-    val = {r: runs.mean(f"metrics.results.{r}.final_val_accuracy") for r in REGIMES}
-    test = {r: runs.mean(f"metrics.results.{r}.accuracy") for r in REGIMES}
-    findings = []
-    if all(v is not None for v in test.values()):
-        best_other = max(test["I"], test["II"])
-        findings.append(
-            [
-                "The SuperModel (III) ends with a higher accuracy than regimes I and II",
-                "yes (Fig. 7)",
-                f"test: III {100 * test['III']:.2f}% vs best of I/II {100 * best_other:.2f}%; "
-                f"val: III {100 * val['III']:.2f}% vs {100 * max(val['I'], val['II']):.2f}%",
-                "confirmed" if test["III"] > best_other else "not confirmed",
-            ]
-        )
-        gap = test["II"] - test["I"]
-        findings.append(
-            [
-                "Regime II (last layer re-trained) is similar to or slightly better than regime I (within 0.5 pp or above)",
-                "yes (Fig. 7)",
-                f"II - I = {100 * gap:+.2f} pp (test)",
-                "confirmed" if gap > -0.005 else "not confirmed",
-            ]
-        )
-    return reports.write_table(
-        reports.Table(
-            title="Fig. 7 findings: the thesis's claims checked against our aggregated numbers",
-            columns=["claim", "thesis", "ours", "verdict"],
-            rows=findings,
-            caption=f"Preset `{preset}`, {n} seed(s); verdicts computed from the means.",
-            source="thesis section 3.2, Fig. 7",
-        ),
-        stem.with_name(stem.name + "_findings"),
-    )
 
 
 if __name__ == "__main__":

@@ -282,70 +282,7 @@ def report(records, out_dir):
             footnotes=footnotes,
         )
         written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
-        written += _legacy_findings(runs, sizes, ks, out_dir)
     return written
-
-
-def _legacy_findings(runs, sizes, ks, out_dir):
-    # Findings: the thesis's claims for Table 4, decided from our means.
-    mean, n, preset = runs.mean, runs.n, runs.preset
-    findings = []
-    largest = sizes[-1]
-    acc1 = mean(f"metrics.results.{largest}.k1.accuracy")
-    multi = {k: mean(f"metrics.results.{largest}.k{k}.accuracy") for k in ks if k > 1}
-    if acc1 is not None and multi and all(v is not None for v in multi.values()):
-        best_k = max(multi, key=multi.get)
-        verdict = "confirmed" if multi[best_k] > acc1 else "not confirmed"
-        findings.append(
-            [
-                f"At the largest root size run ({largest}) the best SuperModel beats the single network",
-                f"large: K=6 {100 * THESIS_TABLE4['large'][6][0]:.2f}% vs single {100 * THESIS_TABLE4['large'][1][0]:.2f}%",
-                f"K={best_k} {100 * multi[best_k]:.2f}% vs single {100 * acc1:.2f}%",
-                verdict,
-            ]
-        )
-    loss_higher = []
-    for size in sizes:
-        l1 = mean(f"metrics.results.{size}.k1.nll")
-        lk = [mean(f"metrics.results.{size}.k{k}.nll") for k in ks if k > 1]
-        if l1 is not None and lk and all(v is not None for v in lk):
-            loss_higher.append((size, float(np.mean(lk)) > l1, float(np.mean(lk)), l1))
-    if loss_higher:
-        findings.append(
-            [
-                "SuperModels have a higher test loss than the single network (section 3.3)",
-                "mean over K>1 higher in all three sizes",
-                "; ".join(f"{s}: {lk:.3f} vs {l1:.3f}" for s, _, lk, l1 in loss_higher),
-                "confirmed" if all(h for _, h, _, _ in loss_higher) else (
-                    "partly confirmed" if any(h for _, h, _, _ in loss_higher) else "not confirmed"
-                ),
-            ]
-        )
-    cpu_grows = []
-    for size in sizes:
-        c = [_cpu_totals(runs.runs, size, k) for k in ks]
-        c = [float(np.mean(t)) if t else None for t in c]
-        if all(v is not None for v in c) and len(c) > 1:
-            cpu_grows.append((size, c[-1] > c[0], c[0], c[-1]))
-    if cpu_grows:
-        findings.append(
-            [
-                f"Training K={ks[-1]} sub-networks costs more CPU than the single network",
-                "small and large: yes (6:01 vs 1:49, 8:59 vs 6:50)",
-                "; ".join(f"{s}: K=1 {a:.0f} s vs K={ks[-1]} {b:.0f} s" for s, _, a, b in cpu_grows),
-                "confirmed" if all(g for _, g, _, _ in cpu_grows) else (
-                    "partly confirmed" if any(g for _, g, _, _ in cpu_grows) else "not confirmed"
-                ),
-            ]
-        )
-    finding_table = reports.Table(
-        title="Table 4 findings: the thesis's claims checked against our aggregated numbers",
-        columns=["claim", "thesis", "ours", "verdict"],
-        rows=findings,
-        caption=f"Preset `{preset}`, {n} seed(s); verdicts computed from the means above.",
-        source="thesis section 3.2-3.3, Table 4",
-    )
-    return reports.write_table(finding_table, out_dir / NAME / f"{NAME}_{preset}_findings")
 
 
 if __name__ == "__main__":

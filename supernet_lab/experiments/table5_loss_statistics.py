@@ -143,12 +143,19 @@ CLAIMS = (
         )
         for claim_id, stat, compare, text, label in _PATTERN
     ),
-    Claim(
-        "reaches_thesis_best",
-        "SuperModel reached 91.36 % (6 subnetworks, 200, 466, 466 and 10 neurons each).",
-        "thesis section 3.5",
-        "metrics.supermodel.accuracy", threshold=THESIS_BEST, source_value=THESIS_BEST,
-        label="SuperModel validation accuracy", scale=100, unit="%",
+    # The thesis does not say on which set it measured its best score; it
+    # presents validation accuracy on most charts (section 3.1, as
+    # table8_9_size_sweep reads it), so that is the first reading, the official
+    # test set the second.
+    *(
+        Claim(
+            claim_id, "SuperModel reached 91.36 % (6 subnetworks, 200, 466, 466 and 10 neurons each).", "thesis section 3.5",
+            f"metrics.supermodel.{metric}", threshold=THESIS_BEST, source_value=THESIS_BEST,
+            label=f"SuperModel {label} accuracy", scale=100, unit="%",
+        )
+        for claim_id, metric, label in (
+            ("reaches_thesis_best", "accuracy", "validation"), ("reaches_thesis_best_on_test", "test_accuracy", "test"),
+        )
     ),
 )
 
@@ -263,7 +270,6 @@ def report(records, out_dir):
 
         holdout = config.get("head_data", "train") == "holdout"
         super_val = runs.mean("metrics.supermodel.accuracy")
-        finding = _legacy_finding(runs)
         sizes = runs.runs[-1]["metrics"].get("head_data") or {}
         table = reports.Table(
             title=f"Table 5: per-sample validation loss of 6 sub-models and their SuperModel ({preset})",
@@ -275,9 +281,9 @@ def report(records, out_dir):
             caption=(
                 f"Preset `{preset}`, mean ± std over {n} seed(s); {config['dataset']} validation set, "
                 f"{config['num_members']} sub-models of {'-'.join(map(str, config['hidden_units']))}-C. "
-                f"Thesis claim: the SuperModel has higher accuracy but a higher mean loss, concentrated in a "
-                f"few overconfident errors (lower p90, higher p95). Finding (ours, SuperModel vs sub-model "
-                f"average): {finding}. Re-training the head moved the validation accuracy by "
+                "Thesis claim: the SuperModel has higher accuracy but a higher mean loss, concentrated in a few "
+                "overconfident errors (lower p90, higher p95); the claims table beside this one judges it over the seeds. "
+                f"{_best_accuracy(runs)}Re-training the head moved the validation accuracy by "
                 f"{100 * (super_val - runs.mean('metrics.supermodel_copied.accuracy')):+.2f} points from the "
                 f"copied head's (and by {100 * (super_val - runs.mean('metrics.softmax_vote.accuracy')):+.2f} "
                 f"from the softmax vote's). Members: wall {cell('timings.train_members.wall_s', 1)} s, "
@@ -347,38 +353,22 @@ def report(records, out_dir):
     return written
 
 
-def _legacy_finding(runs):
-    mean, n, config = runs.mean, runs.n, runs.config
-
-    def check(condition):
-        if condition is None:
-            return "undetermined"
-        return "confirmed" if condition else "not confirmed"
-
-    sub, sup = "metrics.members_avg", "metrics.supermodel"
-    super_val = mean(f"{sup}.accuracy")
-    claims = [
-        ("higher accuracy", super_val > mean(f"{sub}.accuracy")),
-        ("higher mean loss", mean(f"{sup}.mean") > mean(f"{sub}.mean")),
-        ("lower 90th percentile", mean(f"{sup}.p90") < mean(f"{sub}.p90")),
-        ("higher 95th percentile", mean(f"{sup}.p95") > mean(f"{sub}.p95")),
-    ]
-    finding = "; ".join(f"{claim}: {check(ok)}" for claim, ok in claims)
-    if config["dataset"] == "fashion_mnist":
-        test = mean(f"{sup}.test_accuracy")
-        best = max(runs.runs, key=lambda r: r["metrics"]["supermodel"]["accuracy"])
-        best_note = (
-            f", the best of {n} seeds {100 * best['metrics']['supermodel']['accuracy']:.2f}%, seed {best['seed']}"
-            if n > 1
-            else ""
-        )
-        finding += (
-            f". SuperModel validation accuracy reaches the thesis's best Fashion-MNIST SuperModel, 91.36% "
-            f"with this architecture (section 3.5): {check(super_val >= THESIS_BEST)} (ours {100 * super_val:.2f}%{best_note}); "
-            f"SuperModel accuracy on the official test set reaches 91.36%: {check(test >= THESIS_BEST)} "
-            f"(ours {100 * test:.2f}%)"
-        )
-    return finding
+def _best_accuracy(runs):
+    """The SuperModel's validation and test accuracy beside the thesis's best (Fashion-MNIST only), as a sentence."""
+    if runs.config["dataset"] != "fashion_mnist":
+        return ""
+    # The thesis's 91.36% is "the best score that we were able to achieve",
+    # so the best seed is shown beside the mean (the claims table judges both).
+    best = max(runs.runs, key=lambda run: run["metrics"]["supermodel"]["accuracy"])
+    best_note = (
+        f", the best of {runs.n} seeds {100 * best['metrics']['supermodel']['accuracy']:.2f}%, seed {best['seed']}"
+        if runs.n > 1 else ""
+    )
+    return (
+        f"SuperModel validation accuracy {100 * runs.mean('metrics.supermodel.accuracy'):.2f}%{best_note} (the thesis's "
+        f"best Fashion-MNIST SuperModel with this architecture: {100 * THESIS_BEST:.2f}%, section 3.5); on the official "
+        f"test set {100 * runs.mean('metrics.supermodel.test_accuracy'):.2f}%. "
+    )
 
 
 if __name__ == "__main__":

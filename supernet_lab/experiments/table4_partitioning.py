@@ -208,21 +208,16 @@ def main(config, context):
     return {"results": results}
 
 
-def _cpu_totals(runs, size, k):
-    """Per seed: CPU seconds of member training (or the single net) plus head re-training of row (size, K)."""
+def _cpu_cell(runs, size, k):
+    """Mean ± std over seeds of row (size, K)'s CPU seconds: member training (or the single net) plus head re-training."""
     stages = [f"{size}_k{k}_members"] + ([f"{size}_k{k}_head"] if k > 1 else [])
     totals = []
     for run in runs:
         parts = [reports.get_path(run, f"timings.{stage}.cpu_s") for stage in stages]
         if all(isinstance(p, (int, float)) for p in parts):
             totals.append(float(sum(parts)))
-    return totals
-
-
-def _cpu_cell(totals):
-    return reports.format_mean_std(
-        float(np.mean(totals)) if totals else None, float(np.std(totals, ddof=1)) if len(totals) > 1 else None, len(totals), digits=0
-    )
+    mean = float(np.mean(totals)) if totals else None
+    return reports.format_mean_std(mean, float(np.std(totals, ddof=1)) if len(totals) > 1 else None, len(totals), digits=0)
 
 
 def report(records, out_dir):
@@ -240,16 +235,18 @@ def report(records, out_dir):
                 base = f"metrics.results.{size}.k{k}"
                 thesis = THESIS_TABLE4.get(size, {}).get(k)
                 thesis = ["—"] * 3 if thesis is None else [f"{100 * thesis[0]:.2f}", f"{thesis[1]:.4f}", f"{thesis[2]} ({hms(thesis[2])})"]
-                rows.append([
+                row = [
                     f"{size} {root}",
                     "1 (single net)" if k == 1 else str(k),
                     "-".join(map(str, reports.get_path(runs.runs[-1], f"{base}.widths") or [])),
                     runs.cell(f"{base}.accuracy", 100), thesis[0],
                     runs.cell(f"{base}.nll", digits=4), thesis[1],
-                    _cpu_cell(_cpu_totals(runs.runs, size, k)), thesis[2],
+                    _cpu_cell(runs.runs, size, k), thesis[2],
                     runs.cell(f"{base}.epochs", digits=1),
-                ] + ([("—" if k == 1 else f"{runs.cell(f'{base}.extra.accuracy', 100)} / {runs.cell(f'{base}.extra.nll', digits=4)}")]
-                     if extra else []))
+                ]
+                if extra:
+                    row.append("—" if k == 1 else f"{runs.cell(f'{base}.extra.accuracy', 100)} / {runs.cell(f'{base}.extra.nll', digits=4)}")
+                rows.append(row)
         missing = [s for s in ROOT_WIDTHS if s not in sizes]
         footnotes = [
             *(["Smoke preset: synthetic data and tiny root widths; numbers only test the code path."] if smoke else []),

@@ -35,12 +35,13 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import load_dataset
+from supernet_lab.experiments._common import SMOKE_FMNIST, DataConfig, by_preset, load_dataset, split_scores
 from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
-from supernet.training import fit_members, scores, supermodel
+from supernet.training import fit_members, supermodel
 from supernet_lab.findings import Claim
 
+NAME = "fig7_training_regimes"
 DESCRIPTION = "240-560-560 MLP in 4 branches: whole net vs whole net + last layer vs SuperModel (val-accuracy curves)"
 REPRODUCES = "thesis Fig. 7"
 
@@ -50,19 +51,21 @@ REGIME_LABELS = {
     "II": "II: whole network, then last layer only",
     "III": "III: 4 independent branches, then merged re-trained last layer",
 }
+# The stages each regime's CPU time sums (I and II share the first phase).
+STAGES = {
+    "I": ("whole_first_phase", "regime_I_rest"),
+    "II": ("whole_first_phase", "regime_II_last_layer"),
+    "III": ("regime_III_branches", "regime_III_head"),
+}
 # Fig. 7 gives curves, not numbers; its stated result (section 3.2): regimes I
-# and II are similar, the SuperModel (III) improves on both.
-THESIS_EPOCHS = {"I": 50, "II": (39, 10), "III": (39, 10)}
+# and II are similar, the SuperModel (III) improves on both. Its epochs: I 50,
+# II and III 39 + 10.
+THESIS_EPOCHS = {"first": 39, "second": 10, "whole": 50}
 THESIS_CLAIM = "III (SuperModel with re-trained last layer) ends above I and II; I and II are similar"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "fashion_mnist"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 6000
+class Config(DataConfig):
     root_widths: tuple = (240, 560, 560)
     num_members: int = 4
     dropout: float = 0.1
@@ -78,13 +81,7 @@ class Config:
 
 PRESETS = {
     "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
-        validation_size=0.1,
-        root_widths=(24, 56, 56),
-        first_epochs=2,
-        second_epochs=1,
-        whole_epochs=0,
+        **dict(SMOKE_FMNIST, validation_size=0.1), root_widths=(24, 56, 56), first_epochs=2, second_epochs=1, whole_epochs=0,
         learning_rate=1e-2,
     ),
     "cpu": Config(first_epochs=10, second_epochs=4, whole_epochs=0),
@@ -94,21 +91,16 @@ PRESETS = {
 # Fig. 7 gives curves, no numbers: the claims have no source value. Test
 # accuracy of the final models, regimes paired by seed.
 CLAIMS = (
-    Claim(
-        "iii_beats_i",
-        "The SuperModel with re-trained last layer improves the performance (Fig. 7): regime III ends above "
-        "regime I (the whole network trained end to end).",
-        "thesis section 3.2, Fig. 7",
-        "metrics.results.III.accuracy", minus="metrics.results.I.accuracy",
-        label="III - I, test accuracy", scale=100, unit=" points",
-    ),
-    Claim(
-        "iii_beats_ii",
-        "The SuperModel with re-trained last layer improves the performance (Fig. 7): regime III ends above "
-        "regime II (the whole network, then its last layer).",
-        "thesis section 3.2, Fig. 7",
-        "metrics.results.III.accuracy", minus="metrics.results.II.accuracy",
-        label="III - II, test accuracy", scale=100, unit=" points",
+    *(
+        Claim(
+            f"iii_beats_{other.lower()}",
+            "The SuperModel with re-trained last layer improves the performance (Fig. 7): regime III ends above "
+            f"regime {other} ({description}).",
+            "thesis section 3.2, Fig. 7",
+            "metrics.results.III.accuracy", minus=f"metrics.results.{other}.accuracy",
+            label=f"III - {other}, test accuracy", scale=100, unit=" points",
+        )
+        for other, description in (("I", "the whole network trained end to end"), ("II", "the whole network, then its last layer"))
     ),
     Claim(
         "ii_similar_to_i",
@@ -121,21 +113,19 @@ CLAIMS = (
 )
 
 
-def _history(history, key):
-    return [float(v) for v in history.history[key]]
+def _val_accuracy(*histories):
+    """The validation-accuracy curves of `histories`, one after the other."""
+    return [float(v) for history in histories for v in history.history["val_accuracy"]]
 
 
 def _dense(config, ds):
-    model = mlp(ds.input_shape[0], config.root_widths, ds.num_classes, dropout=config.dropout, l2=config.l2)
+    return mlp(ds.input_shape[0], config.root_widths, ds.num_classes, dropout=config.dropout, l2=config.l2)
+
+
+def _compiled(model, learning_rate):
+    """`model` compiled with a fresh Adam."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-def _compile(model, learning_rate):
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
 
 
 def main(config, context):
@@ -147,54 +137,36 @@ def main(config, context):
     curves, results = {}, {}
 
     with context.stage("whole_first_phase"):
-        dense = _dense(config, ds)
-        _compile(dense, config.learning_rate)
+        dense = _compiled(_dense(config, ds), config.learning_rate)
         first = dense.fit(ds.x_train, ds.y_train, epochs=e1, **fit_kwargs)
         snapshot = dense.get_weights()
     context.log(f"  dense net after {e1} epochs: val acc {first.history['val_accuracy'][-1]:.4f}")
 
     with context.stage("regime_I_rest"):
         rest = dense.fit(ds.x_train, ds.y_train, epochs=whole, initial_epoch=e1, **fit_kwargs)
-        curves["I"] = _history(first, "val_accuracy") + _history(rest, "val_accuracy")
-        results["I"] = scores(ds.y_test, dense.predict(ds.x_test, verbose=0, batch_size=1024))
+        curves["I"], results["I"] = _val_accuracy(first, rest), split_scores(dense, ds)
 
     with context.stage("regime_II_last_layer"):
         frozen = _dense(config, ds)
         frozen.set_weights(snapshot)
-        dense_layers = [layer for layer in frozen.layers if isinstance(layer, keras.layers.Dense)]
-        for layer in dense_layers[:-1]:
+        for layer in [layer for layer in frozen.layers if isinstance(layer, keras.layers.Dense)][:-1]:
             layer.trainable = False
-        _compile(frozen, config.learning_rate)  # fresh optimizer for the last layer alone
-        last = frozen.fit(ds.x_train, ds.y_train, epochs=e2, **fit_kwargs)
-        curves["II"] = _history(first, "val_accuracy") + _history(last, "val_accuracy")
-        results["II"] = scores(ds.y_test, frozen.predict(ds.x_test, verbose=0, batch_size=1024))
+        # A fresh optimizer for the last layer alone.
+        last = _compiled(frozen, config.learning_rate).fit(ds.x_train, ds.y_train, epochs=e2, **fit_kwargs)
+        curves["II"], results["II"] = _val_accuracy(first, last), split_scores(frozen, ds)
 
     widths = partition_widths(config.root_widths, config.num_members)
     context.log(f"regime III: {config.num_members} branches of {'-'.join(map(str, widths))}")
     with context.stage("regime_III_branches"):
         branches = PartitionedMLP(
-            ds.input_shape[0],
-            widths,
-            ds.num_classes,
-            num_members=config.num_members,
-            dropout=config.dropout,
-            l2=config.l2,
+            ds.input_shape[0], widths, ds.num_classes, num_members=config.num_members, dropout=config.dropout, l2=config.l2,
             seed=config.seed,
         )
-        fitted = fit_members(
-            branches, ds, epochs=e1, batch_size=config.batch_size, learning_rate=config.learning_rate
-        )
+        fitted = fit_members(branches, ds, epochs=e1, batch_size=config.batch_size, learning_rate=config.learning_rate)
     with context.stage("regime_III_head"):
         _, merged = supermodel(
-            branches,
-            ds,
-            init="copy",
-            downscale=config.downscale,
-            l2=config.l2,
-            head_epochs=e2,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            seed=config.seed,
+            branches, ds, init="copy", downscale=config.downscale, l2=config.l2, head_epochs=e2,
+            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
         )
     curves["III"] = fitted["history"]["val_vote_accuracy"] + merged["history"]["val_accuracy"]
     curves["III_branch_mean"] = fitted["history"]["val_member_accuracy"]
@@ -203,8 +175,7 @@ def main(config, context):
     for regime in REGIMES:
         results[regime]["final_val_accuracy"] = curves[regime][-1]
         context.log(
-            f"  {REGIME_LABELS[regime]}: final val acc {curves[regime][-1]:.4f}, "
-            f"test acc {results[regime]['accuracy']:.4f}"
+            f"  {REGIME_LABELS[regime]}: final val acc {curves[regime][-1]:.4f}, test acc {results[regime]['accuracy']:.4f}"
         )
     return {"curves": curves, "results": results, "epochs": {"first": e1, "second": e2, "whole": whole}}
 
@@ -218,56 +189,29 @@ def _mean_curve(runs, key):
     return [float(v) for v in np.mean([s[:length] for s in series], axis=0)]
 
 
+def _epochs(epochs):
+    """Each regime's epochs as the table shows them: I's total, II's and III's two phases."""
+    phases = f"{epochs['first']} + {epochs['second']}"
+    return {"I": str(epochs["whole"]), "II": phases, "III": phases}
+
+
 def report(records, out_dir):
     """Validation-accuracy curves (mean over seeds) and a final-accuracy table per preset."""
     written = []
-    folder = out_dir / "fig7_training_regimes"
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        config = runs[-1]["config"]
-        epochs = runs[-1]["metrics"]["epochs"]
-        paths = []
-        for regime in REGIMES:
-            base = f"metrics.results.{regime}"
-            paths += [f"{base}.accuracy", f"{base}.nll", f"{base}.final_val_accuracy"]
-        stage_names = {
-            "I": ["whole_first_phase", "regime_I_rest"],
-            "II": ["whole_first_phase", "regime_II_last_layer"],
-            "III": ["regime_III_branches", "regime_III_head"],
-        }
-        for names in stage_names.values():
-            paths += [f"timings.{name}.cpu_s" for name in names]
-        group = reports.aggregate(runs, by=["preset"], metrics=sorted(set(paths)))[0]
-        stats = group["metrics"]
-        n = group["n_runs"]
-
-        def cell(path, scale=1.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-        def cpu(regime):
-            total = 0.0
-            for name in stage_names[regime]:
-                value = stats[f"timings.{name}.cpu_s"]["mean"]
-                if value is None:
-                    return "—"
-                total += value
-            return f"{total:.0f}"
+    for runs in by_preset([r for r in records if r.get("status", "ok") == "ok"]):
+        config, preset, n = runs.config, runs.preset, runs.n
+        epochs = runs.runs[-1]["metrics"]["epochs"]
+        stem = out_dir / NAME / f"{NAME}_{preset}"
 
         histories = {}
-        for regime in REGIMES:
-            curve = _mean_curve(runs, regime)
+        for key, label in (*REGIME_LABELS.items(), ("III_branch_mean", "III, first phase: mean single branch")):
+            curve = _mean_curve(runs.runs, key)
             if curve is not None:
-                histories[REGIME_LABELS[regime]] = {"val_accuracy": curve}
-        branch_curve = _mean_curve(runs, "III_branch_mean")
-        if branch_curve is not None:
-            histories["III, first phase: mean single branch"] = {"val_accuracy": branch_curve}
+                histories[label] = {"val_accuracy": curve}
         figure = reports.plot_curves(
             histories,
             "val_accuracy",
-            folder / f"fig7_training_regimes_{preset}.png",
+            stem.with_suffix(".png"),
             title=(
                 f"Fig. 7: {'-'.join(map(str, config['root_widths']))} MLP, {config['num_members']} branches "
                 f"({preset}, mean of {n} seed(s))\nphase 2 (II, III) starts at epoch {epochs['first'] + 1}"
@@ -275,95 +219,49 @@ def report(records, out_dir):
         )
         written.append(figure)
 
-        thesis_epochs = {"I": "50", "II": "39 + 10", "III": "39 + 10"}
-        ours_epochs = {
-            "I": str(epochs["whole"]),
-            "II": f"{epochs['first']} + {epochs['second']}",
-            "III": f"{epochs['first']} + {epochs['second']}",
-        }
+        def cpu(regime):
+            means = [runs.mean(f"timings.{stage}.cpu_s") for stage in STAGES[regime]]
+            return "—" if None in means else f"{sum(means):.0f}"
+
+        ours, thesis = _epochs(epochs), _epochs(THESIS_EPOCHS)
+        footnotes = [
+            *(["Smoke preset: synthetic data and tiny widths; numbers only test the code path."]
+              if config["dataset"] != "fashion_mnist" else []),
+            *([f"Epochs scaled down to {ours['II']} (regime I: {ours['I']}) from the thesis's {thesis['II']} (regime I: "
+               f"{thesis['I']}) to fit about 4 minutes per seed on 2 CPU cores."] if epochs != THESIS_EPOCHS else []),
+            *([f"Training data subsampled: subset={config['subset']} (thesis: the full training set)."]
+              if config["subset"] is not None else []),
+            "Regimes I and II share their first phase (one dense net, weights snapshotted after it); the thesis "
+            "presumably trained them separately.",
+            "Regime III's first-phase curve is the softmax vote of the four branches (the merged head does not "
+            "exist yet); the thesis does not say what its blue line shows before the merge.",
+            f"Adam, learning rate {config['learning_rate']}, batch {config['batch_size']}; SuperNet head copied "
+            f"with down-scaling factor {config['downscale']} and L2 {config['l2']} (thesis: optimizer, batch not "
+            "stated; plain copy). CPU time counts the shared first phase in both I and II.",
+        ]
         table = reports.Table(
             title="Fig. 7: final accuracy of three training regimes (240-560-560-10 in four branches, Fashion-MNIST)",
-            columns=["regime", "epochs (ours)", "epochs (thesis)", "final val. acc. (%)", "test acc. (%)", "test loss", "CPU time (s)"],
+            columns=["regime", "epochs (ours)", "epochs (thesis)", "final val. acc. (%)", "test acc. (%)", "test loss",
+                     "CPU time (s)"],
             rows=[
                 [
-                    REGIME_LABELS[regime],
-                    ours_epochs[regime],
-                    thesis_epochs[regime],
-                    cell(f"metrics.results.{regime}.final_val_accuracy", 100),
-                    cell(f"metrics.results.{regime}.accuracy", 100),
-                    cell(f"metrics.results.{regime}.nll", digits=4),
+                    REGIME_LABELS[regime], ours[regime], thesis[regime],
+                    runs.cell(f"metrics.results.{regime}.final_val_accuracy", 100),
+                    runs.cell(f"metrics.results.{regime}.accuracy", 100),
+                    runs.cell(f"metrics.results.{regime}.nll", digits=4),
                     cpu(regime),
                 ]
                 for regime in REGIMES
             ],
+            caption=f"Preset `{preset}`, mean ± std over {n} seed(s). Thesis claim: {THESIS_CLAIM}. Curves: `{figure.name}`.",
             source="thesis Fig. 7 (curves only; no numbers are given in the text)",
+            footnotes=footnotes,
         )
-        if config["dataset"] != "fashion_mnist":
-            table.footnote("Smoke preset: synthetic data and tiny widths; numbers only test the code path.")
-        if (epochs["first"], epochs["second"], epochs["whole"]) != (39, 10, 50):
-            table.footnote(
-                f"Epochs scaled down to {epochs['first']} + {epochs['second']} (regime I: {epochs['whole']}) from the "
-                "thesis's 39 + 10 (regime I: 50) to fit about 4 minutes per seed on 2 CPU cores."
-            )
-        if config["subset"] is not None:
-            table.footnote(f"Training data subsampled: subset={config['subset']} (thesis: the full training set).")
-        table.footnote(
-            "Regimes I and II share their first phase (one dense net, weights snapshotted after it); the thesis "
-            "presumably trained them separately."
-        )
-        table.footnote(
-            "Regime III's first-phase curve is the softmax vote of the four branches (the merged head does not "
-            "exist yet); the thesis does not say what its blue line shows before the merge."
-        )
-        table.footnote(
-            f"Adam, learning rate {config['learning_rate']}, batch {config['batch_size']}; SuperNet head copied "
-            f"with down-scaling factor {config['downscale']} and L2 {config['l2']} (thesis: optimizer, batch not "
-            "stated; plain copy). CPU time counts the shared first phase in both I and II."
-        )
-
-        val = {r: stats[f"metrics.results.{r}.final_val_accuracy"]["mean"] for r in REGIMES}
-        test = {r: stats[f"metrics.results.{r}.accuracy"]["mean"] for r in REGIMES}
-        findings = []
-        if all(v is not None for v in test.values()):
-            best_other = max(test["I"], test["II"])
-            findings.append(
-                [
-                    "The SuperModel (III) ends with a higher accuracy than regimes I and II",
-                    "yes (Fig. 7)",
-                    f"test: III {100 * test['III']:.2f}% vs best of I/II {100 * best_other:.2f}%; "
-                    f"val: III {100 * val['III']:.2f}% vs {100 * max(val['I'], val['II']):.2f}%",
-                    "confirmed" if test["III"] > best_other else "not confirmed",
-                ]
-            )
-            gap = test["II"] - test["I"]
-            findings.append(
-                [
-                    "Regime II (last layer re-trained) is similar to or slightly better than regime I (within 0.5 pp or above)",
-                    "yes (Fig. 7)",
-                    f"II - I = {100 * gap:+.2f} pp (test)",
-                    "confirmed" if gap > -0.005 else "not confirmed",
-                ]
-            )
-        table.caption = (
-            f"Preset `{preset}`, mean ± std over {n} seed(s). Thesis claim: {THESIS_CLAIM}. "
-            f"Curves: `{figure.name}`."
-        )
-        stem = folder / f"fig7_training_regimes_{preset}"
         written += reports.write_table(table, stem)
-        written += reports.write_table(
-            reports.Table(
-                title="Fig. 7 findings: the thesis's claims checked against our aggregated numbers",
-                columns=["claim", "thesis", "ours", "verdict"],
-                rows=findings,
-                caption=f"Preset `{preset}`, {n} seed(s); verdicts computed from the means.",
-                source="thesis section 3.2, Fig. 7",
-            ),
-            stem.with_name(stem.name + "_findings"),
-        )
     return written
 
 
 if __name__ == "__main__":
     from supernet_lab.runner import main_module
 
-    main_module("fig7_training_regimes")
+    main_module(NAME)

@@ -11,9 +11,12 @@ import dataclasses
 import keras
 import numpy as np
 
+from supernet_lab.experiments._common import by_preset
 from supernet import data, metrics, reports
 from supernet.models import PartitionedMLP, build_supernet, fit_head
+from supernet.training import scores
 
+NAME = "quickstart"
 DESCRIPTION = "K fused MLPs on scikit-learn's digits -> voting vs SuperNet head (no download)"
 REPRODUCES = "thesis Fig. 8 / Table 6 style, on digits"
 
@@ -39,23 +42,14 @@ PRESETS = {
 }
 
 
-def _scores(y, probs):
-    return {"accuracy": metrics.accuracy(y, probs), "nll": metrics.nll(y, probs)}
-
-
 def main(config, context):
     ds = data.digits(validation_size=config.validation_size, seed=config.seed)
     context.log(ds.summary())
+    fit_args = dict(validation_data=(ds.x_val, ds.y_val), batch_size=config.batch_size, verbose=0)
 
     with context.stage("train_members"):
-        model = PartitionedMLP(
-            ds.input_shape[0],
-            list(config.hidden_units),
-            ds.num_classes,
-            num_members=config.num_members,
-            dropout=config.dropout,
-            seed=config.seed,
-        )
+        model = PartitionedMLP(ds.input_shape[0], list(config.hidden_units), ds.num_classes,
+                               num_members=config.num_members, dropout=config.dropout, seed=config.seed)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         every = max(1, config.epochs // 4)
         progress = keras.callbacks.LambdaCallback(
@@ -65,40 +59,22 @@ def main(config, context):
                 f"{logs['member_accuracy']:.3f}, val vote acc {logs['val_vote_accuracy']:.3f}"
             )
         )
-        model.fit(
-            ds.x_train,
-            ds.y_train,
-            validation_data=(ds.x_val, ds.y_val),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            callbacks=[progress],
-            verbose=0,
-        )
+        model.fit(ds.x_train, ds.y_train, epochs=config.epochs, callbacks=[progress], **fit_args)
 
     member_probs = np.moveaxis(model.predict(ds.x_test, verbose=0), 1, 0)
-    rows = {f"member {k + 1}": _scores(ds.y_test, p) for k, p in enumerate(member_probs)}
-    rows["softmax voting"] = _scores(ds.y_test, metrics.softmax_vote(member_probs))
-    rows["majority voting"] = {
-        "accuracy": float(np.mean(metrics.majority_vote(member_probs) == ds.y_test))
-    }
+    rows = {f"member {k + 1}": scores(ds.y_test, p) for k, p in enumerate(member_probs)}
+    rows["softmax voting"] = scores(ds.y_test, metrics.softmax_vote(member_probs))
+    rows["majority voting"] = {"accuracy": float(np.mean(metrics.majority_vote(member_probs) == ds.y_test))}
 
     with context.stage("supernet_head"):
         supernet = build_supernet(model, init="copy", downscale="auto", validation_data=(ds.x_val, ds.y_val), seed=config.seed)
-        rows["SuperNet, copied head"] = _scores(ds.y_test, supernet.predict(ds.x_test, verbose=0))
-        fit_head(
-            supernet,
-            ds.x_train,
-            ds.y_train,
-            validation_data=(ds.x_val, ds.y_val),
-            epochs=config.head_epochs,
-            batch_size=config.batch_size,
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            verbose=0,
-        )
-        rows["SuperNet, re-trained head"] = _scores(ds.y_test, supernet.predict(ds.x_test, verbose=0))
+        rows["SuperNet, copied head"] = scores(ds.y_test, supernet.predict(ds.x_test, verbose=0))
+        fit_head(supernet, ds.x_train, ds.y_train, epochs=config.head_epochs,
+                 optimizer=keras.optimizers.Adam(config.learning_rate), **fit_args)
+        rows["SuperNet, re-trained head"] = scores(ds.y_test, supernet.predict(ds.x_test, verbose=0))
 
-    for name, scores in rows.items():
-        context.log(f"  {name:26s} accuracy {100 * scores['accuracy']:.2f}%")
+    for name, row in rows.items():
+        context.log(f"  {name:26s} accuracy {100 * row['accuracy']:.2f}%")
     return {
         "rows": rows,
         "downscale": supernet.supernet_info["downscale"],
@@ -109,37 +85,23 @@ def main(config, context):
 def report(records, out_dir):
     """Markdown and LaTeX table per preset, mean ± std over seeds."""
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset]
-        row_names = list(runs[-1]["metrics"]["rows"])
-        groups = reports.aggregate(
-            runs,
-            by=["preset"],
-            metrics=[f"metrics.rows.{n}.{m}" for n in row_names for m in ("accuracy", "nll")]
-            + ["metrics.downscale", "timings.train_members.wall_s", "timings.train_members.cpu_s",
-               "timings.supernet_head.wall_s", "timings.supernet_head.cpu_s"],
-        )[0]
-        stats = groups["metrics"]
+    for runs in by_preset(records):
+        cell = runs.cell
 
-        def cell(path, scale=1.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
+        def cost(stage):
+            return f"wall {cell(f'timings.{stage}.wall_s')} s, CPU {cell(f'timings.{stage}.cpu_s')} s"
 
-        rows = [
-            [name, cell(f"metrics.rows.{name}.accuracy", 100), cell(f"metrics.rows.{name}.nll", digits=3)]
-            for name in row_names
-        ]
-        n = groups["n_runs"]
         table = reports.Table(
-            title=f"Quickstart: SuperNet of {runs[-1]['config']['num_members']} MLPs on digits ({preset})",
+            title=f"Quickstart: SuperNet of {runs.config['num_members']} MLPs on digits ({runs.preset})",
             columns=["model", "test accuracy (%)", "test NLL"],
-            rows=rows,
+            rows=[
+                [name, cell(f"metrics.rows.{name}.accuracy", 100), cell(f"metrics.rows.{name}.nll", digits=3)]
+                for name in runs.runs[-1]["metrics"]["rows"]
+            ],
             caption=(
-                f"Preset `{preset}`, mean ± std over {n} seed(s). Members trained as one fused "
-                f"PartitionedMLP: wall {cell('timings.train_members.wall_s')} s, CPU "
-                f"{cell('timings.train_members.cpu_s')} s; SuperNet head (auto downscale f = "
-                f"{cell('metrics.downscale')}, then re-trained): wall "
-                f"{cell('timings.supernet_head.wall_s')} s, CPU {cell('timings.supernet_head.cpu_s')} s. "
+                f"Preset `{runs.preset}`, mean ± std over {runs.n} seed(s). Members trained as one fused "
+                f"PartitionedMLP: {cost('train_members')}; SuperNet head (auto downscale f = "
+                f"{cell('metrics.downscale')}, then re-trained): {cost('supernet_head')}. "
                 "Construction as thesis Fig. 8, head initialisation as thesis Table 6; the thesis has no digits numbers."
             ),
             footnotes=[
@@ -147,11 +109,11 @@ def report(records, out_dir):
                 "Down-scaling factor chosen automatically by minimising validation NLL; the thesis chose it by hand.",
             ],
         )
-        written += reports.write_table(table, out_dir / "quickstart" / f"quickstart_{preset}")
+        written += reports.write_table(table, out_dir / NAME / f"{NAME}_{runs.preset}")
     return written
 
 
 if __name__ == "__main__":
     from supernet_lab.runner import main_module
 
-    main_module("quickstart")
+    main_module(NAME)

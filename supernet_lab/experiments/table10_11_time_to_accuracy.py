@@ -49,6 +49,7 @@ import time
 
 import keras
 
+from supernet_lab.experiments._common import by_preset, hms
 from supernet import data, metrics, reports
 from supernet.callbacks import TimeToAccuracy
 from supernet.models import PartitionedMLP, build_supernet, fit_head, mlp
@@ -103,26 +104,19 @@ class Config:
     head_learning_rate: float = 1e-3
 
 
+def _smoke(tag, num_classes, input_dim):
+    """Smoke settings of one dataset: synthetic data of its shape, tiny nets, 2 epochs.
+
+    The 1% target is reached after the first epoch, so the time ratio the claims read is recorded.
+    """
+    kwargs = (("num_classes", num_classes), ("input_shape", (input_dim,)), ("num_train", 400), ("num_test", 100))
+    settings = dict(dataset="synthetic", dataset_kwargs=kwargs, validation_size=0.2, target=0.01, max_epochs=2,
+                    single_units=(16, 16), member_units=(8, 8))
+    return {f"{tag}_{key}": value for key, value in settings.items()}
+
+
 PRESETS = {
-    "smoke": Config(
-        batch_size=32,
-        fmnist_dataset="synthetic",
-        fmnist_dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 400), ("num_test", 100)),
-        fmnist_validation_size=0.2,
-        # 1%: reached after the first epoch, so the time ratio the claims read is recorded.
-        fmnist_target=0.01,
-        fmnist_max_epochs=2,
-        fmnist_single_units=(16, 16),
-        fmnist_member_units=(8, 8),
-        tng_dataset="synthetic",
-        tng_dataset_kwargs=(("num_classes", 20), ("input_shape", (300,)), ("num_train", 400), ("num_test", 100)),
-        tng_validation_size=0.2,
-        tng_target=0.01,
-        tng_max_epochs=2,
-        tng_single_units=(16, 16),
-        tng_member_units=(8, 8),
-        head_epochs=1,
-    ),
+    "smoke": Config(batch_size=32, **_smoke("fmnist", 10, 784), **_smoke("tng", 20, 300), head_epochs=1),
     "cpu": Config(fmnist_max_epochs=10, tng_max_epochs=10, head_epochs=2),
     # Long enough for Fashion-MNIST's 90% (the cpu cap of 10 epochs is not).
     "cpu_long": Config(fmnist_max_epochs=40, tng_max_epochs=10, head_epochs=2),
@@ -130,39 +124,40 @@ PRESETS = {
 }
 
 
+def _faster(tag, claim_id, text, where, threshold):
+    """Claim that the SuperModel / single net CPU time ratio to `tag`'s target is below `threshold`."""
+    return Claim(
+        f"{tag}_{claim_id}", text, where, f"metrics.{tag}.ratio.cpu_s", compare="<", threshold=threshold,
+        source_value=_thesis_ratio(tag), datasets=(f"{tag}_dataset",),
+        label=f"SuperModel / single net CPU time to {THESIS[tag]['single'][0]:.0%} ({LABELS[tag][1]})",
+    )
+
+
 # The ratio is recorded only when both models reached the target; a seed
 # where either did not has no ratio and drops out of the finding.
 CLAIMS = (
-    Claim(
-        "fmnist_supermodel_faster",
+    _faster(
+        "fmnist", "supermodel_faster",
         "The Supermodel consisted of 3 subnetworks and was significantly faster [to 90% accuracy on Fashion MNIST]: "
         "ensembling can be used for saving CPU resources as well.",
-        "thesis Table 10, section 3.6",
-        "metrics.fmnist.ratio.cpu_s", compare="<", threshold=1.0, source_value=_thesis_ratio("fmnist"),
-        label="SuperModel / single net CPU time to 90% (Fashion-MNIST)", datasets=("fmnist_dataset",),
+        "thesis Table 10, section 3.6", 1.0,
     ),
-    Claim(
-        "fmnist_ratio_within_thesis",
+    _faster(
+        "fmnist", "ratio_within_thesis",
         "The SuperModel needs at most the thesis's share of the single net's CPU time to 90% on Fashion MNIST "
         "(4:59 vs 8:36).",
-        "thesis Table 10",
-        "metrics.fmnist.ratio.cpu_s", compare="<", threshold=_thesis_ratio("fmnist"), source_value=_thesis_ratio("fmnist"),
-        label="SuperModel / single net CPU time to 90% (Fashion-MNIST)", datasets=("fmnist_dataset",),
+        "thesis Table 10", _thesis_ratio("fmnist"),
     ),
-    Claim(
-        "tng_supermodel_faster",
+    _faster(
+        "tng", "supermodel_faster",
         "The SuperModel reaches 84% accuracy on TNG in less CPU time than the best individual model: ensembling can be "
         "used for saving CPU resources as well.",
-        "thesis Table 11, section 3.6",
-        "metrics.tng.ratio.cpu_s", compare="<", threshold=1.0, source_value=_thesis_ratio("tng"),
-        label="SuperModel / single net CPU time to 84% (20 Newsgroups)", datasets=("tng_dataset",),
+        "thesis Table 11, section 3.6", 1.0,
     ),
-    Claim(
-        "tng_ratio_within_thesis",
+    _faster(
+        "tng", "ratio_within_thesis",
         "The SuperModel needs at most the thesis's share of the single net's CPU time to 84% on TNG (1:13 vs 3:00).",
-        "thesis Table 11",
-        "metrics.tng.ratio.cpu_s", compare="<", threshold=_thesis_ratio("tng"), source_value=_thesis_ratio("tng"),
-        label="SuperModel / single net CPU time to 84% (20 Newsgroups)", datasets=("tng_dataset",),
+        "thesis Table 11", _thesis_ratio("tng"),
     ),
 )
 
@@ -263,13 +258,8 @@ def main(config, context):
     return {tag: context.resumable(tag, lambda tag=tag: _stage(tag, config, context)) for tag in ("fmnist", "tng")}
 
 
-def _clock(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def _one_sided_finding(runs, tag, thesis_ratio):
-    """Verdict when no run has both models at the target.
+    """The caption's sentence when no run has both models at the target.
 
     Where the SuperModel reached it and the single net did not within the
     epoch cap, the single net's whole training stage (which also holds its
@@ -280,117 +270,104 @@ def _one_sided_finding(runs, tag, thesis_ratio):
     for run in runs:
         result = run["metrics"][tag]
         if result["supermodel"]["reached"] and not result["single"]["reached"]:
-            single_cpu = run["timings"][f"single_{tag}"]["cpu_s"]
-            bounds.append(result["supermodel"]["cpu_s"] / single_cpu)
+            bounds.append(result["supermodel"]["cpu_s"] / run["timings"][f"single_{tag}"]["cpu_s"])
     if not bounds:
         return ("No run where both models reached the target, so no time ratio; the thesis claim "
                 f"(SuperModel faster, CPU ratio {thesis_ratio:.2f}) cannot be checked at this budget.")
     return (
         f"In {len(bounds)} of {len(runs)} run(s) the SuperModel reached the target and the single net did not "
-        f"within the epoch cap, so the CPU time ratio is at most {max(bounds):.2f} (SuperModel time to target / "
-        f"the single net's whole training stage; thesis CPU ratio {thesis_ratio:.2f}). Thesis claim, the "
-        f"SuperModel reaches the target faster: confirmed (a bound, not a measured ratio)."
+        f"within the epoch cap, so the CPU time ratio is at most {max(bounds):.2f} (a bound, not a measured ratio: "
+        f"SuperModel time to target / the single net's whole training stage; thesis CPU ratio {thesis_ratio:.2f})."
     )
 
 
 def report(records, out_dir):
     """Tables 10 and 11 per preset with the SuperModel/single time ratios."""
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset]
-        config = runs[-1]["config"]
+    for runs in by_preset(records):
         for tag in ("fmnist", "tng"):
-            paths = [f"metrics.{tag}.{m}.{k}" for m in ("single", "supermodel")
-                     for k in ("wall_s", "cpu_s", "reached_epoch", "val_accuracy", "val_nll", "test_accuracy", "epochs_run")]
-            paths += [f"metrics.{tag}.ratio.wall_s", f"metrics.{tag}.ratio.cpu_s", f"metrics.{tag}.supermodel.downscale"]
-            group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-            stats, n = group["metrics"], group["n_runs"]
-
-            def cell(path, digits=4):
-                s = stats[path]
-                return reports.format_mean_std(s["mean"], s["std"], s["n"], digits=digits)
-
-            rows = []
-            for kind, units, members in (
-                ("single", config[f"{tag}_single_units"], 1),
-                ("supermodel", config[f"{tag}_member_units"], config["num_members"]),
-            ):
-                base = f"metrics.{tag}.{kind}"
-                reached = stats[f"{base}.wall_s"]["n"]
-                arch = ("single net " if kind == "single" else f"SuperModel of {members} x ") + "-".join(map(str, units))
-                thesis = THESIS[tag][kind]
-                rows.append([
-                    arch,
-                    f"{reached} of {n}",
-                    cell(f"{base}.reached_epoch", 1),
-                    cell(f"{base}.val_accuracy"),
-                    f"{thesis[0]:g}",
-                    cell(f"{base}.val_nll"),
-                    f"{thesis[1]:g}",
-                    cell(f"{base}.test_accuracy"),
-                    cell(f"{base}.wall_s", 1),
-                    cell(f"{base}.cpu_s", 1),
-                    _clock(thesis[2]),
-                ])
-            ratio_cpu = stats[f"metrics.{tag}.ratio.cpu_s"]
-            thesis_ratio = _thesis_ratio(tag)
-            if ratio_cpu["n"]:
-                finding = (
-                    f"SuperModel / single time ratio: wall {cell(f'metrics.{tag}.ratio.wall_s', 2)}, CPU "
-                    f"{cell(f'metrics.{tag}.ratio.cpu_s', 2)} over the {ratio_cpu['n']} run(s) where both reached "
-                    f"the target (thesis CPU ratio {thesis_ratio:.2f}). Thesis claim, the SuperModel reaches the "
-                    "target faster: see the claims table for the verdict over seeds."
-                )
-            else:
-                finding = _one_sided_finding(runs, tag, thesis_ratio)
-            head_epochs = config.get("head_epochs", 0)
-            head = (
-                f"SuperModel head copied, auto down-scaled (f = {cell(f'metrics.{tag}.supermodel.downscale', 2)}) and "
-                f"re-trained for {head_epochs} epoch(s) at each check, the last re-training included in its time"
-                if head_epochs else
-                f"SuperModel scored with copied head, auto down-scale f = "
-                f"{cell(f'metrics.{tag}.supermodel.downscale', 2)}, no re-training (our variant)"
-            )
-            caption = (
-                f"Preset `{preset}`, mean ± std over {n} seed(s) (times and epochs over the runs that reached "
-                f"the target). Target: {config[f'{tag}_target']:.0%} validation accuracy; val loss and test accuracy "
-                f"at the stopping point (target or epoch cap). {head}. {finding}"
-            )
-            footnotes = [
-                f"Epoch cap {config[f'{tag}_max_epochs']}; 'reached' counts runs that reached the target within it.",
-                "Times: training only, measured in the same process one after the other (single first); the per-epoch "
-                "scoring pass and data loading are excluded; CPU time is process time summed over threads on 2 shared "
-                "cores (thesis: CPUTime of the Prometheus cluster's sacct, GPU jobs).",
-                ("SuperModel head: copied weights, averaged biases, auto down-scaling, then re-trained on the training "
-                 "set as in the thesis (feature pass and head epochs timed); heads of earlier checks are not counted."
-                 if head_epochs else
-                 "SuperModel head: copied weights, averaged biases, auto down-scaling, not re-trained (thesis: "
-                 "re-trained head); its one-off construction after training is not included in the time."),
-                f"Adam lr {config['learning_rate']}, batch {config['batch_size']}; dropout single "
-                f"{config[f'{tag}_single_dropout']} / members {config[f'{tag}_member_dropout']} (our choice; the thesis "
-                "fine-tuned both and does not state the settings).",
-            ]
-            if tag == "tng":
-                footnotes.append(
-                    f"20 Newsgroups as TF-IDF of the {dict(config['tng_dataset_kwargs']).get('max_features', 10000)} most "
-                    "frequent words; validation = 10% of the training posts."
-                    if config["tng_dataset"] == "newsgroups20" else
-                    f"Stand-in data `{config['tng_dataset']}` instead of 20 Newsgroups."
-                )
-            elif config["fmnist_dataset"] != "fashion_mnist":
-                footnotes.append(f"Stand-in data `{config['fmnist_dataset']}` instead of Fashion-MNIST.")
-            number, dataset = LABELS[tag]
-            table = reports.Table(
-                title=f"{number}: time to {config[f'{tag}_target']:.0%} validation accuracy on {dataset} ({preset})",
-                columns=["model", "reached", "epoch", "val acc", "thesis", "val loss", "thesis", "test acc",
-                         "wall (s)", "CPU (s)", "thesis CPU"],
-                rows=rows,
-                caption=caption,
-                source=f"thesis {number}",
-                footnotes=footnotes,
-            )
-            written += reports.write_table(table, out_dir / NAME / f"{NAME}_{tag}_{preset}")
+            written += reports.write_table(_table(runs, tag), out_dir / NAME / f"{NAME}_{tag}_{runs.preset}")
     return written
+
+
+def _table(runs, tag):
+    """Table 10 (`tag` "fmnist") or 11 ("tng") of one preset's runs."""
+    config, preset, n = runs.config, runs.preset, runs.n
+
+    def cell(path, digits=4):
+        return runs.cell(path, digits=digits)
+
+    rows = []
+    for kind, arch, units in (
+        ("single", "single net ", config[f"{tag}_single_units"]),
+        ("supermodel", f"SuperModel of {config['num_members']} x ", config[f"{tag}_member_units"]),
+    ):
+        base = f"metrics.{tag}.{kind}"
+        thesis = THESIS[tag][kind]
+        rows.append([
+            arch + "-".join(map(str, units)),
+            f"{runs.stats(f'{base}.wall_s')['n']} of {n}",
+            cell(f"{base}.reached_epoch", 1),
+            cell(f"{base}.val_accuracy"), f"{thesis[0]:g}",
+            cell(f"{base}.val_nll"), f"{thesis[1]:g}",
+            cell(f"{base}.test_accuracy"),
+            cell(f"{base}.wall_s", 1),
+            cell(f"{base}.cpu_s", 1),
+            hms(thesis[2]),
+        ])
+    ratio_n, thesis_ratio = runs.stats(f"metrics.{tag}.ratio.cpu_s")["n"], _thesis_ratio(tag)
+    finding = (
+        f"SuperModel / single time ratio: wall {cell(f'metrics.{tag}.ratio.wall_s', 2)}, CPU "
+        f"{cell(f'metrics.{tag}.ratio.cpu_s', 2)} over the {ratio_n} run(s) where both reached the target (thesis CPU "
+        f"ratio {thesis_ratio:.2f}). Thesis claim, the SuperModel reaches the target faster: see the claims table for "
+        "the verdict over seeds."
+        if ratio_n else _one_sided_finding(runs.runs, tag, thesis_ratio)
+    )
+    head_epochs = config.get("head_epochs", 0)
+    downscale = cell(f"metrics.{tag}.supermodel.downscale", 2)
+    head = (
+        f"SuperModel head copied, auto down-scaled (f = {downscale}) and re-trained for {head_epochs} epoch(s) at each "
+        "check, the last re-training included in its time"
+        if head_epochs else
+        f"SuperModel scored with copied head, auto down-scale f = {downscale}, no re-training (our variant)"
+    )
+    footnotes = [
+        f"Epoch cap {config[f'{tag}_max_epochs']}; 'reached' counts runs that reached the target within it.",
+        "Times: training only, measured in the same process one after the other (single first); the per-epoch "
+        "scoring pass and data loading are excluded; CPU time is process time summed over threads on 2 shared "
+        "cores (thesis: CPUTime of the Prometheus cluster's sacct, GPU jobs).",
+        "SuperModel head: copied weights, averaged biases, auto down-scaling, then re-trained on the training set as "
+        "in the thesis (feature pass and head epochs timed); heads of earlier checks are not counted."
+        if head_epochs else
+        "SuperModel head: copied weights, averaged biases, auto down-scaling, not re-trained (thesis: re-trained "
+        "head); its one-off construction after training is not included in the time.",
+        f"Adam lr {config['learning_rate']}, batch {config['batch_size']}; dropout single "
+        f"{config[f'{tag}_single_dropout']} / members {config[f'{tag}_member_dropout']} (our choice; the thesis "
+        "fine-tuned both and does not state the settings).",
+    ]
+    if tag == "tng":
+        footnotes.append(
+            f"20 Newsgroups as TF-IDF of the {dict(config['tng_dataset_kwargs']).get('max_features', 10000)} most "
+            "frequent words; validation = 10% of the training posts."
+            if config["tng_dataset"] == "newsgroups20" else
+            f"Stand-in data `{config['tng_dataset']}` instead of 20 Newsgroups."
+        )
+    elif config["fmnist_dataset"] != "fashion_mnist":
+        footnotes.append(f"Stand-in data `{config['fmnist_dataset']}` instead of Fashion-MNIST.")
+    number, dataset = LABELS[tag]
+    return reports.Table(
+        title=f"{number}: time to {config[f'{tag}_target']:.0%} validation accuracy on {dataset} ({preset})",
+        columns=["model", "reached", "epoch", "val acc", "thesis", "val loss", "thesis", "test acc",
+                 "wall (s)", "CPU (s)", "thesis CPU"],
+        rows=rows,
+        caption=(
+            f"Preset `{preset}`, mean ± std over {n} seed(s) (times and epochs over the runs that reached "
+            f"the target). Target: {config[f'{tag}_target']:.0%} validation accuracy; val loss and test accuracy "
+            f"at the stopping point (target or epoch cap). {head}. {finding}"
+        ),
+        source=f"thesis {number}",
+        footnotes=footnotes,
+    )
 
 
 if __name__ == "__main__":

@@ -42,58 +42,36 @@ preset runs all three sizes with up to 200 epochs and the thesis's
 patience.
 """
 
+
 import dataclasses
 
 import numpy as np
 
-from supernet_lab.experiments._common import fit_classifier, hms, load_dataset, split_scores
+from supernet_lab.experiments._common import SMOKE_FMNIST, DataConfig, by_preset, fit_classifier, hms, load_dataset, split_scores
 from supernet import reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, partition_widths
 from supernet.training import fit_members, scores, supermodel
 from supernet_lab.findings import Claim
 
+NAME = "table4_partitioning"
 DESCRIPTION = "Small/medium/large MLPs split into K=1,2,3,4,6 sub-networks -> SuperModel: accuracy, loss, CPU time"
 REPRODUCES = "thesis Table 4"
 
-ROOT_WIDTHS = {
-    "small": (360, 840, 840),
-    "medium": (720, 1680, 1680),
-    "large": (1200, 2800, 2800),
-}
+ROOT_WIDTHS = {"small": (360, 840, 840), "medium": (720, 1680, 1680), "large": (1200, 2800, 2800)}
 
 # Thesis Table 4: (test accuracy, test loss, CPU time in seconds) per (size, K).
 THESIS_TABLE4 = {
-    "small": {
-        1: (0.8958, 0.3194, 109),
-        2: (0.8906, 0.344, 124),
-        3: (0.8962, 0.3451, 199),
-        4: (0.8943, 0.333, 228),
-        6: (0.8893, 0.346, 361),
-    },
-    "medium": {
-        1: (0.8942, 0.349, 233),
-        2: (0.8914, 0.3445, 111),
-        3: (0.8971, 0.3506, 172),
-        4: (0.8927, 0.370, 214),
-        6: (0.895, 0.3659, 384),
-    },
-    "large": {
-        1: (0.891, 0.315, 410),
-        2: (0.8983, 0.4026, 297),
-        3: (0.8973, 0.404, 337),
-        4: (0.8953, 0.405, 389),
-        6: (0.8994, 0.424, 539),
-    },
+    "small": {1: (0.8958, 0.3194, 109), 2: (0.8906, 0.344, 124), 3: (0.8962, 0.3451, 199), 4: (0.8943, 0.333, 228),
+              6: (0.8893, 0.346, 361)},
+    "medium": {1: (0.8942, 0.349, 233), 2: (0.8914, 0.3445, 111), 3: (0.8971, 0.3506, 172), 4: (0.8927, 0.370, 214),
+               6: (0.895, 0.3659, 384)},
+    "large": {1: (0.891, 0.315, 410), 2: (0.8983, 0.4026, 297), 3: (0.8973, 0.404, 337), 4: (0.8953, 0.405, 389),
+              6: (0.8994, 0.424, 539)},
 }
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "fashion_mnist"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 6000
+class Config(DataConfig):
     sizes: tuple = ("small", "medium", "large")
     # ((size, root widths), ...) overriding ROOT_WIDTHS; the smoke preset shrinks them.
     root_widths: tuple = ()
@@ -113,22 +91,25 @@ class Config:
 
 
 PRESETS = {
+    # Every root size (the default) and K of CLAIMS, so that each claim's metrics are recorded.
     "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
-        validation_size=0.1,
-        # Every root size and K of CLAIMS, so that each claim's metrics are recorded.
-        sizes=("small", "medium", "large"),
+        **dict(SMOKE_FMNIST, validation_size=0.1),
         root_widths=(("small", (12, 24, 24)), ("medium", (18, 36, 36)), ("large", (24, 48, 48))),
-        num_members=(1, 6),
-        max_epochs=2,
-        head_epochs=1,
-        downscale=1.0,
-        extra_downscale="auto",
+        num_members=(1, 6), max_epochs=2, head_epochs=1, downscale=1.0, extra_downscale="auto",
     ),
     "cpu": Config(sizes=("small", "medium"), max_epochs=2, head_epochs=2, downscale=1.0, extra_downscale="auto"),
     "paper": Config(downscale=1.0, extra_downscale="auto"),
 }
+
+
+def _k6_vs_single(size, claim_id, text, where, metric, label, **display):
+    """Claim that the K=6 SuperModel's `metric` exceeds the single network's (K=1), both of root `size`."""
+    column = ("accuracy", "nll").index(metric)
+    return Claim(
+        f"{size}_{claim_id}", text, where, f"metrics.results.{size}.k6.{metric}", minus=f"metrics.results.{size}.k1.{metric}",
+        source_value=round(THESIS_TABLE4[size][6][column] - THESIS_TABLE4[size][1][column], 6),
+        label=f"{size} root: K=6 SuperModel - single network, {label}", **display,
+    )
 
 
 # The thesis's claims for Table 4, each a paired comparison of two rows of one
@@ -138,38 +119,29 @@ PRESETS = {
 # metric or one difference of a record.)
 CLAIMS = (
     *(
-        Claim(
-            f"{size}_k6_beats_single",
+        _k6_vs_single(
+            size, "k6_beats_single",
             "The SuperModel indeed achieves higher testing accuracy for bigger sizes of the architecture than "
             "corresponding single models.",
-            "thesis section 3.2, Table 4",
-            f"metrics.results.{size}.k6.accuracy",
-            minus=f"metrics.results.{size}.k1.accuracy",
-            source_value=round(THESIS_TABLE4[size][6][0] - THESIS_TABLE4[size][1][0], 6),
-            label=f"{size} root: K=6 SuperModel - single network, test accuracy",
-            scale=100,
-            unit=" points",
+            "thesis section 3.2, Table 4", "accuracy", "test accuracy", scale=100, unit=" points",
         )
         for size in ("medium", "large")
     ),
     *(
-        Claim(
-            f"{size}_k6_higher_loss",
+        _k6_vs_single(
+            size, "k6_higher_loss",
             "Although the validation accuracy of such an ensemble is higher than the corresponding submodels, the "
             "testing/validation loss tends to be higher as well (Table 4).",
-            "thesis section 3.3, Table 4",
-            f"metrics.results.{size}.k6.nll",
-            minus=f"metrics.results.{size}.k1.nll",
-            source_value=round(THESIS_TABLE4[size][6][1] - THESIS_TABLE4[size][1][1], 6),
-            label=f"{size} root: K=6 SuperModel - single network, test loss",
+            "thesis section 3.3, Table 4", "nll", "test loss",
         )
         for size in ("small", "medium", "large")
     ),
 )
 
 
-def _root(config, size):
-    return tuple(dict(config.root_widths).get(size, ROOT_WIDTHS[size]))
+def _root(root_widths, size):
+    """The root widths of `size`: `ROOT_WIDTHS` unless the config's `root_widths` pairs override them."""
+    return tuple(dict(root_widths).get(size, ROOT_WIDTHS[size]))
 
 
 def _per_size(pairs, size):
@@ -179,70 +151,38 @@ def _per_size(pairs, size):
     raise ValueError(f"No setting for size {size!r}. Received: {pairs}")
 
 
-def _train_single(config, ds, widths, dropout, patience):
-    model = mlp(ds.input_shape[0], widths, ds.num_classes, dropout=dropout)
-    history, stop = fit_classifier(
-        model,
-        ds,
-        learning_rate=config.learning_rate,
-        epochs=config.max_epochs,
-        batch_size=config.batch_size,
-        patience=patience,
-    )
-    epochs = len(history.history["loss"])
-    result = split_scores(model, ds)
-    result.update(epochs=epochs, best_epoch=int(stop.best_epoch) + 1, params=int(model.count_params()))
-    return result
-
-
-def _train_row(config, ds, context, size, k, widths, dropouts, patiences):
+def _train_row(config, ds, context, size, k, widths, dropout, patience):
     """Row (size, K) of Table 4: one MLP for K=1, else K members and their SuperNet."""
-    single_dropout, sub_dropout = dropouts
-    single_patience, sub_patience = patiences
-    if k == 1:
-        with context.stage(f"{size}_k1_members"):
-            return _train_single(config, ds, widths, single_dropout, single_patience)
+    fit = dict(epochs=config.max_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, patience=patience)
     with context.stage(f"{size}_k{k}_members"):
-        model = PartitionedMLP(
-            ds.input_shape[0], widths, ds.num_classes, num_members=k, dropout=sub_dropout, seed=config.seed
-        )
-        fitted = fit_members(
-            model,
-            ds,
-            epochs=config.max_epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            patience=sub_patience,
-        )
+        if k == 1:
+            model = mlp(ds.input_shape[0], widths, ds.num_classes, dropout=dropout)
+            history, stop = fit_classifier(model, ds, **fit)
+            return dict(split_scores(model, ds), epochs=len(history.history["loss"]), best_epoch=int(stop.best_epoch) + 1,
+                        params=int(model.count_params()))
+        model = PartitionedMLP(ds.input_shape[0], widths, ds.num_classes, num_members=k, dropout=dropout, seed=config.seed)
+        fitted = fit_members(model, ds, **fit)
         member_probs = model.predict(ds.x_test, verbose=0, batch_size=1024)
     heads = {}
     for name, downscale in (("head", config.downscale), ("extra_head", config.extra_downscale)):
-        if downscale is None:
-            continue
-        with context.stage(f"{size}_k{k}_{name}"):
-            heads[name] = supermodel(
-                model,
-                ds,
-                init="copy",
-                downscale=downscale,
-                head_epochs=config.head_epochs,
-                batch_size=config.batch_size,
-                learning_rate=config.learning_rate,
-                seed=config.seed,
-            )
+        if downscale is not None:
+            with context.stage(f"{size}_k{k}_{name}"):
+                heads[name] = supermodel(
+                    model, ds, init="copy", downscale=downscale, head_epochs=config.head_epochs,
+                    batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+                )
     supernet, merged = heads["head"]
     row = dict(merged["after"])
     if "extra_head" in heads:
         extra = heads["extra_head"][1]
         row["extra"] = dict(extra["after"], downscale=extra["downscale"])
-    member_acc = [scores(ds.y_test, member_probs[:, j])["accuracy"] for j in range(k)]
     row.update(
         epochs=len(fitted["history"]["loss"]),
         best_epochs=[int(e) for e in fitted["best_epochs"]],
         params=int(supernet.count_params()),
         copied_head=merged["before"],
         softmax_vote=scores(ds.y_test, member_probs),
-        mean_member_accuracy=float(np.mean(member_acc)),
+        mean_member_accuracy=float(np.mean([scores(ds.y_test, member_probs[:, j])["accuracy"] for j in range(k)])),
         downscale=merged["downscale"],
     )
     return row
@@ -253,215 +193,96 @@ def main(config, context):
     context.log(ds.summary())
     results = {}
     for size in config.sizes:
-        root = _root(config, size)
-        single_dropout, sub_dropout = _per_size(config.dropout, size)
-        single_patience, sub_patience = _per_size(config.patience, size)
+        root = _root(config.root_widths, size)
+        dropouts, patiences = _per_size(config.dropout, size), _per_size(config.patience, size)
         results[size] = {}
         for k in config.num_members:
             widths = partition_widths(root, k)
             context.log(f"{size} root {'-'.join(map(str, root))}, K={k}: member widths {widths}")
+            dropout, patience = dropouts[k > 1], patiences[k > 1]  # (single network, sub-networks)
             # One resumable unit per (size, K): a killed run skips finished rows.
-            row = context.resumable(
-                f"{size}_k{k}",
-                lambda: _train_row(config, ds, context, size, k, widths, (single_dropout, sub_dropout), (single_patience, sub_patience)),
-            )
+            row = context.resumable(f"{size}_k{k}", lambda: _train_row(config, ds, context, size, k, widths, dropout, patience))
             row["widths"] = list(widths)
-            context.log(
-                f"  {size} K={k}: test acc {100 * row['accuracy']:.2f}%, loss {row['nll']:.4f}, "
-                f"{row['epochs']} epochs"
-            )
+            context.log(f"  {size} K={k}: test acc {100 * row['accuracy']:.2f}%, loss {row['nll']:.4f}, {row['epochs']} epochs")
             results[size][f"k{k}"] = row
     return {"results": results}
 
 
-def _cpu_paths(size, k):
-    paths = [f"timings.{size}_k{k}_members.cpu_s"]
-    if k > 1:
-        paths.append(f"timings.{size}_k{k}_head.cpu_s")
-    return paths
-
-
-def _cpu_total(records, size, k):
-    """Mean and std over seeds of member-training + head CPU seconds."""
+def _cpu_cell(runs, size, k):
+    """Mean ± std over seeds of row (size, K)'s CPU seconds: member training (or the single net) plus head re-training."""
+    stages = [f"{size}_k{k}_members"] + ([f"{size}_k{k}_head"] if k > 1 else [])
     totals = []
-    for r in records:
-        parts = [reports.get_path(r, p) for p in _cpu_paths(size, k)]
+    for run in runs:
+        parts = [reports.get_path(run, f"timings.{stage}.cpu_s") for stage in stages]
         if all(isinstance(p, (int, float)) for p in parts):
             totals.append(float(sum(parts)))
-    if not totals:
-        return None, None, 0
-    return float(np.mean(totals)), (float(np.std(totals, ddof=1)) if len(totals) > 1 else None), len(totals)
+    mean = float(np.mean(totals)) if totals else None
+    return reports.format_mean_std(mean, float(np.std(totals, ddof=1)) if len(totals) > 1 else None, len(totals), digits=0)
 
 
 def report(records, out_dir):
-    """Table 4 per preset (ours beside the thesis) and a findings table."""
+    """Table 4 per preset, ours beside the thesis."""
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        config = runs[-1]["config"]
-        sizes = [s for s in config["sizes"]]
-        ks = [int(k) for k in config["num_members"]]
-        metric_paths = []
+    for runs in by_preset([r for r in records if r.get("status", "ok") == "ok"]):
+        config, preset, n = runs.config, runs.preset, runs.n
+        sizes, ks = config["sizes"], [int(k) for k in config["num_members"]]
+        extra = config.get("extra_downscale")
+        smoke = config["dataset"] != "fashion_mnist"
+        rows = []
         for size in sizes:
+            root = "-".join(map(str, _root(config["root_widths"], size)))
             for k in ks:
                 base = f"metrics.results.{size}.k{k}"
-                metric_paths += [f"{base}.accuracy", f"{base}.nll", f"{base}.epochs", f"{base}.extra.accuracy",
-                                 f"{base}.extra.nll"]
-        group = reports.aggregate(runs, by=["preset"], metrics=metric_paths)[0]
-        stats = group["metrics"]
-        n = group["n_runs"]
-
-        def cell(path, scale=1.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-        def mean(path):
-            return stats[path]["mean"]
-
+                thesis = THESIS_TABLE4.get(size, {}).get(k)
+                thesis = ["—"] * 3 if thesis is None else [f"{100 * thesis[0]:.2f}", f"{thesis[1]:.4f}", f"{thesis[2]} ({hms(thesis[2])})"]
+                row = [
+                    f"{size} {root}",
+                    "1 (single net)" if k == 1 else str(k),
+                    "-".join(map(str, reports.get_path(runs.runs[-1], f"{base}.widths") or [])),
+                    runs.cell(f"{base}.accuracy", 100), thesis[0],
+                    runs.cell(f"{base}.nll", digits=4), thesis[1],
+                    _cpu_cell(runs.runs, size, k), thesis[2],
+                    runs.cell(f"{base}.epochs", digits=1),
+                ]
+                if extra:
+                    row.append("—" if k == 1 else f"{runs.cell(f'{base}.extra.accuracy', 100)} / {runs.cell(f'{base}.extra.nll', digits=4)}")
+                rows.append(row)
+        missing = [s for s in ROOT_WIDTHS if s not in sizes]
+        footnotes = [
+            *(["Smoke preset: synthetic data and tiny root widths; numbers only test the code path."] if smoke else []),
+            *([f"Training capped at {config['max_epochs']} epochs (thesis: until early stopping, patience 5-20); "
+               "at this cap early stopping rarely triggers, so the CPU times are those of a fixed short budget."]
+              if config["max_epochs"] < 200 else []),
+            *([f"Root size(s) {', '.join(missing)} not run in this preset: one epoch of all K for the large root "
+               "costs ~4 minutes on the 2-core machine (see the module docstring)."] if missing and not smoke else []),
+            *([f"SuperModel head re-trained {config['head_epochs']} epoch(s) (thesis: up to 10)."] if config["head_epochs"] != 10 else []),
+            *([f"Training data subsampled: subset={config['subset']} (thesis: the full training set)."]
+              if config["subset"] is not None else []),
+            "Head down-scaling factor chosen automatically by minimising validation NLL (thesis Table 4 copies the weights "
+            "unscaled)." if config.get("downscale", "auto") == "auto" else
+            f"Head: copied weights divided by {config['downscale']:g} (1 = unscaled, as in thesis Table 4)"
+            + ("; the last column (ours) is a second head on the same members, down-scaled by a factor chosen on "
+               "validation NLL." if extra else "."),
+            f"Adam, learning rate {config['learning_rate']}, batch {config['batch_size']} (thesis: optimizer and batch not "
+            "stated). CPU time = process CPU seconds of member training (or the single net) plus head re-training, summed "
+            "over threads of 2 shared cores; the thesis's hardware is unknown.",
+        ]
         table = reports.Table(
             title="Table 4: test accuracy, loss and CPU time of networks partitioned into K sub-networks (Fashion-MNIST)",
-            columns=[
-                "root network",
-                "K",
-                "member widths",
-                "test acc. (%)",
-                "thesis",
-                "test loss",
-                "thesis",
-                "CPU time (s)",
-                "thesis",
-                "epochs",
-            ] + (["auto down-scale (ours): acc. (%) / loss"] if config.get("extra_downscale") else []),
-            rows=[],
+            columns=["root network", "K", "member widths", "test acc. (%)", "thesis", "test loss", "thesis", "CPU time (s)",
+                     "thesis", "epochs"] + (["auto down-scale (ours): acc. (%) / loss"] if extra else []),
+            rows=rows,
+            caption=f"Preset `{preset}`, mean ± std over {n} seed(s). Test accuracy and cross-entropy of the single "
+            "network (K=1) and of the SuperModel merged from K sub-networks (copied head, re-trained; see the footnote on "
+            "its scaling).",
             source="thesis Table 4 (CPU times converted from hh:mm:ss)",
+            footnotes=footnotes,
         )
-        smoke = config["dataset"] != "fashion_mnist"
-        if smoke:
-            table.footnote("Smoke preset: synthetic data and tiny root widths; numbers only test the code path.")
-        for size in sizes:
-            root = dict((s, tuple(w)) for s, w in config["root_widths"]).get(size, ROOT_WIDTHS[size])
-            for k in ks:
-                base = f"metrics.results.{size}.k{k}"
-                widths = reports.get_path(runs[-1], f"{base}.widths") or []
-                thesis = THESIS_TABLE4.get(size, {}).get(k)
-                cpu_mean, cpu_std, cpu_n = _cpu_total(runs, size, k)
-                table.rows.append(
-                    [
-                        f"{size} {'-'.join(map(str, root))}",
-                        "1 (single net)" if k == 1 else str(k),
-                        "-".join(map(str, widths)),
-                        cell(f"{base}.accuracy", 100),
-                        "—" if thesis is None else f"{100 * thesis[0]:.2f}",
-                        cell(f"{base}.nll", digits=4),
-                        "—" if thesis is None else f"{thesis[1]:.4f}",
-                        reports.format_mean_std(cpu_mean, cpu_std, cpu_n, digits=0),
-                        "—" if thesis is None else f"{thesis[2]} ({hms(thesis[2])})",
-                        cell(f"{base}.epochs", digits=1),
-                    ]
-                    + ([("—" if k == 1 else f"{cell(f'{base}.extra.accuracy', 100)} / {cell(f'{base}.extra.nll', digits=4)}")]
-                       if config.get("extra_downscale") else [])
-                )
-        if config["max_epochs"] < 200:
-            table.footnote(
-                f"Training capped at {config['max_epochs']} epochs (thesis: until early stopping, patience 5-20); "
-                "at this cap early stopping rarely triggers, so the CPU times are those of a fixed short budget."
-            )
-        missing = [s for s in ROOT_WIDTHS if s not in sizes]
-        if missing and not smoke:
-            table.footnote(
-                f"Root size(s) {', '.join(missing)} not run in this preset: one epoch of all K for the large root "
-                "costs ~4 minutes on the 2-core machine (see the module docstring)."
-            )
-        if config["head_epochs"] != 10:
-            table.footnote(f"SuperModel head re-trained {config['head_epochs']} epoch(s) (thesis: up to 10).")
-        if config["subset"] is not None:
-            table.footnote(f"Training data subsampled: subset={config['subset']} (thesis: the full training set).")
-        if config.get("downscale", "auto") == "auto":
-            table.footnote(
-                "Head down-scaling factor chosen automatically by minimising validation NLL (thesis Table 4 copies "
-                "the weights unscaled)."
-            )
-        else:
-            table.footnote(
-                f"Head: copied weights divided by {config['downscale']:g} (1 = unscaled, as in thesis Table 4)"
-                + ("; the last column (ours) is a second head on the same members, down-scaled by a factor chosen "
-                   "on validation NLL." if config.get("extra_downscale") else ".")
-            )
-        table.footnote(
-            f"Adam, learning rate {config['learning_rate']}, batch {config['batch_size']} (thesis: optimizer and "
-            "batch not stated). CPU time = process CPU seconds of member training (or the single net) plus head "
-            "re-training, summed over threads of 2 shared cores; the thesis's hardware is unknown."
-        )
-
-        # Findings: the thesis's claims for Table 4, decided from our means.
-        findings = []
-        largest = sizes[-1]
-        acc1 = mean(f"metrics.results.{largest}.k1.accuracy")
-        multi = {k: mean(f"metrics.results.{largest}.k{k}.accuracy") for k in ks if k > 1}
-        if acc1 is not None and multi and all(v is not None for v in multi.values()):
-            best_k = max(multi, key=multi.get)
-            verdict = "confirmed" if multi[best_k] > acc1 else "not confirmed"
-            findings.append(
-                [
-                    f"At the largest root size run ({largest}) the best SuperModel beats the single network",
-                    f"large: K=6 {100 * THESIS_TABLE4['large'][6][0]:.2f}% vs single {100 * THESIS_TABLE4['large'][1][0]:.2f}%",
-                    f"K={best_k} {100 * multi[best_k]:.2f}% vs single {100 * acc1:.2f}%",
-                    verdict,
-                ]
-            )
-        loss_higher = []
-        for size in sizes:
-            l1 = mean(f"metrics.results.{size}.k1.nll")
-            lk = [mean(f"metrics.results.{size}.k{k}.nll") for k in ks if k > 1]
-            if l1 is not None and lk and all(v is not None for v in lk):
-                loss_higher.append((size, float(np.mean(lk)) > l1, float(np.mean(lk)), l1))
-        if loss_higher:
-            findings.append(
-                [
-                    "SuperModels have a higher test loss than the single network (section 3.3)",
-                    "mean over K>1 higher in all three sizes",
-                    "; ".join(f"{s}: {lk:.3f} vs {l1:.3f}" for s, _, lk, l1 in loss_higher),
-                    "confirmed" if all(h for _, h, _, _ in loss_higher) else (
-                        "partly confirmed" if any(h for _, h, _, _ in loss_higher) else "not confirmed"
-                    ),
-                ]
-            )
-        cpu_grows = []
-        for size in sizes:
-            c = [_cpu_total(runs, size, k)[0] for k in ks]
-            if all(v is not None for v in c) and len(c) > 1:
-                cpu_grows.append((size, c[-1] > c[0], c[0], c[-1]))
-        if cpu_grows:
-            findings.append(
-                [
-                    f"Training K={ks[-1]} sub-networks costs more CPU than the single network",
-                    "small and large: yes (6:01 vs 1:49, 8:59 vs 6:50)",
-                    "; ".join(f"{s}: K=1 {a:.0f} s vs K={ks[-1]} {b:.0f} s" for s, _, a, b in cpu_grows),
-                    "confirmed" if all(g for _, g, _, _ in cpu_grows) else (
-                        "partly confirmed" if any(g for _, g, _, _ in cpu_grows) else "not confirmed"
-                    ),
-                ]
-            )
-        table.caption = (
-            f"Preset `{preset}`, mean ± std over {n} seed(s). Test accuracy and cross-entropy of the single "
-            "network (K=1) and of the SuperModel merged from K sub-networks (copied head, re-trained; see the footnote on its scaling)."
-        )
-        stem = out_dir / "table4_partitioning" / f"table4_partitioning_{preset}"
-        written += reports.write_table(table, stem)
-        finding_table = reports.Table(
-            title="Table 4 findings: the thesis's claims checked against our aggregated numbers",
-            columns=["claim", "thesis", "ours", "verdict"],
-            rows=findings,
-            caption=f"Preset `{preset}`, {n} seed(s); verdicts computed from the means above.",
-            source="thesis section 3.2-3.3, Table 4",
-        )
-        written += reports.write_table(finding_table, stem.with_name(stem.name + "_findings"))
+        written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
     return written
 
 
 if __name__ == "__main__":
     from supernet_lab.runner import main_module
 
-    main_module("table4_partitioning")
+    main_module(NAME)

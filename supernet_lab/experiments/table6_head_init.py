@@ -45,6 +45,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from supernet_lab.experiments._beyond import member_probs
+from supernet_lab.experiments._common import by_preset
 from supernet import data, metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, supernet_features
 from supernet.models.supernet import HEAD_NAME
@@ -111,24 +113,17 @@ class Config:
     reuse_models: str = ""
 
 
+def _smoke(tag, num_classes, input_dim, hidden_units):
+    """Smoke settings of one dataset: synthetic data of its shape, tiny members, one epoch."""
+    kwargs = (("num_classes", num_classes), ("input_shape", (input_dim,)), ("num_train", 400), ("num_test", 100))
+    settings = dict(dataset="synthetic", dataset_kwargs=kwargs, validation_size=0.2, hidden_units=hidden_units, epochs=1,
+                    patience=None, head_epochs=1)
+    return {f"{tag}_{key}": value for key, value in settings.items()}
+
+
 PRESETS = {
-    "smoke": Config(
-        fmnist_dataset="synthetic",
-        fmnist_dataset_kwargs=(("num_classes", 10), ("input_shape", (784,)), ("num_train", 400), ("num_test", 100)),
-        fmnist_validation_size=0.2,
-        fmnist_hidden_units=(8, 12, 12),
-        fmnist_epochs=1,
-        fmnist_patience=None,
-        fmnist_head_epochs=1,
-        tng_dataset="synthetic",
-        tng_dataset_kwargs=(("num_classes", 20), ("input_shape", (300,)), ("num_train", 400), ("num_test", 100)),
-        tng_validation_size=0.2,
-        tng_hidden_units=(6, 6),
-        tng_epochs=1,
-        tng_patience=None,
-        tng_head_epochs=1,
-        # All three head regularisations (the default), so that every claim's metrics are recorded.
-    ),
+    # All three head regularisations (the default), so that every claim's metrics are recorded.
+    "smoke": Config(**_smoke("fmnist", 10, 784, (8, 12, 12)), **_smoke("tng", 20, 300, (6, 6))),
     "cpu": Config(fmnist_epochs=3, fmnist_head_epochs=3, tng_epochs=5, tng_head_epochs=5),
     "paper": Config(),
 }
@@ -142,6 +137,7 @@ PRESETS = {
 # highest score achieves copied, down-scaled, non-regularised" is: above its
 # row and column neighbours.
 _REGS = {"none": "no regularisation", "l2_0p01": "L2 0.01", "l2_0p001": "L2 0.001"}
+_RESCALED = "The SuperModel's weights were rescaled before training, because it reduces the loss."
 _WORST_LOSS = "The worst loss achieves the non-regularized weights directly copied from the submodels."
 _BEST_SCORE = (
     "The highest score (accuracy and loss) achieves the non-regularized training of the last layer on which the "
@@ -153,9 +149,19 @@ def _head(tag, init, reg, metric):
     return f"metrics.{tag}.heads.{init}.{reg}.{metric}"
 
 
-def _thesis_minus(tag, first, second, column):
-    """Thesis Table 6: cell `first` minus cell `second`, both `(init, reg)`; column 0 accuracy, 1 loss."""
-    return round(THESIS[tag][first[1]][first[0]][column] - THESIS[tag][second[1]][second[0]][column], 6)
+def _paired(tag, claim_id, text, where, first, second, metric, label, compare=">"):
+    """Claim that head `first` minus head `second` (each `(init, reg)`) on `metric` is `compare` 0.
+
+    The thesis's difference of the same Table 6 cells is its source value;
+    `label` follows the dataset's name.
+    """
+    column = 0 if metric == "val_accuracy" else 1
+    return Claim(
+        f"{tag}_{claim_id}", text, where, _head(tag, *first, metric), compare=compare, minus=_head(tag, *second, metric),
+        source_value=round(THESIS[tag][first[1]][first[0]][column] - THESIS[tag][second[1]][second[0]][column], 6),
+        label=f"{DATASET_LABELS[tag]}{label}", datasets=(f"{tag}_dataset",),
+        **(dict(scale=100, unit=" points") if column == 0 else {}),
+    )
 
 
 CLAIMS = tuple(
@@ -163,59 +169,26 @@ CLAIMS = tuple(
     for tag in ("fmnist", "tng")
     for claim in (
         *(
-            Claim(
-                f"{tag}_{reg}_downscaling_lowers_loss",
-                "The SuperModel's weights were rescaled before training, because it reduces the loss.",
-                "thesis sections 3.3 and 3.5, Table 6",
-                _head(tag, "copy_hand", reg, "val_loss_keras"),
-                compare="<",
-                minus=_head(tag, "copy", reg, "val_loss_keras"),
-                source_value=_thesis_minus(tag, ("copy_hand", reg), ("copy", reg), 1),
-                label=f"{DATASET_LABELS[tag]}, {_REGS[reg]}: copied + down-scaled - copied, not scaled, val loss",
-                datasets=(f"{tag}_dataset",),
-            )
+            _paired(tag, f"{reg}_downscaling_lowers_loss", _RESCALED, "thesis sections 3.3 and 3.5, Table 6",
+                    ("copy_hand", reg), ("copy", reg), "val_loss_keras",
+                    f", {_REGS[reg]}: copied + down-scaled - copied, not scaled, val loss", compare="<")
             for reg in _REGS
         ),
         *(
-            Claim(
-                f"{tag}_{reg}_copied_loss_above_random",
-                _WORST_LOSS,
-                "thesis Table 6 caption",
-                _head(tag, "copy", reg, "val_loss_keras"),
-                minus=_head(tag, "random", reg, "val_loss_keras"),
-                source_value=_thesis_minus(tag, ("copy", reg), ("random", reg), 1),
-                label=f"{DATASET_LABELS[tag]}, {_REGS[reg]}: copied, not scaled - random init, val loss",
-                datasets=(f"{tag}_dataset",),
-            )
+            _paired(tag, f"{reg}_copied_loss_above_random", _WORST_LOSS, "thesis Table 6 caption",
+                    ("copy", reg), ("random", reg), "val_loss_keras", f", {_REGS[reg]}: copied, not scaled - random init, val loss")
             for reg in _REGS
         ),
         *(
-            Claim(
-                f"{tag}_copied_loss_none_above_{reg}",
-                _WORST_LOSS,
-                "thesis Table 6 caption",
-                _head(tag, "copy", "none", "val_loss_keras"),
-                minus=_head(tag, "copy", reg, "val_loss_keras"),
-                source_value=_thesis_minus(tag, ("copy", "none"), ("copy", reg), 1),
-                label=f"{DATASET_LABELS[tag]}, copied, not scaled: no regularisation - {_REGS[reg]}, val loss",
-                datasets=(f"{tag}_dataset",),
-            )
+            _paired(tag, f"copied_loss_none_above_{reg}", _WORST_LOSS, "thesis Table 6 caption",
+                    ("copy", "none"), ("copy", reg), "val_loss_keras",
+                    f", copied, not scaled: no regularisation - {_REGS[reg]}, val loss")
             for reg in ("l2_0p01", "l2_0p001")
         ),
         *(
-            Claim(
-                f"{tag}_downscaled_accuracy_above_{init}_{reg}",
-                _BEST_SCORE,
-                "thesis section 3.3, Table 6",
-                _head(tag, "copy_hand", "none", "val_accuracy"),
-                minus=_head(tag, init, reg, "val_accuracy"),
-                source_value=_thesis_minus(tag, ("copy_hand", "none"), (init, reg), 0),
-                label=f"{DATASET_LABELS[tag]}: copied + down-scaled, no regularisation - {dict(INITS)[init]}, "
-                f"{_REGS[reg]}, val accuracy",
-                scale=100,
-                unit=" points",
-                datasets=(f"{tag}_dataset",),
-            )
+            _paired(tag, f"downscaled_accuracy_above_{init}_{reg}", _BEST_SCORE, "thesis section 3.3, Table 6",
+                    ("copy_hand", "none"), (init, reg), "val_accuracy",
+                    f": copied + down-scaled, no regularisation - {dict(INITS)[init]}, {_REGS[reg]}, val accuracy")
             for init, reg in (("random", "none"), ("copy", "none"), ("copy_hand", "l2_0p01"), ("copy_hand", "l2_0p001"))
         ),
         Claim(
@@ -331,7 +304,7 @@ def _stage(tag, config, context):
 
     with context.stage(f"train_members_{tag}"):
         model, fit = context.trained_model(f"members_{tag}", train)
-        val_members = np.moveaxis(model.predict(ds.x_val, verbose=0, batch_size=1024), 1, 0)
+        val_members = member_probs(model, ds.x_val)
         members = {
             "val_accuracy_avg": float(np.mean([metrics.accuracy(ds.y_val, p) for p in val_members])),
             "val_nll_avg": float(np.mean([metrics.nll(ds.y_val, p) for p in val_members])),
@@ -386,44 +359,32 @@ def main(config, context):
     return {tag: context.resumable(tag, lambda tag=tag: _stage(tag, config, context)) for tag in ("fmnist", "tng")}
 
 
-def _fmt(stats, path, digits):
-    s = stats.get(path)
-    if s is None:
-        return "—"
-    return reports.format_mean_std(s["mean"], s["std"], s["n"], digits=digits)
-
-
 def report(records, out_dir):
-    """Table 6 per preset, plus a findings table computed from the numbers."""
+    """Table 6 per preset, ours beside the thesis."""
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset]
-        config = runs[-1]["config"]
-        regs = [_reg_key(l2) for l2 in config["head_l2s"]]
-        paths = []
-        for tag in ("fmnist", "tng"):
-            paths += [f"metrics.{tag}.auto_downscale", f"metrics.{tag}.members.val_accuracy_avg",
-                      f"metrics.{tag}.members.vote_val_accuracy"]
-            for init, _ in INITS:
-                for reg in regs:
-                    for m in ("val_accuracy", "val_nll", "val_loss_keras", "test_accuracy", "best_epoch"):
-                        paths.append(f"metrics.{tag}.heads.{init}.{reg}.{m}")
-        paths += [f"timings.{s}_{tag}.{t}" for s in ("train_members", "heads") for tag in ("fmnist", "tng")
-                  for t in ("wall_s", "cpu_s")]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-        stats, n = group["metrics"], group["n_runs"]
+    for runs in by_preset(records):
+        config, preset, n = runs.config, runs.preset, runs.n
+
+        def cell(path, digits=4):
+            return runs.cell(path, digits=digits)
 
         rows = []
-        for l2, reg in zip(config["head_l2s"], regs):
+        for l2 in config["head_l2s"]:
+            reg = _reg_key(l2)
             for init, label in INITS:
                 row = [_reg_label(l2), label]
                 for tag in ("fmnist", "tng"):
-                    base = f"metrics.{tag}.heads.{init}.{reg}"
-                    row.append(f"{_fmt(stats, base + '.val_accuracy', 4)} / {_fmt(stats, base + '.val_loss_keras', 4)}")
+                    row.append(f"{cell(_head(tag, init, reg, 'val_accuracy'))} / {cell(_head(tag, init, reg, 'val_loss_keras'))}")
                     thesis = THESIS[tag].get(reg, {}).get(init)
                     row.append(f"{thesis[0]:.4f} / {thesis[1]:.4f}" if thesis else "—")
-                row += [_fmt(stats, f"metrics.{tag}.heads.{init}.{reg}.val_nll", 4) for tag in ("fmnist", "tng")]
-                rows.append(row)
+                rows.append(row + [cell(_head(tag, init, reg, "val_nll")) for tag in ("fmnist", "tng")])
+
+        def members(tag, outputs):
+            units = "-".join(map(str, config[f"{tag}_hidden_units"]))
+            return f"{config['num_members']} x {units}-{outputs}: avg val acc {cell(f'metrics.{tag}.members.val_accuracy_avg')}"
+
+        def head_time(tag):
+            return f"wall {cell(f'timings.heads_{tag}.wall_s', 1)} s / CPU {cell(f'timings.heads_{tag}.cpu_s', 1)} s"
 
         table = reports.Table(
             title=f"Table 6: SuperModel last-layer initialisation and L2, best validation accuracy / validation loss ({preset})",
@@ -434,16 +395,10 @@ def report(records, out_dir):
                 f"Preset `{preset}`, mean ± std over {n} seed(s). Cell = validation accuracy / validation "
                 f"loss as Keras reports it (cross-entropy plus the head's L2 penalty, the thesis's `val_loss`) at the "
                 f"head epoch with the best validation accuracy; the last two columns (ours) give the pure "
-                f"cross-entropy at that epoch. Members "
-                f"(F-MNIST {config['num_members']} x {'-'.join(map(str, config['fmnist_hidden_units']))}-10: avg val acc "
-                f"{_fmt(stats, 'metrics.fmnist.members.val_accuracy_avg', 4)}; TNG {config['num_members']} x "
-                f"{'-'.join(map(str, config['tng_hidden_units']))}-20: avg val acc "
-                f"{_fmt(stats, 'metrics.tng.members.val_accuracy_avg', 4)}) are trained once per dataset and shared by "
-                f"all 12 heads. Auto down-scaling chose f = {_fmt(stats, 'metrics.fmnist.auto_downscale', 2)} "
-                f"(F-MNIST) and f = {_fmt(stats, 'metrics.tng.auto_downscale', 2)} (TNG). Head training, all 12 heads: "
-                f"F-MNIST wall {_fmt(stats, 'timings.heads_fmnist.wall_s', 1)} s / CPU "
-                f"{_fmt(stats, 'timings.heads_fmnist.cpu_s', 1)} s, TNG wall {_fmt(stats, 'timings.heads_tng.wall_s', 1)} s / "
-                f"CPU {_fmt(stats, 'timings.heads_tng.cpu_s', 1)} s."
+                f"cross-entropy at that epoch. Members (F-MNIST {members('fmnist', 10)}; TNG {members('tng', 20)}) are "
+                f"trained once per dataset and shared by all 12 heads. Auto down-scaling chose f = "
+                f"{cell('metrics.fmnist.auto_downscale', 2)} (F-MNIST) and f = {cell('metrics.tng.auto_downscale', 2)} "
+                f"(TNG). Head training, all 12 heads: F-MNIST {head_time('fmnist')}, TNG {head_time('tng')}."
             ),
             source="thesis Table 6",
             footnotes=[
@@ -472,7 +427,6 @@ def report(records, out_dir):
             ],
         )
         written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
-
     return written
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, fit_head, supernet_features
 from supernet.models.supernet import HEAD_NAME
-from supernet_lab.experiments._common import SMOKE_FMNIST, MembersConfig, by_preset, load_dataset
+from supernet_lab.experiments._common import SMOKE_FMNIST, EpochScores, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 
 NAME = "fig10_head_l2"
@@ -108,20 +108,6 @@ CLAIMS = (
 )
 
 
-class _ValidationCurves(keras.callbacks.Callback):
-    """Per-epoch validation accuracy and cross-entropy of a head on cached features."""
-
-    def __init__(self, features, y):
-        super().__init__()
-        self.features, self.y = features, y
-        self.accuracy, self.nll = [], []
-
-    def on_epoch_end(self, epoch, logs=None):
-        probs = keras.ops.convert_to_numpy(self.model(self.features, training=False)).astype("float64")
-        self.accuracy.append(metrics.accuracy(self.y, probs))
-        self.nll.append(metrics.nll(self.y, probs))
-
-
 def _train_members(config, ds, context):
     model = PartitionedMLP(
         ds.input_shape[0], list(config.hidden_units), ds.num_classes,
@@ -157,7 +143,7 @@ def main(config, context):
     with context.stage("heads"):
         for l2 in config.head_l2s:
             supernet = build_supernet(members, init="copy", downscale=1.0, l2=l2, bias_l2=l2, seed=config.seed)
-            curves = _ValidationCurves(val, ds.y_val)
+            curves = EpochScores({"val": (val, ds.y_val)})
             history = fit_head(
                 supernet, train, ds.y_train, validation_data=(val, ds.y_val), on_features=True,
                 epochs=config.head_epochs, batch_size=config.head_batch_size,
@@ -165,9 +151,9 @@ def main(config, context):
             )
             head = {
                 "curves": {
-                    "val_accuracy": curves.accuracy,
+                    "val_accuracy": curves.curves["val_accuracy"],
                     "val_loss_keras": [float(v) for v in history.history["val_loss"]],
-                    "val_nll": curves.nll,
+                    "val_nll": curves.curves["val_nll"],
                 },
                 "test_accuracy": metrics.accuracy(ds.y_test, keras.ops.convert_to_numpy(supernet.get_layer(HEAD_NAME)(test))),
             }

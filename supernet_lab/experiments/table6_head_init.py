@@ -7,8 +7,7 @@ datasets. Six sub-models are trained once per dataset as one fused
 {random, copied (f = 1), copied + down-scaled by a hand-picked factor f,
 copied + `downscale="auto"` (f fitted on validation NLL)} x
 {no regularisation, L2 0.01, L2 0.001}. Each head is trained for
-`head_epochs` on features computed once (`_train_head`, the `fit_head`
-recipe without recomputing the members' features for every head).
+`head_epochs` on features computed once (`fit_head(on_features=True)`).
 
 The trained members are kept in the run folder (`models/`); `--set
 reuse_models=<run folder>` trains heads on them again without re-training
@@ -46,9 +45,9 @@ import keras
 import numpy as np
 
 from supernet_lab.experiments._beyond import member_probs
-from supernet_lab.experiments._common import by_preset
+from supernet_lab.experiments._common import EpochScores, by_preset
 from supernet import data, metrics, reports, training
-from supernet.models import PartitionedMLP, build_supernet, supernet_features
+from supernet.models import PartitionedMLP, build_supernet, fit_head, supernet_features
 from supernet.models.supernet import HEAD_NAME
 from supernet_lab.findings import Claim
 
@@ -216,42 +215,16 @@ def _reg_label(l2):
     return "no regularisation" if l2 == 0 else f"L2 {l2:g}"
 
 
-class _HeadScores(keras.callbacks.Callback):
-    """Per-epoch validation NLL/accuracy and test accuracy on cached features."""
-
-    def __init__(self, val, test):
-        super().__init__()
-        self.val, self.test = val, test
-
-    def on_train_begin(self, logs=None):
-        self.curves = {"val_accuracy": [], "val_nll": [], "test_accuracy": []}
-
-    def _probs(self, features):
-        return keras.ops.convert_to_numpy(self.model(features, training=False)).astype("float64")
-
-    def on_epoch_end(self, epoch, logs=None):
-        val_probs = self._probs(self.val[0])
-        self.curves["val_accuracy"].append(metrics.accuracy(self.val[1], val_probs))
-        self.curves["val_nll"].append(metrics.nll(self.val[1], val_probs))
-        self.curves["test_accuracy"].append(metrics.accuracy(self.test[1], self._probs(self.test[0])))
-
-
 def _train_head(supernet, train, val, test, *, epochs, batch_size, learning_rate):
     """`fit_head` on features computed once for all heads of the same members.
 
     Returns the head's per-epoch curves and its scores before training.
     """
-    head = supernet.get_layer(HEAD_NAME)
-    head_model = keras.Sequential([keras.Input(shape=(train[0].shape[-1],)), head])
-    head_model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    scores = _HeadScores(val, test)
-    before = keras.ops.convert_to_numpy(head_model(val[0], training=False)).astype("float64")
-    history = head_model.fit(
-        train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size, callbacks=[scores], verbose=0
+    before = keras.ops.convert_to_numpy(supernet.get_layer(HEAD_NAME)(val[0])).astype("float64")
+    scores = EpochScores({"val": val, "test": test})
+    history = fit_head(
+        supernet, *train, validation_data=val, on_features=True, epochs=epochs, batch_size=batch_size,
+        optimizer=keras.optimizers.Adam(learning_rate), callbacks=[scores], verbose=0,
     )
     curves = dict(scores.curves)
     curves["val_loss_keras"] = [float(v) for v in history.history["val_loss"]]

@@ -38,23 +38,26 @@ Test-friendly override of the `paper` preset (one step on generated data):
 
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 
-from supernet_lab.experiments._common import load_dataset, verdict
+from supernet_lab.experiments._common import DataConfig, verdict
 from supernet_lab.experiments._conv import (
-    ENSEMBLE_METHODS,
+    HeadConfig,
     boost_snapshots,
+    by_epoch_table,
     check_snapshots,
-    ensemble_rows,
+    ensembles_by_epoch,
+    load_logged,
     make_optimizer,
+    ok_presets,
     report_boost,
+    stage_times,
+    test_accuracy,
     train,
-    with_weights,
 )
 from supernet_lab.findings import Claim
-from supernet import metrics, reports
+from supernet import reports
 from supernet.models import vgg16
 
 NAME = "fig5_18_vgg_cifar100"
@@ -70,11 +73,8 @@ THESIS_CLAIM_FIG18 = "SuperNet wins over majority and softmax voting"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
+class Config(HeadConfig, DataConfig):
     dataset: str = "cifar100"
-    dataset_kwargs: tuple = ()
-    subset: object = None
     validation_size: object = 0.1
     num_models: int = 6
     epochs: int = 250
@@ -89,10 +89,6 @@ class Config:
     l2: float = 5e-4
     dropout: float = 0.5
     dense_units: int = 512
-    downscale: object = "auto"
-    head_epochs: int = 5
-    head_learning_rate: float = 1e-3
-    head_batch_size: int = 128
 
 
 _SYNTHETIC_100 = (("num_classes", 100), ("input_shape", (32, 32, 3)))
@@ -178,8 +174,7 @@ CLAIMS = (
 
 
 def main(config, context):
-    ds = load_dataset(config)
-    context.log(ds.summary())
+    ds = load_logged(config, context)
     if config.dataset != "cifar100":
         context.log("  generated data: a code-path check only, no CIFAR-100 numbers")
     boost_epochs = check_snapshots(config.boost_snapshot_epochs, config.epochs)
@@ -216,7 +211,7 @@ def main(config, context):
                 extra = {}
                 if k == 0:
                     extra["seconds_per_epoch"] = (time.perf_counter() - start) / epochs
-                    extra["fig5_test"] = metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
+                    extra["fig5_test"] = test_accuracy(model, ds)
                 return history, weights, extra
 
             # One resumable unit per member: a killed run skips finished members.
@@ -226,77 +221,32 @@ def main(config, context):
             if k == 0:
                 seconds_per_epoch, fig5_test = extra["seconds_per_epoch"], extra["fig5_test"]
 
-    normal = curves[0]["val_accuracy"]
     with context.stage("fig5_boost"):
-        boosted = boost_snapshots(
-            lambda: build(0),
-            {e: snapshots[0][e] for e in boost_epochs},
-            normal,
-            ds,
-            num_layers=config.boost_layers,
-            epochs=config.boost_epochs,
-            learning_rate=config.boost_learning_rate,
-            batch_size=config.batch_size,
-            log=context.log,
+        fig5 = boost_snapshots(
+            lambda: build(0), {e: snapshots[0][e] for e in boost_epochs}, curves[0], ds, config, context.log,
+            epoch_seconds=[seconds_per_epoch] * config.epochs, test_accuracy=fig5_test,
         )
-
-    by_epoch = {}
     with context.stage("fig18_supernets"):
-        for epoch in supernet_epochs:
-            members = [with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)]
-            rows = ensemble_rows(
-                members,
-                ds,
-                downscale=config.downscale,
-                head_epochs=config.head_epochs,
-                learning_rate=config.head_learning_rate,
-                batch_size=config.head_batch_size,
-                seed=config.seed,
-            )
-            by_epoch[str(epoch)] = rows
-            context.log(
-                f"  epoch {epoch}: best member {rows['best_member']['test_accuracy']:.4f}, majority "
-                f"{rows['majority']['test_accuracy']:.4f}, softmax {rows['softmax']['test_accuracy']:.4f}, "
-                f"SuperNet {rows['supernet']['test_accuracy']:.4f}"
-            )
-
-    return {
-        "fig5": {
-            "normal": {
-                "val_curve": normal,
-                "val_loss_curve": curves[0]["val_loss"],
-                "epoch_seconds": [seconds_per_epoch] * config.epochs,
-                "best_val": max(normal),
-                "best_epoch": int(np.argmax(normal)) + 1,
-                "final_test_accuracy": fig5_test,
-            },
-            "snapshots": boosted,
-        },
-        "fig18": {"snapshot_epochs": list(supernet_epochs), "by_epoch": by_epoch},
-    }
+        by_epoch = ensembles_by_epoch(build, snapshots, supernet_epochs, ds, config, context.log)
+    return {"fig5": fig5, "fig18": {"snapshot_epochs": list(supernet_epochs), "by_epoch": by_epoch}}
 
 
 def report(records, out_dir):
     written = []
-    folder = Path(out_dir) / NAME
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        cfg = runs[-1]["config"]
+    folder = out_dir / NAME
+    for runs in ok_presets(records):
+        cfg, preset, n = runs.config, runs.preset, runs.n
         notes = _footnotes(cfg)
 
         # --- Fig. 5
-        last = str(runs[-1]["metrics"]["fig5"]["snapshots"] and max(int(e) for e in runs[-1]["metrics"]["fig5"]["snapshots"]))
-        last_gain = float(np.mean([r["metrics"]["fig5"]["snapshots"][last]["gain"] for r in runs]))
+        boosted = runs.runs[-1]["metrics"]["fig5"]["snapshots"]
+        last = str(boosted and max(int(e) for e in boosted))
+        last_gain = float(np.mean([r["metrics"]["fig5"]["snapshots"][last]["gain"] for r in runs.runs]))
         written += report_boost(
             runs,
-            dict(cfg),
-            preset,
             folder,
             name=f"{NAME}_fig5",
             title=f"Fig. 5: layer-by-layer boost of VGG-16 snapshots vs continued training ({preset})",
-            thesis_snapshots=THESIS_BOOST_SNAPSHOTS,
             claim=(
                 f"{THESIS_CLAIM_FIG5}; ours: last snapshot (epoch {last}) gain {100 * last_gain:.2f} points, > 1: "
                 f"{verdict(last_gain > THESIS_FIG5_LAST_GAIN)}; the thesis compares with VGG-16's "
@@ -308,35 +258,19 @@ def report(records, out_dir):
         )
 
         # --- Fig. 18
-        epochs = [str(e) for e in runs[-1]["metrics"]["fig18"]["snapshot_epochs"]]
-        paths = [f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy" for e in epochs for m, _ in ENSEMBLE_METHODS]
-        timing = [f"timings.{s}.{t}" for s in ("train_members", "fig5_boost", "fig18_supernets") for t in ("wall_s", "cpu_s")]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths + timing)[0]
-        stats, n = group["metrics"], group["n_runs"]
-
-        def cell(path, scale=100.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-        def mean(path):
-            return stats[path]["mean"]
-
+        epochs = runs.runs[-1]["metrics"]["fig18"]["snapshot_epochs"]
         wins = all(
-            mean(f"metrics.fig18.by_epoch.{e}.supernet.test_accuracy")
-            > max(mean(f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy") for m in ("softmax", "majority"))
-            for e in epochs
+            runs.mean(_fig18(e, "supernet")) > max(runs.mean(_fig18(e, m)) for m in ("softmax", "majority")) for e in epochs
         )
-        table = reports.Table(
+        table = by_epoch_table(
+            runs,
+            "metrics.fig18",
             title=f"Fig. 18: SuperNet of {cfg['num_models']} VGG-16s vs voting, per snapshot epoch ({preset})",
-            columns=["method"] + [f"epoch {e} (%)" for e in epochs],
-            rows=[[label] + [cell(f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy") for e in epochs] for m, label in ENSEMBLE_METHODS],
             caption=(
                 f"Preset `{preset}`, test accuracy, mean ± std over {n} seed(s); the thesis figure gives curves only "
                 f"(snapshots at {THESIS_SUPERNET_SNAPSHOTS}). Finding: thesis claim '{THESIS_CLAIM_FIG18}' at every "
-                f"snapshot epoch: {verdict(wins)}. Wall / CPU s per seed: training "
-                f"{cell('timings.train_members.wall_s', 1, 0)} / {cell('timings.train_members.cpu_s', 1, 0)}, Fig. 5 boost "
-                f"{cell('timings.fig5_boost.wall_s', 1, 0)} / {cell('timings.fig5_boost.cpu_s', 1, 0)}, SuperNets "
-                f"{cell('timings.fig18_supernets.wall_s', 1, 0)} / {cell('timings.fig18_supernets.cpu_s', 1, 0)}."
+                f"snapshot epoch: {verdict(wins)}. "
+                + stage_times(runs, (("train_members", "training"), ("fig5_boost", "Fig. 5 boost"), ("fig18_supernets", "SuperNets")))
             ),
             footnotes=notes,
             source="thesis section 4.1, Fig. 18",

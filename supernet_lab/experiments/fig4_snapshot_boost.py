@@ -92,22 +92,22 @@ def _snapshot(epoch, field):
 
 CLAIMS = tuple(
     Claim(
-        f"boost_beats_normal_epoch{epoch}",
-        "Retraining the last layers one at a time is a quick accuracy boost: the boosted snapshot beats continued "
-        "normal training at the same epoch.",
-        "thesis section 3.1, Fig. 4",
-        _snapshot(epoch, "final_val"), minus=_snapshot(epoch, "normal_val_same_epoch"),
-        label=f"boosted epoch-{epoch} snapshot - normal training at the same epoch, val accuracy", **_POINTS,
+        f"boost_{kind}_epoch{epoch}", text, "thesis section 3.1, Fig. 4",
+        _snapshot(epoch, "final_val"), minus=_snapshot(epoch, baseline), label=label.format(epoch=epoch), **_POINTS,
     )
-    for epoch in CPU_SNAPSHOT_EPOCHS
-) + tuple(
-    Claim(
-        f"boost_raises_epoch{epoch}",
-        "'Freezing' all layers except the last ones can be used as a quick accuracy boost: boosting a snapshot raises "
-        "its accuracy.",
-        "thesis section 3.1, Fig. 4",
-        _snapshot(epoch, "final_val"), minus=_snapshot(epoch, "snapshot_val"),
-        label=f"boosted - unboosted epoch-{epoch} snapshot, val accuracy", **_POINTS,
+    for kind, baseline, text, label in (
+        (
+            "beats_normal", "normal_val_same_epoch",
+            "Retraining the last layers one at a time is a quick accuracy boost: the boosted snapshot beats continued "
+            "normal training at the same epoch.",
+            "boosted epoch-{epoch} snapshot - normal training at the same epoch, val accuracy",
+        ),
+        (
+            "raises", "snapshot_val",
+            "'Freezing' all layers except the last ones can be used as a quick accuracy boost: boosting a snapshot "
+            "raises its accuracy.",
+            "boosted - unboosted epoch-{epoch} snapshot, val accuracy",
+        ),
     )
     for epoch in CPU_SNAPSHOT_EPOCHS
 ) + (

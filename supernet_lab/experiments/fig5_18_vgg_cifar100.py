@@ -182,14 +182,7 @@ def main(config, context):
     member_epochs = supernet_epochs[-1]
 
     def build(k):
-        return vgg16(
-            ds.input_shape,
-            ds.num_classes,
-            l2=config.l2,
-            dropout=config.dropout,
-            dense_units=config.dense_units,
-            name=f"vgg16_{k + 1}",
-        )
+        return vgg16(ds.input_shape, ds.num_classes, l2=config.l2, dropout=config.dropout, dense_units=config.dense_units, name=f"vgg16_{k + 1}")
 
     snapshots, curves = [], []
     with context.stage("train_members"):

@@ -53,10 +53,6 @@ DESCRIPTION = "Snapshots of a Table-2 CNN boosted layer by layer (last 4 layers 
 REPRODUCES = "thesis Fig. 4"
 
 THESIS_SNAPSHOT_EPOCHS = (4, 19, 70, 107)
-THESIS_CLAIM = (
-    "boosting a snapshot beats continued training at the same epoch, "
-    "and the gain decreases over the training time"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +157,6 @@ def report(records, out_dir):
             out_dir / NAME,
             name=NAME,
             title=f"Fig. 4: layer-by-layer boost of Table-2 CNN snapshots vs continued training ({runs.preset})",
-            claim=THESIS_CLAIM,
             source="thesis section 3.1, Fig. 4 (curves only, no numbers)",
             footnotes=_footnotes(runs.config),
         )

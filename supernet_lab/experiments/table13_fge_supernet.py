@@ -65,6 +65,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
+    CLAIMS_NOTE,
     SMOKE_FGE,
     FGEConfig,
     collect_snapshots,
@@ -332,14 +333,11 @@ def report(records, out_dir):
     for runs in ok_presets(records):
         preset, n, config = runs.preset, runs.n, runs.config
         last = runs.runs[-1]["metrics"]
-        labels, fge_labels = list(last["groups"]), last["fge_labels"]
+        labels = list(last["groups"])
         width = max(max(last["groups"][l]["num_members"] for l in labels), 5)
 
         def cell(label, field, scale=100, digits=2):
             return runs.cell(f"metrics.groups.{label}.{field}", scale, digits)
-
-        def mean(label, field="supernet"):
-            return runs.mean(f"metrics.groups.{label}.{field}")
 
         rows = []
         for label in labels:
@@ -375,46 +373,13 @@ def report(records, out_dir):
                 f"Snapshot Ensemble trains from scratch with SnapshotCosine (lr {config['snapshot_lr']}, "
                 f"{config['snapshot_cycles']} cycles) for as many updates as pre-training plus a "
                 f"{config['snapshot_cycles']}-member FGE run. Train CPU: process CPU seconds of the group's training "
-                "(FGE: its pre-training plus the FGE cycles)."
+                f"(FGE: its pre-training plus the FGE cycles). {CLAIMS_NOTE}"
             ),
             source="thesis Table 13 (validation accuracy; K and member columns as printed)",
             footnotes=_footnotes(config),
         )
         written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
 
-        # === Findings, computed from the aggregated numbers ===
-        def verdict(ok):
-            return "confirmed" if ok else "not confirmed"
-
-        fge_wins = sum(mean(l) > mean(l, "softmax_vote") for l in fge_labels)
-        best_fge = max(mean(l) for l in fge_labels)
-        matched = next((l for l, k in zip(fge_labels, config["fge_members"]) if k == config["snapshot_cycles"]), None)
-        findings = [
-            ["SuperNet beats softmax voting of FGE snapshots", "3 of 3 FGE groups",
-             f"{fge_wins} of {len(fge_labels)} FGE groups (mean over seeds)", verdict(fge_wins == len(fge_labels))],
-            ["SuperNet beats softmax voting of Snapshot-Ensemble snapshots", "not in the thesis",
-             f"{cell(SNAPSHOT, 'supernet')} vs {cell(SNAPSHOT, 'softmax_vote')}", "yes" if mean(SNAPSHOT) > mean(SNAPSHOT, "softmax_vote") else "no"],
-            ["Independent nets give a better SuperNet than every FGE group, with fewer members",
-             f"{_pct(THESIS[INDEPENDENT]['supernet'])} vs best FGE {_pct(max(THESIS[l]['supernet'] for l in THESIS if l.startswith('FGE')))}",
-             f"{cell(INDEPENDENT, 'supernet')} vs best FGE group {_pct(best_fge)}", verdict(mean(INDEPENDENT) > best_fge)],
-            ["FGE snapshots are less diverse (agree more) than independent nets", "stated (Figs. 20-21)",
-             f"mean agreement FGE {runs.cell('metrics.summary.fge_agreement_mean', 1, 1)}% vs independent {cell(INDEPENDENT, 'mean_agreement', 1, 1)}%",
-             verdict(runs.mean("metrics.summary.fge_agreement_mean") > mean(INDEPENDENT, "mean_agreement"))],
-        ]
-        if matched is not None:
-            findings.append(
-                [f"FGE beats a Snapshot Ensemble at an equal budget (Garipov et al. 2018), SuperNet of {config['snapshot_cycles']} members",
-                 "not in the thesis", f"{matched} {cell(matched, 'supernet')} vs Snapshot Ensemble {cell(SNAPSHOT, 'supernet')}",
-                 verdict(mean(matched) > mean(SNAPSHOT))]
-            )
-        finding_table = reports.Table(
-            title="Table 13, findings: the thesis's claims checked against our numbers",
-            columns=["claim", "thesis", "ours", "verdict"],
-            rows=findings,
-            caption=f"Preset `{preset}`, {n} seed(s); verdicts compare means over seeds (no significance test).",
-            source="thesis section 4.3 and Table 13",
-        )
-        written += reports.write_table(finding_table, out_dir / NAME / f"{NAME}_{preset}_findings")
     return written
 
 

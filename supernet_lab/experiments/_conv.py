@@ -87,9 +87,9 @@ class HeadConfig:
     head_batch_size: int = 128
 
 
-def smoke(num_train, num_test, **fields):
-    """Smoke-preset fields: generated 32x32x3 data with 10 classes, plus `fields`."""
-    return {"dataset": "synthetic", "dataset_kwargs": (("num_train", num_train), ("num_test", num_test)), **fields}
+def smoke(num_train, num_test):
+    """Smoke-preset data fields: generated 32x32x3 images of 10 classes, `Config(**smoke(120, 40), ...)`."""
+    return {"dataset": "synthetic", "dataset_kwargs": (("num_train", num_train), ("num_test", num_test))}
 
 
 # FGE smoke runs: small batches, one-epoch cycles and eager steps (tracing a
@@ -126,9 +126,7 @@ def make_optimizer(name, learning_rate):
 def check_snapshots(snapshot_epochs, epochs):
     """Sorted 1-based snapshot epochs; raises if any lies outside `[1, epochs]`."""
     if not snapshot_epochs or any(not 1 <= int(e) <= epochs for e in snapshot_epochs):
-        raise ValueError(
-            f"Snapshot epochs must be in [1, epochs={epochs}]. Received: snapshot_epochs={snapshot_epochs}"
-        )
+        raise ValueError(f"Snapshot epochs must be in [1, epochs={epochs}]. Received: snapshot_epochs={snapshot_epochs}")
     return tuple(sorted(int(e) for e in snapshot_epochs))
 
 
@@ -154,13 +152,8 @@ def fit(model, ds, *, optimizer, epochs, batch_size, log, callbacks=()):
     """Compile `model` (cross-entropy, accuracy) and fit it on `ds`, validation monitored and progress logged."""
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model.fit(
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        callbacks=[*callbacks, epoch_logger(log, epochs, keys=("accuracy", "val_accuracy"))],
-        verbose=0,
+        ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs, batch_size=batch_size,
+        callbacks=[*callbacks, epoch_logger(log, epochs, keys=("accuracy", "val_accuracy"))], verbose=0,
     )
 
 
@@ -194,22 +187,13 @@ def test_accuracy(model, ds):
 
 def supernet_scores(members, ds, config):
     """Build a SuperNet of `members` (`HeadConfig` fields), re-train its head, score it on val and test."""
+    val = (ds.x_val, ds.y_val)
     supernet = build_supernet(
-        members,
-        init="copy",
-        downscale=config.downscale,
-        validation_data=(ds.x_val, ds.y_val) if config.downscale == "auto" else None,
-        seed=config.seed,
+        members, init="copy", downscale=config.downscale, validation_data=val if config.downscale == "auto" else None, seed=config.seed
     )
     history = fit_head(
-        supernet,
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
-        epochs=config.head_epochs,
-        batch_size=config.head_batch_size,
-        optimizer=keras.optimizers.Adam(config.head_learning_rate),
-        verbose=0,
+        supernet, ds.x_train, ds.y_train, validation_data=val, epochs=config.head_epochs, batch_size=config.head_batch_size,
+        optimizer=keras.optimizers.Adam(config.head_learning_rate), verbose=0,
     )
     return {
         "val_accuracy": metrics.accuracy(ds.y_val, predict(supernet, ds.x_val)),
@@ -359,16 +343,9 @@ def boost(model, ds, config):
     """Retrain the last `config.boost_layers` layers of `model` one at a time; per-epoch curves."""
     timer = EpochTimer()
     stages = retrain_last_layers(
-        model,
-        ds.x_train,
-        ds.y_train,
-        num_layers=config.boost_layers,
-        epochs=config.boost_epochs,
-        optimizer_fn=lambda: keras.optimizers.Adam(config.boost_learning_rate),
-        validation_data=(ds.x_val, ds.y_val),
-        batch_size=config.batch_size,
-        callbacks=[timer],
-        verbose=0,
+        model, ds.x_train, ds.y_train, num_layers=config.boost_layers, epochs=config.boost_epochs,
+        optimizer_fn=lambda: keras.optimizers.Adam(config.boost_learning_rate), validation_data=(ds.x_val, ds.y_val),
+        batch_size=config.batch_size, callbacks=[timer], verbose=0,
     )
     return {
         "val_curve": [float(v) for s in stages for v in s.history["val_accuracy"]],
@@ -495,13 +472,8 @@ def report_boost(runs, folder, *, name, title, source, footnotes, prefix="metric
     table = reports.Table(
         title=title,
         columns=[
-            "snapshot epoch",
-            "val acc at snapshot (%)",
-            f"boosted, after {span} epochs (%)",
-            f"normal training at snapshot + {span} (%)",
-            "best normal up to then (%)",
-            "boost gain (points)",
-            f"wall s: {span} boost epochs vs {span} normal",
+            "snapshot epoch", "val acc at snapshot (%)", f"boosted, after {span} epochs (%)", f"normal training at snapshot + {span} (%)",
+            "best normal up to then (%)", "boost gain (points)", f"wall s: {span} boost epochs vs {span} normal",
         ],
         rows=rows,
         caption=(
@@ -521,13 +493,9 @@ def report_boost(runs, folder, *, name, title, source, footnotes, prefix="metric
         histories[f"boost of epoch-{e} snapshot"] = {"val_accuracy": padded_mean([b["snapshots"][e]["val_curve"] for b in blocks], int(e))}
     normal_mean = histories["normal training"]["val_accuracy"]
     best = int(np.nanargmax(normal_mean))
-    written.append(
-        reports.plot_curves(
-            histories,
-            "val_accuracy",
-            folder / f"{name}_{preset}.png",
-            title=title.split(":")[0] + f": snapshot boost vs normal training ({preset}, {n} seed(s))",
-            markers={"best normal training": (best + 1, normal_mean[best])},
-        )
-    )
+    written.append(reports.plot_curves(
+        histories, "val_accuracy", folder / f"{name}_{preset}.png",
+        title=title.split(":")[0] + f": snapshot boost vs normal training ({preset}, {n} seed(s))",
+        markers={"best normal training": (best + 1, normal_mean[best])},
+    ))
     return written

@@ -30,19 +30,8 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE,
-    ENSEMBLE_METHODS,
-    ConvConfig,
-    HeadConfig,
-    data_notes,
-    ensemble_rows,
-    load_logged,
-    make_optimizer,
-    ok_presets,
-    smoke,
-    stage_times,
-    thesis_net,
-    train,
+    CLAIMS_NOTE, ENSEMBLE_METHODS, ConvConfig, HeadConfig, data_notes, ensemble_rows, load_logged, make_optimizer,
+    ok_presets, smoke, stage_times, thesis_net, train,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -166,15 +155,10 @@ def report(records, out_dir):
             markers = None
             if metric == "val_accuracy":
                 markers = {"SuperNet (val)": (cfg["epochs"] + 1, runs.mean("metrics.rows.supernet.val_accuracy"))}
-            written.append(
-                reports.plot_curves(
-                    histories,
-                    metric,
-                    folder / f"{NAME}_{metric}_{preset}.png",
-                    title=f"Fig. 16: {metric} per optimizer ({preset}, {n} seed(s))",
-                    markers=markers,
-                )
-            )
+            written.append(reports.plot_curves(
+                histories, metric, folder / f"{NAME}_{metric}_{preset}.png",
+                title=f"Fig. 16: {metric} per optimizer ({preset}, {n} seed(s))", markers=markers,
+            ))
     return written
 
 

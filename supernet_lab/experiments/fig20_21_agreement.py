@@ -114,14 +114,10 @@ def report(records, out_dir):
                 matrices = matrices[-1:]
             mean_matrix = np.mean(matrices, axis=0)
             prefix = "model" if g == "independent" else "FGE"
-            written.append(
-                reports.plot_agreement_matrix(
-                    mean_matrix,
-                    [f"{prefix} {i + 1}" for i in range(len(mean_matrix))],
-                    out_dir / NAME / f"{NAME}_{preset}_{g}.png",
-                    title=f"{title} ({preset}, mean of {len(matrices)} seed(s))",
-                )
-            )
+            written.append(reports.plot_agreement_matrix(
+                mean_matrix, [f"{prefix} {i + 1}" for i in range(len(mean_matrix))], out_dir / NAME / f"{NAME}_{preset}_{g}.png",
+                title=f"{title} ({preset}, mean of {len(matrices)} seed(s))",
+            ))
         rows = [
             [label]
             + [runs.cell(f"metrics.{g}.{field}", scale, digits) for field, scale, digits in (

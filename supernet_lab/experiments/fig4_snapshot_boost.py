@@ -32,19 +32,8 @@ import keras
 
 from supernet_lab.experiments._common import bn_momentum_notes
 from supernet_lab.experiments._conv import (
-    ConvConfig,
-    EpochTimer,
-    SnapshotWeights,
-    boost_snapshots,
-    check_snapshots,
-    data_notes,
-    fit,
-    load_logged,
-    ok_presets,
-    report_boost,
-    smoke,
-    test_accuracy,
-    thesis_net,
+    ConvConfig, EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, data_notes, fit, load_logged,
+    ok_presets, report_boost, smoke, test_accuracy, thesis_net,
 )
 from supernet_lab.findings import Claim
 

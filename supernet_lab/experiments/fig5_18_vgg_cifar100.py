@@ -41,19 +41,8 @@ import time
 
 from supernet_lab.experiments._common import DataConfig
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE,
-    HeadConfig,
-    boost_snapshots,
-    by_epoch_table,
-    check_snapshots,
-    ensembles_by_epoch,
-    load_logged,
-    make_optimizer,
-    ok_presets,
-    report_boost,
-    stage_times,
-    test_accuracy,
-    train,
+    CLAIMS_NOTE, HeadConfig, boost_snapshots, by_epoch_table, check_snapshots, ensembles_by_epoch, load_logged,
+    make_optimizer, ok_presets, report_boost, stage_times, test_accuracy, train,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -94,27 +83,16 @@ CPU_BOOST_EPOCHS = (2, 4)
 CPU_SUPERNET_EPOCHS = (1, 2)
 
 PRESETS = {
+    # One VGG keeps the smoke run short (the paper-preset override uses two); the
+    # `cpu` snapshot epochs, which the claims read.
     "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=_SYNTHETIC_100 + (("num_train", 200), ("num_test", 50)),
-        # One VGG keeps the smoke run short; the paper-preset override uses two.
-        num_models=1,
-        # The `cpu` snapshot epochs, which the claims read.
-        epochs=4,
-        boost_snapshot_epochs=CPU_BOOST_EPOCHS,
-        boost_layers=1,
-        boost_epochs=1,
-        supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS,
+        dataset="synthetic", dataset_kwargs=_SYNTHETIC_100 + (("num_train", 200), ("num_test", 50)), num_models=1, epochs=4,
+        boost_snapshot_epochs=CPU_BOOST_EPOCHS, boost_layers=1, boost_epochs=1, supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS,
         head_epochs=1,
     ),
     "cpu": Config(
-        dataset="synthetic",
-        dataset_kwargs=_SYNTHETIC_100 + (("num_train", 600), ("num_test", 200)),
-        epochs=4,
-        boost_snapshot_epochs=CPU_BOOST_EPOCHS,
-        boost_epochs=2,
-        supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS,
-        batch_size=64,
+        dataset="synthetic", dataset_kwargs=_SYNTHETIC_100 + (("num_train", 600), ("num_test", 200)), epochs=4,
+        boost_snapshot_epochs=CPU_BOOST_EPOCHS, boost_epochs=2, supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS, batch_size=64,
     ),
     "paper": Config(),
 }
@@ -190,13 +168,9 @@ def main(config, context):
             def train_member(k=k, epochs=epochs):
                 model, start = build(k), time.perf_counter()
                 history, weights = train(
-                    model,
-                    ds,
-                    optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                    epochs=epochs,
+                    model, ds, optimizer=make_optimizer(config.optimizer, config.learning_rate), epochs=epochs,
                     snapshot_epochs=sorted(set(boost_epochs) | set(supernet_epochs)) if k == 0 else supernet_epochs,
-                    batch_size=config.batch_size,
-                    log=context.log,
+                    batch_size=config.batch_size, log=context.log,
                 )
                 extra = {}
                 if k == 0:

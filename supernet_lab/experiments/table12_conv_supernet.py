@@ -41,24 +41,9 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE,
-    ENSEMBLE_METHODS,
-    ConvConfig,
-    HeadConfig,
-    by_epoch_table,
-    check_snapshots,
-    data_notes,
-    ensembles_by_epoch,
-    load_logged,
-    make_optimizer,
-    ok_presets,
-    predict,
-    smoke,
-    stage_times,
-    supernet_scores,
-    thesis_net,
-    train,
-    with_weights,
+    CLAIMS_NOTE, ENSEMBLE_METHODS, ConvConfig, HeadConfig, by_epoch_table, check_snapshots, data_notes,
+    ensembles_by_epoch, load_logged, make_optimizer, ok_presets, predict, smoke, stage_times, supernet_scores,
+    thesis_net, train, with_weights,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -267,15 +252,12 @@ def report(records, out_dir):
         written += reports.write_table(table12, folder / f"{NAME}_{preset}")
 
         # --- Figure: accuracy vs snapshot epoch per method (Fig. 17 style).
-        written.append(
-            reports.plot_curves(
-                {label: {"test_accuracy": [test(f"by_epoch.{e}.{m}") for e in epochs]} for m, label in ENSEMBLE_METHODS},
-                "test_accuracy",
-                folder / f"{NAME}_fig17_{preset}.png",
-                title=f"Fig. 17: {num} Table-2 CNNs ({preset}); x = snapshot index, epochs {', '.join(epochs)}",
-                xlabel="snapshot (epochs " + ", ".join(epochs) + ")",
-            )
-        )
+        written.append(reports.plot_curves(
+            {label: {"test_accuracy": [test(f"by_epoch.{e}.{m}") for e in epochs]} for m, label in ENSEMBLE_METHODS},
+            "test_accuracy", folder / f"{NAME}_fig17_{preset}.png",
+            title=f"Fig. 17: {num} Table-2 CNNs ({preset}); x = snapshot index, epochs {', '.join(epochs)}",
+            xlabel="snapshot (epochs " + ", ".join(epochs) + ")",
+        ))
     return written
 
 

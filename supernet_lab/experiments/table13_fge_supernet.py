@@ -65,19 +65,8 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE,
-    SMOKE_FGE,
-    FGEConfig,
-    collect_snapshots,
-    data_notes,
-    fge,
-    fge_cycle_steps,
-    fge_steps,
-    group_scores,
-    load_logged,
-    ok_presets,
-    smoke,
-    steps_per_epoch,
+    CLAIMS_NOTE, SMOKE_FGE, FGEConfig, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores,
+    load_logged, ok_presets, smoke, steps_per_epoch,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -115,17 +104,10 @@ class Config(FGEConfig):
 
 
 PRESETS = {
+    # Three FGE runs, as in `cpu` and `paper`: the claims read every group.
     "smoke": Config(
-        **smoke(96, 64),
-        **SMOKE_FGE,
-        validation_size=32,
-        pretrain_epochs=1,
-        # Three FGE runs, as in `cpu` and `paper`: the claims read every group.
-        num_independent=3,
-        fge_members=(2, 2, 2),
-        snapshot_cycles=2,
-        head_epochs=1,
-        cache=False,
+        **smoke(96, 64), **SMOKE_FGE, validation_size=32, pretrain_epochs=1, num_independent=3, fge_members=(2, 2, 2),
+        snapshot_cycles=2, head_epochs=1, cache=False,
     ),
     "cpu": Config(subset=4000, validation_size=400, pretrain_epochs=4, fge_cycle_epochs=1, head_epochs=5, bn_momentum=0.9),
     "paper": Config(),

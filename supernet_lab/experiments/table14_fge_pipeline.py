@@ -80,27 +80,14 @@ class Config(FGEConfig):
 
 
 PRESETS = {
+    # max_single_epochs keeps the smoke short; the single net may stop before the CPU budget.
     "smoke": Config(
-        **smoke(96, 64),
-        **SMOKE_FGE,
-        validation_size=32,
-        base_epochs=1,
-        base_retrain_epochs=(1,),
-        fge_members=2,
-        snapshot_retrain_epochs=1,
-        head_epochs=1,
-        # Keeps the smoke short; the single net may stop before the CPU budget.
-        max_single_epochs=3,
+        **smoke(96, 64), **SMOKE_FGE, validation_size=32, base_epochs=1, base_retrain_epochs=(1,), fge_members=2,
+        snapshot_retrain_epochs=1, head_epochs=1, max_single_epochs=3,
     ),
     "cpu": Config(
-        subset=4000,
-        validation_size=400,
-        base_epochs=6,
-        base_retrain_epochs=(1, 1, 1, 1),
-        fge_cycle_epochs=1,
-        snapshot_retrain_epochs=1,
-        head_epochs=5,
-        bn_momentum=0.9,
+        subset=4000, validation_size=400, base_epochs=6, base_retrain_epochs=(1, 1, 1, 1), fge_cycle_epochs=1,
+        snapshot_retrain_epochs=1, head_epochs=5, bn_momentum=0.9,
     ),
     "paper": Config(),
 }

@@ -138,15 +138,9 @@ def _train_model(k, config, ds, context, names, epochs_per_stage):
         )
     with context.stage("layer_by_layer"):
         stages = retrain_layer_by_layer(
-            model,
-            ds.x_train,
-            ds.y_train,
-            epochs_per_stage=epochs_per_stage,
-            optimizer_fn=lambda: keras.optimizers.Adam(config.stage_learning_rate),
-            validation_data=(ds.x_val, ds.y_val),
-            batch_size=config.batch_size,
-            callbacks=[test_acc],
-            verbose=0,
+            model, ds.x_train, ds.y_train, epochs_per_stage=epochs_per_stage,
+            optimizer_fn=lambda: keras.optimizers.Adam(config.stage_learning_rate), validation_data=(ds.x_val, ds.y_val),
+            batch_size=config.batch_size, callbacks=[test_acc], verbose=0,
         )
     val = [float(base.history["val_accuracy"][-1])] + [s.val_accuracy for s in stages]
     result = {

@@ -74,6 +74,15 @@ class FGEConfig(ConvConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class PretrainedConfig(FGEConfig):
+    """`FGEConfig` for nets pre-trained with Adam by `_common.pretrained_cnn`, cached in the run folder if `cache`."""
+
+    pretrain_epochs: int = 100
+    pretrain_lr: float = 1e-3
+    cache: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class HeadConfig:
     """The SuperNet head over conv members (mixed into a `Config`).
 

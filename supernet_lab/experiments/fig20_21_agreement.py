@@ -36,7 +36,9 @@ import dataclasses
 import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
-from supernet_lab.experiments._conv import CLAIMS_NOTE, SMOKE_FGE, FGEConfig, data_notes, fge, group_scores, load_logged, ok_presets, smoke, test_probs
+from supernet_lab.experiments._conv import (
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, data_notes, fge, group_scores, load_logged, ok_presets, smoke, test_probs,
+)
 from supernet_lab.findings import Claim
 from supernet import reports
 
@@ -48,12 +50,9 @@ GROUPS = {"independent": "Fig. 20: six independently trained nets", "fge": "Fig.
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(FGEConfig):
+class Config(PretrainedConfig):
     validation_size: object = 0
     num_models: int = 6
-    pretrain_epochs: int = 100
-    pretrain_lr: float = 1e-3
-    cache: bool = True
 
 
 PRESETS = {

@@ -65,7 +65,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, FGEConfig, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores,
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores,
     load_logged, ok_presets, smoke, steps_per_epoch,
 )
 from supernet_lab.findings import Claim
@@ -90,9 +90,7 @@ SNAPSHOT = "Snapshot Ensemble"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(FGEConfig):
-    pretrain_epochs: int = 100
-    pretrain_lr: float = 1e-3
+class Config(PretrainedConfig):
     num_independent: int = 3
     fge_members: tuple = (3, 4, 5)
     snapshot_cycles: int = 3
@@ -100,7 +98,6 @@ class Config(FGEConfig):
     snapshot_momentum: float = 0.9
     head_epochs: int = 10
     head_lr: float = 1e-3
-    cache: bool = True
 
 
 PRESETS = {

@@ -1,25 +1,116 @@
-"""Conv-net orchestration shared by the CIFAR experiment modules.
+"""Conv-net orchestration shared by the CIFAR experiment modules (thesis chapter 4).
 
-Training a Keras CNN with weight snapshots at chosen epochs, scoring members,
-voting and a SuperNet of them, boosting snapshots layer by layer (thesis
-Figs. 4 and 5), stopping an FGE run at its last snapshot, and the table and
-figure of a snapshot-boost experiment.
+The configs of Table-2 CNN and FGE runs; training a Keras CNN with weight
+snapshots at chosen epochs; scoring members, voting and a SuperNet of them;
+boosting snapshots layer by layer (thesis Figs. 4 and 5); Fast Geometric
+Ensembling from a pre-trained net; and the report pieces these experiments
+share.
+
+Costs the experiments' presets are scaled by, measured once on this machine
+(2 shared cores, load ~4-4.5 from other users): one epoch of `thesis_cnn`
+(batch 64) on 4,500 CIFAR-10 training images plus 500 validation images took
+22.7 s wall / 17.9 s CPU, and predicting 1,000 images 2.8 s; one epoch
+(batch 128, Adam) on 5,000 images took 26.8 s wall / 18.3 s CPU, and 1,000
+test predictions 2.7 s wall.
 """
 
+import dataclasses
+import math
 import time
 
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import verdict
+from supernet_lab.experiments._common import DataConfig, by_preset, load_dataset, timed_fit
 from supernet import metrics, reports
 from supernet._validation import check_converged
-from supernet.callbacks import retrain_last_layers
-from supernet.models import build_supernet, fit_head
+from supernet.callbacks import SnapshotEnsemble, retrain_last_layers
+from supernet.models import build_supernet, fit_head, thesis_cnn
+from supernet.schedules import FGECyclic
 from supernet.training import epoch_logger
 
+# Captions state numbers; the claims table the runner renders beside each table judges them.
+CLAIMS_NOTE = "The claims table beside this one judges the thesis's claims over the seeds."
 # Rows of a voting-vs-SuperNet table: (key in `ensemble_rows`, label).
 ENSEMBLE_METHODS = (("best_member", "best single net"), ("majority", "majority voting"), ("softmax", "softmax voting"), ("supernet", "SuperNet"))
+
+
+# === Configuration ===
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvConfig(DataConfig):
+    """`DataConfig` for Table-2 CNNs (`supernet.models.thesis_cnn`) on CIFAR-10.
+
+    10% of the training images are held out for validation.
+    """
+
+    dataset: str = "cifar10"
+    validation_size: object = 0.1
+    batch_size: int = 64
+    # BatchNormalization momentum: Keras's and the thesis's 0.99; the short `cpu`
+    # runs (~100-250 steps) use 0.9, with which held-out accuracy leaves chance.
+    bn_momentum: float = 0.99
+
+
+@dataclasses.dataclass(frozen=True)
+class FGEConfig(ConvConfig):
+    """`ConvConfig` plus Fast Geometric Ensembling from a pre-trained net.
+
+    FGE: SGD with momentum `fge_momentum` following
+    `FGECyclic(fge_lr_max, fge_lr_min, cycle)` with a cycle of
+    `fge_cycle_epochs` epochs (Garipov et al. 2018 for VGG-16: 2 epochs,
+    1e-2 -> 5e-4, momentum 0.9). `run_eagerly` applies to every compile and
+    prediction.
+    """
+
+    validation_size: object = 5000
+    batch_size: int = 128
+    fge_cycle_epochs: int = 2
+    fge_lr_max: float = 1e-2
+    fge_lr_min: float = 5e-4
+    fge_momentum: float = 0.9
+    run_eagerly: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedConfig(FGEConfig):
+    """`FGEConfig` for nets pre-trained with Adam by `_common.pretrained_cnn`, cached in the run folder if `cache`."""
+
+    pretrain_epochs: int = 100
+    pretrain_lr: float = 1e-3
+    cache: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """The SuperNet head over conv members (mixed into a `Config`).
+
+    Copied from the members' last layers, down-scaled by `downscale`
+    (`"auto"`: chosen by validation NLL) and re-trained with Adam.
+    """
+
+    downscale: object = "auto"
+    head_epochs: int = 5
+    head_learning_rate: float = 1e-3
+    head_batch_size: int = 128
+
+
+def smoke(num_train, num_test):
+    """Smoke-preset data fields: generated 32x32x3 images of 10 classes, `Config(**smoke(120, 40), ...)`."""
+    return {"dataset": "synthetic", "dataset_kwargs": (("num_train", num_train), ("num_test", num_test))}
+
+
+# FGE smoke runs: small batches, one-epoch cycles and eager steps (tracing a
+# train step of the CNN costs ~5 s; two eager steps cost less).
+SMOKE_FGE = {"batch_size": 32, "fge_cycle_epochs": 1, "run_eagerly": True}
+
+
+def load_logged(config, context):
+    """`load_dataset(config)`, its summary logged."""
+    ds = load_dataset(config)
+    context.log(ds.summary())
+    return ds
 
 
 # === Training with snapshots ===
@@ -44,10 +135,13 @@ def make_optimizer(name, learning_rate):
 def check_snapshots(snapshot_epochs, epochs):
     """Sorted 1-based snapshot epochs; raises if any lies outside `[1, epochs]`."""
     if not snapshot_epochs or any(not 1 <= int(e) <= epochs for e in snapshot_epochs):
-        raise ValueError(
-            f"Snapshot epochs must be in [1, epochs={epochs}]. Received: snapshot_epochs={snapshot_epochs}"
-        )
+        raise ValueError(f"Snapshot epochs must be in [1, epochs={epochs}]. Received: snapshot_epochs={snapshot_epochs}")
     return tuple(sorted(int(e) for e in snapshot_epochs))
+
+
+def thesis_net(ds, config, **kwargs):
+    """A Table-2 CNN for `ds` with `config.l2` and `config.bn_momentum`."""
+    return thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2, **kwargs)
 
 
 class SnapshotWeights(keras.callbacks.Callback):
@@ -63,21 +157,20 @@ class SnapshotWeights(keras.callbacks.Callback):
             self.weights[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
 
 
-def train(model, ds, *, optimizer, epochs, snapshot_epochs=(), batch_size=64, log=None):
-    """Compile and fit `model`; returns (per-epoch history, {epoch: weights})."""
+def fit(model, ds, *, optimizer, epochs, batch_size, log, callbacks=()):
+    """Compile `model` (cross-entropy, accuracy) and fit it on `ds`, validation monitored and progress logged."""
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    snapshots = SnapshotWeights(snapshot_epochs)
-    callbacks = [snapshots] + ([epoch_logger(log, epochs, keys=("accuracy", "val_accuracy"))] if log else [])
-    callbacks.append(keras.callbacks.TerminateOnNaN())
-    history = model.fit(
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        callbacks=callbacks,
-        verbose=0,
+    return model.fit(
+        ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs, batch_size=batch_size,
+        callbacks=[*callbacks, epoch_logger(log, epochs, keys=("accuracy", "val_accuracy"))], verbose=0,
     )
+
+
+def train(model, ds, *, optimizer, epochs, batch_size, log, snapshot_epochs=()):
+    """`fit` stopped on NaN and checked for divergence; returns (per-epoch history, {epoch: weights})."""
+    snapshots = SnapshotWeights(snapshot_epochs)
+    history = fit(model, ds, optimizer=optimizer, epochs=epochs, batch_size=batch_size, log=log,
+                  callbacks=[snapshots, keras.callbacks.TerminateOnNaN()])
     check_converged(model, history.history.get("loss", []), f"Model {model.name!r}")
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}, snapshots.weights
 
@@ -93,24 +186,23 @@ def predict(model, x):
     return model.predict(x, batch_size=512, verbose=0)
 
 
-def supernet_scores(members, ds, *, downscale, head_epochs, learning_rate, batch_size, seed):
-    """Build a SuperNet of `members`, re-train its head, score it on val and test."""
+def test_accuracy(model, ds):
+    """Accuracy of `model` on `ds`'s test split."""
+    return metrics.accuracy(ds.y_test, predict(model, ds.x_test))
+
+
+# === SuperNet and voting ===
+
+
+def supernet_scores(members, ds, config):
+    """Build a SuperNet of `members` (`HeadConfig` fields), re-train its head, score it on val and test."""
+    val = (ds.x_val, ds.y_val)
     supernet = build_supernet(
-        members,
-        init="copy",
-        downscale=downscale,
-        validation_data=(ds.x_val, ds.y_val) if downscale == "auto" else None,
-        seed=seed,
+        members, init="copy", downscale=config.downscale, validation_data=val if config.downscale == "auto" else None, seed=config.seed
     )
     history = fit_head(
-        supernet,
-        ds.x_train,
-        ds.y_train,
-        validation_data=(ds.x_val, ds.y_val),
-        epochs=head_epochs,
-        batch_size=batch_size,
-        optimizer=keras.optimizers.Adam(learning_rate),
-        verbose=0,
+        supernet, ds.x_train, ds.y_train, validation_data=val, epochs=config.head_epochs, batch_size=config.head_batch_size,
+        optimizer=keras.optimizers.Adam(config.head_learning_rate), verbose=0,
     )
     return {
         "val_accuracy": metrics.accuracy(ds.y_val, predict(supernet, ds.x_val)),
@@ -120,36 +212,40 @@ def supernet_scores(members, ds, *, downscale, head_epochs, learning_rate, batch
     }
 
 
-def ensemble_rows(members, ds, *, downscale, head_epochs, learning_rate, batch_size, seed):
+def ensemble_rows(members, ds, config):
     """Members, majority vote, softmax vote and SuperNet on val and test."""
-    rows = {}
-    probs = {}
+    rows = {"members": {str(k + 1): {} for k in range(len(members))}, "majority": {}, "softmax": {}}
     for split in ("val", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
-        probs[split] = np.stack([predict(m, x) for m in members])
-        rows.setdefault("members", {str(k + 1): {} for k in range(len(members))})
-        for k, p in enumerate(probs[split]):
+        probs = np.stack([predict(m, x) for m in members])
+        for k, p in enumerate(probs):
             rows["members"][str(k + 1)][f"{split}_accuracy"] = metrics.accuracy(y, p)
-        rows.setdefault("majority", {})[f"{split}_accuracy"] = float(
-            np.mean(metrics.majority_vote(probs[split]) == y)
-        )
-        rows.setdefault("softmax", {})[f"{split}_accuracy"] = metrics.accuracy(
-            y, metrics.softmax_vote(probs[split])
-        )
+        rows["majority"][f"{split}_accuracy"] = float(np.mean(metrics.majority_vote(probs) == y))
+        rows["softmax"][f"{split}_accuracy"] = metrics.accuracy(y, metrics.softmax_vote(probs))
+    rows["best_member"], rows["mean_member"] = {}, {}
     for split in ("val", "test"):
         accs = [m[f"{split}_accuracy"] for m in rows["members"].values()]
-        rows.setdefault("best_member", {})[f"{split}_accuracy"] = float(max(accs))
-        rows.setdefault("mean_member", {})[f"{split}_accuracy"] = float(np.mean(accs))
-    rows["supernet"] = supernet_scores(
-        members,
-        ds,
-        downscale=downscale,
-        head_epochs=head_epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        seed=seed,
-    )
+        rows["best_member"][f"{split}_accuracy"] = float(max(accs))
+        rows["mean_member"][f"{split}_accuracy"] = float(np.mean(accs))
+    rows["supernet"] = supernet_scores(members, ds, config)
     return rows
+
+
+def ensembles_by_epoch(build, snapshots, epochs, ds, config, log):
+    """`ensemble_rows` of the members' snapshots at each epoch, keyed by epoch.
+
+    `build(k)` makes member `k`'s model; `snapshots[k]` maps an epoch to its weights.
+    """
+    by_epoch = {}
+    for epoch in epochs:
+        rows = ensemble_rows([with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)], ds, config)
+        by_epoch[str(epoch)] = rows
+        log(
+            f"  epoch {epoch}: best member {rows['best_member']['test_accuracy']:.4f}, majority "
+            f"{rows['majority']['test_accuracy']:.4f}, softmax {rows['softmax']['test_accuracy']:.4f}, "
+            f"SuperNet {rows['supernet']['test_accuracy']:.4f}"
+        )
+    return by_epoch
 
 
 # === FGE ===
@@ -165,6 +261,74 @@ class StopAfterSnapshots(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if len(self.snapshots.snapshots) >= self.count:
             self.model.stop_training = True
+
+
+def steps_per_epoch(ds, config):
+    return math.ceil(len(ds.x_train) / config.batch_size)
+
+
+def fge_cycle_steps(ds, config):
+    return max(2, config.fge_cycle_epochs * steps_per_epoch(ds, config))
+
+
+def fge_steps(members, ds, config):
+    """Updates an FGE run needs up to its last member (taken mid-cycle)."""
+    cycle = fge_cycle_steps(ds, config)
+    return (members - 1) * cycle + cycle // 2
+
+
+def collect_snapshots(model, schedule, count, ds, config, total_steps):
+    """Fit the compiled `model` until `SnapshotEnsemble(schedule)` holds `count` members.
+
+    Returns:
+        `(members, cost)`, cost holding the fit's `wall_s`, `cpu_s` and the
+        members' global `steps`.
+    """
+    snapshots = SnapshotEnsemble(schedule)
+    epochs = math.ceil(total_steps / steps_per_epoch(ds, config))
+    cost = timed_fit(
+        model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=epochs,
+        callbacks=[snapshots, StopAfterSnapshots(snapshots, count)], verbose=0,
+    )
+    if len(snapshots.snapshots) != count:
+        raise RuntimeError(f"Expected {count} snapshots, got {len(snapshots.snapshots)}.")
+    return snapshots.models(), dict(cost, steps=[int(s) for s in snapshots.snapshot_steps_taken])
+
+
+def fge(base, members, ds, config, *, seed):
+    """FGE (`FGEConfig` fields) from a pre-trained net: triangular cyclic SGD, members at the minima.
+
+    The pre-trained net itself is not a member. Returns `collect_snapshots`'s `(members, cost)`.
+    """
+    keras.utils.set_random_seed(seed)
+    model = keras.models.clone_model(base)
+    model.set_weights(base.get_weights())
+    schedule = FGECyclic(config.fge_lr_max, config.fge_lr_min, cycle_steps=fge_cycle_steps(ds, config))
+    model.compile(keras.optimizers.SGD(schedule, momentum=config.fge_momentum), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
+    return collect_snapshots(model, schedule, members, ds, config, fge_steps(members, ds, config))
+
+
+def test_probs(models, ds, eager):
+    """Each model's probabilities on `ds`'s test split, stacked; predictions eager as `eager`."""
+    probs = []
+    for model in models:
+        model.run_eagerly = eager
+        probs.append(predict(model, ds.x_test))
+    return np.stack(probs)
+
+
+def group_scores(y, probs):
+    """Accuracies, softmax vote, diversity and agreement of a group's stacked `probs`."""
+    agreement = metrics.agreement_matrix(probs)
+    accuracies = [metrics.accuracy(y, p) for p in probs]
+    return {
+        "member_accuracy": accuracies,
+        "mean_member_accuracy": float(np.mean(accuracies)),
+        "softmax_vote": metrics.accuracy(y, metrics.softmax_vote(probs)),
+        "diversity": metrics.diversity(y, probs),
+        "mean_agreement": metrics.mean_off_diagonal(agreement) if len(agreement) > 1 else 100.0,
+        "agreement_matrix": agreement.tolist(),
+    }
 
 
 # === Layer-by-layer boost of snapshots (thesis Figs. 4 and 5) ===
@@ -184,53 +348,63 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def boost(model, ds, *, num_layers, epochs, learning_rate, batch_size):
-    """Retrain the last `num_layers` layers of `model` one at a time; per-epoch curves."""
+def boost(model, ds, config):
+    """Retrain the last `config.boost_layers` layers of `model` one at a time; per-epoch curves."""
     timer = EpochTimer()
     stages = retrain_last_layers(
-        model,
-        ds.x_train,
-        ds.y_train,
-        num_layers=num_layers,
-        epochs=epochs,
-        optimizer_fn=lambda: keras.optimizers.Adam(learning_rate),
-        validation_data=(ds.x_val, ds.y_val),
-        batch_size=batch_size,
-        callbacks=[timer],
-        verbose=0,
+        model, ds.x_train, ds.y_train, num_layers=config.boost_layers, epochs=config.boost_epochs,
+        optimizer_fn=lambda: keras.optimizers.Adam(config.boost_learning_rate), validation_data=(ds.x_val, ds.y_val),
+        batch_size=config.batch_size, callbacks=[timer], verbose=0,
     )
-    curve = [float(v) for s in stages for v in s.history["val_accuracy"]]
     return {
-        "val_curve": curve,
+        "val_curve": [float(v) for s in stages for v in s.history["val_accuracy"]],
         "epoch_seconds": timer.seconds,
         "layers": [s.layer for s in stages],
-        "test_accuracy": metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0)),
+        "test_accuracy": test_accuracy(model, ds),
     }
 
 
-def boost_snapshots(build, snapshots, normal_curve, ds, *, num_layers, epochs, learning_rate, batch_size, log):
-    """Boost every snapshot; compare with normal training at the same epoch."""
+def boost_snapshots(build, snapshots, history, ds, config, log, *, epoch_seconds, test_accuracy):
+    """Boost every snapshot (`boost`) and compare it with normal training at the same epoch.
+
+    Args:
+        build: makes a fresh model to load a snapshot into.
+        snapshots: `{epoch: weights}` of the normal training.
+        history: the normal training's per-epoch `val_accuracy` and `val_loss`.
+        epoch_seconds: the normal training's wall seconds per epoch.
+        test_accuracy: the normal training's final test accuracy.
+
+    Returns:
+        `{"normal": summary of the normal training, "snapshots": {epoch: boosted}}`.
+    """
+    normal = [float(v) for v in history["val_accuracy"]]
     results = {}
-    span = num_layers * epochs
+    span = config.boost_layers * config.boost_epochs
     for epoch in sorted(snapshots):
-        model = build()
-        model.set_weights(snapshots[epoch])
-        boosted = boost(model, ds, num_layers=num_layers, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
+        boosted = boost(with_weights(build(), snapshots[epoch]), ds, config)
         end = epoch + span
         boosted.update(
             snapshot_epoch=epoch,
-            snapshot_val=normal_curve[epoch - 1],
+            snapshot_val=normal[epoch - 1],
             final_val=boosted["val_curve"][-1],
-            gain=boosted["val_curve"][-1] - normal_curve[epoch - 1],
-            normal_val_same_epoch=normal_curve[end - 1] if end <= len(normal_curve) else None,
-            normal_best_val_to_same_epoch=max(normal_curve[:end]),
+            gain=boosted["val_curve"][-1] - normal[epoch - 1],
+            normal_val_same_epoch=normal[end - 1] if end <= len(normal) else None,
+            normal_best_val_to_same_epoch=max(normal[:end]),
         )
         results[str(epoch)] = boosted
         log(
             f"  snapshot {epoch}: val {boosted['snapshot_val']:.4f} -> boosted {boosted['final_val']:.4f} "
             f"(normal training at epoch {end}: {boosted['normal_val_same_epoch']})"
         )
-    return results
+    summary = {
+        "val_curve": normal,
+        "val_loss_curve": [float(v) for v in history["val_loss"]],
+        "epoch_seconds": epoch_seconds,
+        "best_val": max(normal),
+        "best_epoch": int(np.argmax(normal)) + 1,
+        "final_test_accuracy": test_accuracy,
+    }
+    return {"normal": summary, "snapshots": results}
 
 
 def padded_mean(curves, offset):
@@ -238,96 +412,99 @@ def padded_mean(curves, offset):
     return [float("nan")] * offset + [float(v) for v in np.mean(np.asarray(curves, dtype=float), axis=0)]
 
 
-# === Report of a snapshot-boost experiment ===
+# === Reports ===
 
 
-def report_boost(runs, cfg, preset, folder, *, name, title, thesis_snapshots, claim, source, footnotes, prefix="metrics", real_dataset="cifar10"):
-    """Table + figure of a snapshot-boost experiment (fig4_snapshot_boost, fig5_18_vgg_cifar100)."""
-    epochs = [str(e) for e in reports.get_path(runs[-1], prefix)["snapshots"]]
+def ok_presets(records):
+    """`by_preset` of the successful `records`."""
+    return by_preset([r for r in records if r.get("status", "ok") == "ok"])
+
+
+def data_notes(cfg, *, generated="a code-path check, no thesis-comparable numbers",
+               subset="Stratified subset of {subset} CIFAR-10 training images (thesis: all 50,000)"):
+    """Footnotes on a CIFAR-10 run's data: generated data instead, a training subset (`subset` formatted with `cfg`)."""
+    notes = []
+    if cfg["dataset"] != "cifar10":
+        notes.append(f"Dataset `{cfg['dataset']}` (generated data), not CIFAR-10: {generated}.")
+    if cfg["subset"] is not None:
+        notes.append(subset.format(**cfg) + ".")
+    return notes
+
+
+def stage_times(runs, stages, lead="Wall / CPU s per seed"):
+    """`"<lead>: <label> wall / cpu, ..."` over `runs` (`Seeds`) for `stages`, pairs `(stage, label)`."""
+    return f"{lead}: " + ", ".join(
+        f"{label} {runs.cell(f'timings.{s}.wall_s', 1, 0)} / {runs.cell(f'timings.{s}.cpu_s', 1, 0)}" for s, label in stages
+    ) + "."
+
+
+def by_epoch_table(runs, prefix, **table):
+    """`reports.Table` of each `ENSEMBLE_METHODS` row's test accuracy (%) per snapshot epoch.
+
+    `prefix`: the dotted path of the record's `{"snapshot_epochs", "by_epoch"}`.
+    """
+    epochs = [str(e) for e in reports.get_path(runs.runs[-1], prefix)["snapshot_epochs"]]
+    return reports.Table(
+        columns=["method"] + [f"epoch {e} (%)" for e in epochs],
+        rows=[[label] + [runs.cell(f"{prefix}.by_epoch.{e}.{m}.test_accuracy", 100) for e in epochs] for m, label in ENSEMBLE_METHODS],
+        **table,
+    )
+
+
+def report_boost(runs, folder, *, name, title, source, footnotes, prefix="metrics", note=""):
+    """Table + figure of a snapshot-boost experiment (fig4_snapshot_boost, fig5_18_vgg_cifar100); `note` ends the caption."""
+    cfg, preset, n = runs.config, runs.preset, runs.n
+    blocks = [reports.get_path(r, prefix) for r in runs.runs]
+    epochs = [str(e) for e in blocks[-1]["snapshots"]]
     span = cfg["boost_layers"] * cfg["boost_epochs"]
-    fields = ("snapshot_val", "final_val", "gain", "normal_val_same_epoch", "normal_best_val_to_same_epoch", "test_accuracy")
-    paths = [f"{prefix}.snapshots.{e}.{f}" for e in epochs for f in fields]
-    paths += [f"{prefix}.normal.best_val", f"{prefix}.normal.final_test_accuracy"]
-    group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-    stats, n = group["metrics"], group["n_runs"]
 
-    def cell(path, scale=100.0, digits=2):
-        s = stats[path]
-        return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
+    def cell(e, field):
+        return runs.cell(f"{prefix}.snapshots.{e}.{field}", 100)
 
-    def mean(path):
-        return stats[path]["mean"]
+    def mean(e, field):
+        return runs.mean(f"{prefix}.snapshots.{e}.{field}")
 
-    def seconds(run, key, e=None):
-        block = reports.get_path(run, prefix)
-        if e is None:
-            return float(np.mean(block["normal"]["epoch_seconds"]))
-        return float(np.sum(block["snapshots"][e]["epoch_seconds"]))
-
-    normal_sec = np.mean([seconds(r, "normal") for r in runs])
-    rows = []
-    for e in epochs:
-        boost_sec = np.mean([seconds(r, "boost", e) for r in runs])
-        rows.append(
-            [
-                e,
-                cell(f"{prefix}.snapshots.{e}.snapshot_val"),
-                cell(f"{prefix}.snapshots.{e}.final_val"),
-                cell(f"{prefix}.snapshots.{e}.normal_val_same_epoch"),
-                cell(f"{prefix}.snapshots.{e}.normal_best_val_to_same_epoch"),
-                cell(f"{prefix}.snapshots.{e}.gain"),
-                f"{boost_sec:.0f} vs {span * normal_sec:.0f}",
-            ]
-        )
-    beats = [
-        mean(f"{prefix}.snapshots.{e}.final_val") > mean(f"{prefix}.snapshots.{e}.normal_val_same_epoch")
+    normal_sec = np.mean([float(np.mean(b["normal"]["epoch_seconds"])) for b in blocks])
+    rows = [
+        [e]
+        + [cell(e, f) for f in ("snapshot_val", "final_val", "normal_val_same_epoch", "normal_best_val_to_same_epoch", "gain")]
+        + [f"{np.mean([float(np.sum(b['snapshots'][e]['epoch_seconds'])) for b in blocks]):.0f} vs {span * normal_sec:.0f}"]
         for e in epochs
-        if mean(f"{prefix}.snapshots.{e}.normal_val_same_epoch") is not None
     ]
-    gains = [mean(f"{prefix}.snapshots.{e}.gain") for e in epochs]
-    decreasing = all(b <= a for a, b in zip(gains, gains[1:])) if len(gains) > 1 else None
-    best_boost = max(mean(f"{prefix}.snapshots.{e}.final_val") for e in epochs)
+    beats = [mean(e, "final_val") > mean(e, "normal_val_same_epoch") for e in epochs if mean(e, "normal_val_same_epoch") is not None]
+    gains = [mean(e, "gain") for e in epochs]
+    same_epoch = (
+        f"boosted above normal training at the same epoch for {sum(beats)} of {len(beats)} snapshots" if beats
+        else "normal training too short for a comparison at the same epoch"
+    )
+    best_boost = max(mean(e, "final_val") for e in epochs)
     table = reports.Table(
         title=title,
         columns=[
-            "snapshot epoch",
-            "val acc at snapshot (%)",
-            f"boosted, after {span} epochs (%)",
-            f"normal training at snapshot + {span} (%)",
-            "best normal up to then (%)",
-            "boost gain (points)",
-            f"wall s: {span} boost epochs vs {span} normal",
+            "snapshot epoch", "val acc at snapshot (%)", f"boosted, after {span} epochs (%)", f"normal training at snapshot + {span} (%)",
+            "best normal up to then (%)", "boost gain (points)", f"wall s: {span} boost epochs vs {span} normal",
         ],
         rows=rows,
         caption=(
             f"Preset `{preset}`, validation accuracy, mean ± std over {n} seed(s); the thesis figure gives curves only. "
-            f"Finding: thesis claim '{claim}': boosted beats normal training at the same epoch for "
-            f"{sum(beats)} of {len(beats)} snapshots ({verdict(all(beats)) if beats else 'n/a: normal training too short'}); gain decreasing with the "
-            f"snapshot epoch: {'n/a (one snapshot)' if decreasing is None else verdict(decreasing)} "
-            f"(gains {', '.join(f'{100 * g:.2f}' for g in gains)} points). Best boosted snapshot {100 * best_boost:.2f}% vs "
-            f"best normal-training epoch {cell(f'{prefix}.normal.best_val')}% in {cfg['epochs']} epochs "
-            f"(test accuracy after normal training {cell(f'{prefix}.normal.final_test_accuracy')}%)."
+            f"Ours: {same_epoch}; boost gains {', '.join(f'{100 * g:.2f}' for g in gains)} points. Best boosted snapshot "
+            f"{100 * best_boost:.2f}% vs best normal-training epoch {runs.cell(f'{prefix}.normal.best_val', 100)}% in "
+            f"{cfg['epochs']} epochs (test accuracy after normal training {runs.cell(f'{prefix}.normal.final_test_accuracy', 100)}%). "
+            f"{note}{CLAIMS_NOTE}"
         ),
         footnotes=footnotes,
         source=source,
     )
     written = list(reports.write_table(table, folder / f"{name}_{preset}"))
 
-    blocks = [reports.get_path(r, prefix) for r in runs]
     histories = {"normal training": {"val_accuracy": padded_mean([b["normal"]["val_curve"] for b in blocks], 0)}}
     for e in epochs:
-        histories[f"boost of epoch-{e} snapshot"] = {
-            "val_accuracy": padded_mean([b["snapshots"][e]["val_curve"] for b in blocks], int(e))
-        }
+        histories[f"boost of epoch-{e} snapshot"] = {"val_accuracy": padded_mean([b["snapshots"][e]["val_curve"] for b in blocks], int(e))}
     normal_mean = histories["normal training"]["val_accuracy"]
     best = int(np.nanargmax(normal_mean))
-    written.append(
-        reports.plot_curves(
-            histories,
-            "val_accuracy",
-            folder / f"{name}_{preset}.png",
-            title=title.split(":")[0] + f": snapshot boost vs normal training ({preset}, {n} seed(s))",
-            markers={"best normal training": (best + 1, normal_mean[best])},
-        )
-    )
+    written.append(reports.plot_curves(
+        histories, "val_accuracy", folder / f"{name}_{preset}.png",
+        title=title.split(":")[0] + f": snapshot boost vs normal training ({preset}, {n} seed(s))",
+        markers={"best normal training": (best + 1, normal_mean[best])},
+    ))
     return written

@@ -17,9 +17,7 @@ fresh SGD (momentum `fge_momentum`) following
 net itself is not a member). Both matrices are stored in the metrics, so
 `report` redraws the figures (mean over seeds) from the records alone.
 
-Presets and cost (measured once on this machine, 2 shared cores, load ~4:
-one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
-26.8 s wall / 18.3 s CPU):
+Presets and cost (an epoch's measured cost: `_conv`):
 
 - `smoke`: synthetic 32x32x3 data, 3 + 3 models, 1 epoch, eager steps.
 - `cpu`: real CIFAR-10, stratified training subset of 4000 images (test
@@ -34,17 +32,15 @@ one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
 """
 
 import dataclasses
-import math
 
-import keras
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn
-from supernet_lab.experiments._conv import StopAfterSnapshots
+from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
+from supernet_lab.experiments._conv import (
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, data_notes, fge, group_scores, load_logged, ok_presets, smoke, test_probs,
+)
 from supernet_lab.findings import Claim
-from supernet import metrics, reports
-from supernet.callbacks import SnapshotEnsemble
-from supernet.schedules import FGECyclic
+from supernet import reports
 
 NAME = "fig20_21_agreement"
 DESCRIPTION = "Same-classification % matrices of 6 independent Table-2 CNNs vs 6 FGE snapshots on CIFAR-10"
@@ -54,39 +50,13 @@ GROUPS = {"independent": "Fig. 20: six independently trained nets", "fge": "Fig.
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "cifar10"
-    dataset_kwargs: tuple = ()
-    subset: object = None
+class Config(PretrainedConfig):
     validation_size: object = 0
-    batch_size: int = 128
     num_models: int = 6
-    pretrain_epochs: int = 100
-    pretrain_lr: float = 1e-3
-    fge_cycle_epochs: int = 2
-    fge_lr_max: float = 1e-2
-    fge_lr_min: float = 5e-4
-    fge_momentum: float = 0.9
-    cache: bool = True
-    run_eagerly: bool = False
-    # BatchNormalization momentum: Keras's and the thesis's 0.99; the short `cpu`
-    # runs (~100-250 steps) use 0.9, with which held-out accuracy leaves chance.
-    bn_momentum: float = 0.99
 
 
 PRESETS = {
-    "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_train", 64), ("num_test", 64)),
-        batch_size=32,
-        num_models=3,
-        pretrain_epochs=1,
-        fge_cycle_epochs=1,
-        cache=False,
-        # Tracing a train step of the CNN costs ~5 s; two eager steps cost less.
-        run_eagerly=True,
-    ),
+    "smoke": Config(**smoke(64, 64), **SMOKE_FGE, num_models=3, pretrain_epochs=1, cache=False),
     "cpu": Config(subset=4000, pretrain_epochs=4, fge_cycle_epochs=1, bn_momentum=0.9),
     "paper": Config(),
 }
@@ -105,57 +75,22 @@ CLAIMS = (
 )
 
 
-def _fge(base, ds, config):
-    """FGE from a pre-trained net: triangular cyclic SGD, members at the minima."""
-    keras.utils.set_random_seed(1000 * config.seed + 100)
-    steps_per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
-    cycle = max(2, config.fge_cycle_epochs * steps_per_epoch)
-    model = keras.models.clone_model(base)
-    model.set_weights(base.get_weights())
-    schedule = FGECyclic(config.fge_lr_max, config.fge_lr_min, cycle_steps=cycle)
-    model.compile(keras.optimizers.SGD(schedule, momentum=config.fge_momentum), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    snapshots = SnapshotEnsemble(schedule)
-    total = (config.num_models - 1) * cycle + cycle // 2
-    model.fit(
-        ds.x_train,
-        ds.y_train,
-        batch_size=config.batch_size,
-        epochs=math.ceil(total / steps_per_epoch),
-        callbacks=[snapshots, StopAfterSnapshots(snapshots, config.num_models)],
-        verbose=0,
-    )
-    return snapshots.models(), [int(s) for s in snapshots.snapshot_steps_taken]
-
-
 def _scores(models, ds, eager):
-    probs = []
-    for model in models:
-        model.run_eagerly = eager
-        probs.append(model.predict(ds.x_test, batch_size=512, verbose=0))
-    probs = np.stack(probs)
-    agreement = metrics.agreement_matrix(probs)
-    accuracies = [metrics.accuracy(ds.y_test, p) for p in probs]
-    return {
-        "agreement_matrix": agreement.tolist(),
-        "mean_agreement": metrics.mean_off_diagonal(agreement),
-        "min_agreement": float(np.min(agreement)),
-        "member_accuracy": accuracies,
-        "mean_member_accuracy": float(np.mean(accuracies)),
-        "softmax_vote": metrics.accuracy(ds.y_test, metrics.softmax_vote(probs)),
-        "diversity": metrics.diversity(ds.y_test, probs),
-    }
+    probs = test_probs(models, ds, eager)
+    scores = group_scores(ds.y_test, probs)
+    scores["min_agreement"] = float(np.min(scores["agreement_matrix"]))
+    return scores
 
 
 def main(config, context):
     if config.num_models < 2:
         raise ValueError(f"Argument `num_models` must be >= 2. Received: num_models={config.num_models}")
-    ds = load_dataset(config)
-    context.log(ds.summary())
+    ds = load_logged(config, context)
     with context.stage("train_independent"):
         nets = [pretrained_cnn(k, ds, config, context, prefix="net", save_cost=False)[0] for k in range(config.num_models)]
     with context.stage("fge"):
-        snapshots, steps = _fge(nets[0], ds, config)
-        context.log(f"  {len(snapshots)} FGE members at steps {steps}")
+        snapshots, cost = fge(nets[0], config.num_models, ds, config, seed=1000 * config.seed + 100)
+        context.log(f"  {len(snapshots)} FGE members at steps {cost['steps']}")
     with context.stage("score"):
         result = {"independent": _scores(nets, ds, config.run_eagerly), "fge": _scores(snapshots, ds, config.run_eagerly)}
     for group, r in result.items():
@@ -163,60 +98,35 @@ def main(config, context):
             f"  {group}: mean agreement {r['mean_agreement']:.1f}%, members "
             f"{', '.join(f'{100 * a:.1f}' for a in r['member_accuracy'])}, softmax vote {100 * r['softmax_vote']:.2f}%"
         )
-    result["fge_snapshot_steps"] = steps
+    result["fge_snapshot_steps"] = cost["steps"]
     result["agreement_gap"] = result["fge"]["mean_agreement"] - result["independent"]["mean_agreement"]
     return result
 
 
 def report(records, out_dir):
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        config = runs[-1]["config"]
-        fields = ("mean_agreement", "min_agreement", "mean_member_accuracy", "softmax_vote", "diversity")
-        paths = [f"metrics.{g}.{f}" for g in GROUPS for f in fields] + ["metrics.agreement_gap"]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-        stats, n = group["metrics"], group["n_runs"]
-
-        def cell(path, scale=1.0, digits=1):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
+    for runs in ok_presets(records):
+        config, preset = runs.config, runs.preset
         for g, title in GROUPS.items():
-            matrices = [np.asarray(r["metrics"][g]["agreement_matrix"], float) for r in runs]
+            matrices = [np.asarray(r["metrics"][g]["agreement_matrix"], float) for r in runs.runs]
             if len({m.shape for m in matrices}) != 1:
                 matrices = matrices[-1:]
             mean_matrix = np.mean(matrices, axis=0)
             prefix = "model" if g == "independent" else "FGE"
-            labels = [f"{prefix} {i + 1}" for i in range(len(mean_matrix))]
-            written.append(
-                reports.plot_agreement_matrix(
-                    mean_matrix,
-                    labels,
-                    out_dir / NAME / f"{NAME}_{preset}_{g}.png",
-                    title=f"{title} ({preset}, mean of {len(matrices)} seed(s))",
-                )
-            )
+            written.append(reports.plot_agreement_matrix(
+                mean_matrix, [f"{prefix} {i + 1}" for i in range(len(mean_matrix))], out_dir / NAME / f"{NAME}_{preset}_{g}.png",
+                title=f"{title} ({preset}, mean of {len(matrices)} seed(s))",
+            ))
         rows = [
-            [
-                label,
-                cell(f"metrics.{g}.mean_agreement"),
-                cell(f"metrics.{g}.min_agreement"),
-                cell(f"metrics.{g}.mean_member_accuracy", 100, 2),
-                cell(f"metrics.{g}.softmax_vote", 100, 2),
-                cell(f"metrics.{g}.diversity"),
-            ]
+            [label]
+            + [runs.cell(f"metrics.{g}.{field}", scale, digits) for field, scale, digits in (
+                ("mean_agreement", 1, 1), ("min_agreement", 1, 1), ("mean_member_accuracy", 100, 2), ("softmax_vote", 100, 2), ("diversity", 1, 1))]
             for g, label in (("independent", "independent nets (Fig. 20)"), ("fge", "FGE snapshots (Fig. 21)"))
         ]
-        gap = stats["metrics.agreement_gap"]["mean"]
-        verdict = "confirmed" if gap is not None and gap > 0 else "not confirmed"
-        notes = bn_momentum_notes(config)
-        if config["dataset"] != "cifar10":
-            notes.append(f"Dataset `{config['dataset']}` (generated data), not CIFAR-10: a code-path check only.")
-        if config["subset"] is not None:
-            notes.append(f"Training subset of {config['subset']} CIFAR-10 images, test split scaled alike; the thesis uses the full data.")
+        notes = bn_momentum_notes(config) + data_notes(
+            config, generated="a code-path check only",
+            subset="Training subset of {subset} CIFAR-10 images, test split scaled alike; the thesis uses the full data",
+        )
         notes += [
             "The thesis's Figs. 20-21 show DenseNets; we use the thesis's Table-2 CNN. The figure values are not in the thesis text, so there is no thesis column.",
             f"Each net: {config['pretrain_epochs']} epochs of Adam (lr {config['pretrain_lr']}), batch {config['batch_size']}; FGE continues net 1 with SGD momentum {config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}, cycle {config['fge_cycle_epochs']} epoch(s) (Garipov et al. 2018, VGG-16 setting; not stated in the thesis).",
@@ -227,10 +137,10 @@ def report(records, out_dir):
             columns=["models", "mean agreement (%)", "min agreement (%)", "mean member acc. (%)", "softmax vote acc. (%)", "diversity"],
             rows=rows,
             caption=(
-                f"Preset `{preset}`, mean ± std over {n} seed(s), {config['num_models']} models per group; agreement = "
-                "mean off-diagonal entry of the matrix (figures: mean matrix over seeds). Finding: the thesis says FGE "
+                f"Preset `{preset}`, mean ± std over {runs.n} seed(s), {config['num_models']} models per group; agreement = "
+                "mean off-diagonal entry of the matrix (figures: mean matrix over seeds). The thesis says FGE "
                 "snapshots are less diverse than independent nets; our FGE snapshots agree "
-                f"{cell('metrics.agreement_gap')} points more than the independent nets on average: {verdict}."
+                f"{runs.cell('metrics.agreement_gap', digits=1)} points more than the independent nets on average. {CLAIMS_NOTE}"
             ),
             source="thesis section 4.3, Figs. 20 and 21 (figures only, no numbers in the text)",
             footnotes=notes,

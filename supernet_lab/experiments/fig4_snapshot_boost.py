@@ -12,83 +12,57 @@ training, so the two can be compared at equal epoch counts (the thesis's
 axis is training time; wall seconds per epoch are recorded as well, since
 boosting epochs back-propagate through one layer only and are cheaper).
 
-Scale of the `cpu` preset. One epoch of `thesis_cnn` (batch 64) on 4,500
-CIFAR-10 training images plus 500 validation images was measured once on
-this machine (2 shared cores, load ~4.5 from other users): 22.7 s wall /
-17.9 s CPU. The `cpu` preset uses a stratified subset of 2,000 training
-images (1,800 train / 200 validation; 400 test), 30 epochs of normal training
-(~9.5 s each, ~5 min) and snapshots at epochs 2, 5, 9 and 14, each boosted
-for 4 x 4 epochs (64 boosting epochs at roughly half the cost, ~5-6 min):
-about 11 minutes wall per seed. Normal training runs to the last snapshot
-+ 16 epochs so every boosted curve has a normal-training counterpart. The
-`paper` preset uses the full data, the thesis's snapshot epochs and 125
-epochs of normal training (the thesis does not state the total; its last
-boosted curve ends at epoch 107 + 16 = 123).
+Scale of the `cpu` preset (an epoch's measured cost: `_conv`). It uses a
+stratified subset of 2,000 training images (1,800 train / 200 validation;
+400 test), 30 epochs of normal training (~9.5 s each, ~5 min) and snapshots
+at epochs 2, 5, 9 and 14, each boosted for 4 x 4 epochs (64 boosting epochs
+at roughly half the cost, ~5-6 min): about 11 minutes wall per seed. Normal
+training runs to the last snapshot + 16 epochs so every boosted curve has a
+normal-training counterpart. The `paper` preset uses the full data, the
+thesis's snapshot epochs and 125 epochs of normal training (the thesis does
+not state the total; its last boosted curve ends at epoch 107 + 16 = 123).
 
 Test-friendly override of the `paper` preset (one step on generated data):
 `{"dataset": "synthetic", "epochs": 2, "snapshot_epochs": (1,), "boost_layers": 1, "boost_epochs": 1}`.
 """
 
 import dataclasses
-from pathlib import Path
 
 import keras
-import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, load_dataset
-from supernet_lab.experiments._conv import EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, report_boost
+from supernet_lab.experiments._common import bn_momentum_notes
+from supernet_lab.experiments._conv import (
+    ConvConfig, EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, data_notes, fit, load_logged,
+    ok_presets, report_boost, smoke, test_accuracy, thesis_net,
+)
 from supernet_lab.findings import Claim
-from supernet import metrics
-from supernet.models import thesis_cnn
-from supernet.training import epoch_logger
 
 NAME = "fig4_snapshot_boost"
 DESCRIPTION = "Snapshots of a Table-2 CNN boosted layer by layer (last 4 layers x 4 epochs) vs continued training"
 REPRODUCES = "thesis Fig. 4"
 
 THESIS_SNAPSHOT_EPOCHS = (4, 19, 70, 107)
-THESIS_CLAIM = (
-    "boosting a snapshot beats continued training at the same epoch, "
-    "and the gain decreases over the training time"
-)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "cifar10"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 0.1
+class Config(ConvConfig):
     epochs: int = 125
     snapshot_epochs: tuple = THESIS_SNAPSHOT_EPOCHS
     boost_layers: int = 4
     boost_epochs: int = 4
-    batch_size: int = 64
     learning_rate: float = 1e-3
     boost_learning_rate: float = 1e-3
     l2: float = 1e-4
-    # BatchNormalization momentum: Keras's and the thesis's 0.99; the short `cpu`
-    # runs (~100-250 steps) use 0.9, with which held-out accuracy leaves chance.
-    bn_momentum: float = 0.99
 
 
 CPU_SNAPSHOT_EPOCHS = (2, 5, 9, 14)
 
 PRESETS = {
-    "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_train", 120), ("num_test", 40)),
-        # The `cpu` snapshots, which the claims read; 14 + 2 x 1 boost epochs = 16.
-        epochs=16,
-        snapshot_epochs=CPU_SNAPSHOT_EPOCHS,
-        boost_layers=2,
-        boost_epochs=1,
-    ),
+    # The `cpu` snapshots, which the claims read; 14 + 2 x 1 boost epochs = 16.
+    "smoke": Config(**smoke(120, 40), epochs=16, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, boost_layers=2, boost_epochs=1),
     "cpu": Config(subset=2000, epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, bn_momentum=0.9),
     "paper": Config(),
 }
-
 # The boosted snapshots are stored by snapshot epoch, and `paper` snapshots at
 # other epochs than `cpu`: the claims read the `cpu` snapshots, which `smoke`
 # takes too (a `paper` run has none of these keys and no findings).
@@ -103,22 +77,22 @@ def _snapshot(epoch, field):
 
 CLAIMS = tuple(
     Claim(
-        f"boost_beats_normal_epoch{epoch}",
-        "Retraining the last layers one at a time is a quick accuracy boost: the boosted snapshot beats continued "
-        "normal training at the same epoch.",
-        "thesis section 3.1, Fig. 4",
-        _snapshot(epoch, "final_val"), minus=_snapshot(epoch, "normal_val_same_epoch"),
-        label=f"boosted epoch-{epoch} snapshot - normal training at the same epoch, val accuracy", **_POINTS,
+        f"boost_{kind}_epoch{epoch}", text, "thesis section 3.1, Fig. 4",
+        _snapshot(epoch, "final_val"), minus=_snapshot(epoch, baseline), label=label.format(epoch=epoch), **_POINTS,
     )
-    for epoch in CPU_SNAPSHOT_EPOCHS
-) + tuple(
-    Claim(
-        f"boost_raises_epoch{epoch}",
-        "'Freezing' all layers except the last ones can be used as a quick accuracy boost: boosting a snapshot raises "
-        "its accuracy.",
-        "thesis section 3.1, Fig. 4",
-        _snapshot(epoch, "final_val"), minus=_snapshot(epoch, "snapshot_val"),
-        label=f"boosted - unboosted epoch-{epoch} snapshot, val accuracy", **_POINTS,
+    for kind, baseline, text, label in (
+        (
+            "beats_normal", "normal_val_same_epoch",
+            "Retraining the last layers one at a time is a quick accuracy boost: the boosted snapshot beats continued "
+            "normal training at the same epoch.",
+            "boosted epoch-{epoch} snapshot - normal training at the same epoch, val accuracy",
+        ),
+        (
+            "raises", "snapshot_val",
+            "'Freezing' all layers except the last ones can be used as a quick accuracy boost: boosting a snapshot "
+            "raises its accuracy.",
+            "boosted - unboosted epoch-{epoch} snapshot, val accuracy",
+        ),
     )
     for epoch in CPU_SNAPSHOT_EPOCHS
 ) + (
@@ -139,57 +113,26 @@ CLAIMS = tuple(
 
 
 def main(config, context):
-    ds = load_dataset(config)
-    context.log(ds.summary())
+    ds = load_logged(config, context)
     snapshot_epochs = check_snapshots(config.snapshot_epochs, config.epochs)
 
     def build():
-        return thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2)
+        return thesis_net(ds, config)
 
     model = build()
     snapshots = SnapshotWeights(snapshot_epochs)
     timer = EpochTimer()
     with context.stage("normal_training"):
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+        history = fit(
+            model, ds, optimizer=keras.optimizers.Adam(config.learning_rate), epochs=config.epochs,
+            batch_size=config.batch_size, log=context.log, callbacks=[snapshots, timer],
         )
-        history = model.fit(
-            ds.x_train,
-            ds.y_train,
-            validation_data=(ds.x_val, ds.y_val),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            callbacks=[snapshots, timer, epoch_logger(context.log, config.epochs, keys=("accuracy", "val_accuracy"))],
-            verbose=0,
-        )
-    normal = [float(v) for v in history.history["val_accuracy"]]
-    normal_test = metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
-
+    normal_test = test_accuracy(model, ds)
     with context.stage("boost_snapshots"):
-        boosted = boost_snapshots(
-            build,
-            snapshots.weights,
-            normal,
-            ds,
-            num_layers=config.boost_layers,
-            epochs=config.boost_epochs,
-            learning_rate=config.boost_learning_rate,
-            batch_size=config.batch_size,
-            log=context.log,
+        return boost_snapshots(
+            build, snapshots.weights, history.history, ds, config, context.log,
+            epoch_seconds=timer.seconds, test_accuracy=normal_test,
         )
-    return {
-        "normal": {
-            "val_curve": normal,
-            "val_loss_curve": [float(v) for v in history.history["val_loss"]],
-            "epoch_seconds": timer.seconds,
-            "best_val": max(normal),
-            "best_epoch": int(np.argmax(normal)) + 1,
-            "final_test_accuracy": normal_test,
-        },
-        "snapshots": boosted,
-    }
 
 
 # === Report ===
@@ -197,33 +140,20 @@ def main(config, context):
 
 def report(records, out_dir):
     written = []
-    folder = Path(out_dir) / NAME
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        cfg = runs[-1]["config"]
+    for runs in ok_presets(records):
         written += report_boost(
             runs,
-            cfg,
-            preset,
-            folder,
+            out_dir / NAME,
             name=NAME,
-            title=f"Fig. 4: layer-by-layer boost of Table-2 CNN snapshots vs continued training ({preset})",
-            thesis_snapshots=THESIS_SNAPSHOT_EPOCHS,
-            claim=THESIS_CLAIM,
+            title=f"Fig. 4: layer-by-layer boost of Table-2 CNN snapshots vs continued training ({runs.preset})",
             source="thesis section 3.1, Fig. 4 (curves only, no numbers)",
-            footnotes=_footnotes(cfg),
+            footnotes=_footnotes(runs.config),
         )
     return written
 
 
 def _footnotes(cfg):
-    notes = bn_momentum_notes(cfg)
-    if cfg["dataset"] != "cifar10":
-        notes.append(f"Dataset `{cfg['dataset']}` (generated data), not CIFAR-10: a code-path check, no thesis-comparable numbers.")
-    if cfg["subset"] is not None:
-        notes.append(f"Stratified subset of {cfg['subset']} CIFAR-10 training images (thesis: all 50,000).")
+    notes = bn_momentum_notes(cfg) + data_notes(cfg)
     if tuple(cfg["snapshot_epochs"]) != THESIS_SNAPSHOT_EPOCHS:
         notes.append(f"Snapshots at epochs {tuple(cfg['snapshot_epochs'])} of {cfg['epochs']} (thesis: {THESIS_SNAPSHOT_EPOCHS}).")
     if (cfg["boost_layers"], cfg["boost_epochs"]) != (4, 4):

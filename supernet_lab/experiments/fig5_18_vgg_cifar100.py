@@ -38,23 +38,14 @@ Test-friendly override of the `paper` preset (one step on generated data):
 
 import dataclasses
 import time
-from pathlib import Path
 
-import numpy as np
-
-from supernet_lab.experiments._common import load_dataset, verdict
+from supernet_lab.experiments._common import DataConfig
 from supernet_lab.experiments._conv import (
-    ENSEMBLE_METHODS,
-    boost_snapshots,
-    check_snapshots,
-    ensemble_rows,
-    make_optimizer,
-    report_boost,
-    train,
-    with_weights,
+    CLAIMS_NOTE, HeadConfig, boost_snapshots, by_epoch_table, check_snapshots, ensembles_by_epoch, load_logged,
+    make_optimizer, ok_presets, report_boost, stage_times, test_accuracy, train,
 )
 from supernet_lab.findings import Claim
-from supernet import metrics, reports
+from supernet import reports
 from supernet.models import vgg16
 
 NAME = "fig5_18_vgg_cifar100"
@@ -65,16 +56,11 @@ THESIS_BOOST_SNAPSHOTS = (15, 50, 100, 200)
 THESIS_SUPERNET_SNAPSHOTS = (50, 100, 150)
 THESIS_FIG5_LAST_GAIN = 0.01  # "The last fit improves accuracy for more than 1%"
 VGG16_CIFAR100_REFERENCE = 0.7156  # the VGG-16 result the thesis compares with (its ref. [33])
-THESIS_CLAIM_FIG5 = "boosting beats continued training; the last snapshot's boost adds > 1 point"
-THESIS_CLAIM_FIG18 = "SuperNet wins over majority and softmax voting"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
+class Config(HeadConfig, DataConfig):
     dataset: str = "cifar100"
-    dataset_kwargs: tuple = ()
-    subset: object = None
     validation_size: object = 0.1
     num_models: int = 6
     epochs: int = 250
@@ -89,10 +75,6 @@ class Config:
     l2: float = 5e-4
     dropout: float = 0.5
     dense_units: int = 512
-    downscale: object = "auto"
-    head_epochs: int = 5
-    head_learning_rate: float = 1e-3
-    head_batch_size: int = 128
 
 
 _SYNTHETIC_100 = (("num_classes", 100), ("input_shape", (32, 32, 3)))
@@ -101,27 +83,16 @@ CPU_BOOST_EPOCHS = (2, 4)
 CPU_SUPERNET_EPOCHS = (1, 2)
 
 PRESETS = {
+    # One VGG keeps the smoke run short (the paper-preset override uses two); the
+    # `cpu` snapshot epochs, which the claims read.
     "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=_SYNTHETIC_100 + (("num_train", 200), ("num_test", 50)),
-        # One VGG keeps the smoke run short; the paper-preset override uses two.
-        num_models=1,
-        # The `cpu` snapshot epochs, which the claims read.
-        epochs=4,
-        boost_snapshot_epochs=CPU_BOOST_EPOCHS,
-        boost_layers=1,
-        boost_epochs=1,
-        supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS,
+        dataset="synthetic", dataset_kwargs=_SYNTHETIC_100 + (("num_train", 200), ("num_test", 50)), num_models=1, epochs=4,
+        boost_snapshot_epochs=CPU_BOOST_EPOCHS, boost_layers=1, boost_epochs=1, supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS,
         head_epochs=1,
     ),
     "cpu": Config(
-        dataset="synthetic",
-        dataset_kwargs=_SYNTHETIC_100 + (("num_train", 600), ("num_test", 200)),
-        epochs=4,
-        boost_snapshot_epochs=CPU_BOOST_EPOCHS,
-        boost_epochs=2,
-        supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS,
-        batch_size=64,
+        dataset="synthetic", dataset_kwargs=_SYNTHETIC_100 + (("num_train", 600), ("num_test", 200)), epochs=4,
+        boost_snapshot_epochs=CPU_BOOST_EPOCHS, boost_epochs=2, supernet_snapshot_epochs=CPU_SUPERNET_EPOCHS, batch_size=64,
     ),
     "paper": Config(),
 }
@@ -178,8 +149,7 @@ CLAIMS = (
 
 
 def main(config, context):
-    ds = load_dataset(config)
-    context.log(ds.summary())
+    ds = load_logged(config, context)
     if config.dataset != "cifar100":
         context.log("  generated data: a code-path check only, no CIFAR-100 numbers")
     boost_epochs = check_snapshots(config.boost_snapshot_epochs, config.epochs)
@@ -187,14 +157,7 @@ def main(config, context):
     member_epochs = supernet_epochs[-1]
 
     def build(k):
-        return vgg16(
-            ds.input_shape,
-            ds.num_classes,
-            l2=config.l2,
-            dropout=config.dropout,
-            dense_units=config.dense_units,
-            name=f"vgg16_{k + 1}",
-        )
+        return vgg16(ds.input_shape, ds.num_classes, l2=config.l2, dropout=config.dropout, dense_units=config.dense_units, name=f"vgg16_{k + 1}")
 
     snapshots, curves = [], []
     with context.stage("train_members"):
@@ -205,18 +168,14 @@ def main(config, context):
             def train_member(k=k, epochs=epochs):
                 model, start = build(k), time.perf_counter()
                 history, weights = train(
-                    model,
-                    ds,
-                    optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                    epochs=epochs,
+                    model, ds, optimizer=make_optimizer(config.optimizer, config.learning_rate), epochs=epochs,
                     snapshot_epochs=sorted(set(boost_epochs) | set(supernet_epochs)) if k == 0 else supernet_epochs,
-                    batch_size=config.batch_size,
-                    log=context.log,
+                    batch_size=config.batch_size, log=context.log,
                 )
                 extra = {}
                 if k == 0:
                     extra["seconds_per_epoch"] = (time.perf_counter() - start) / epochs
-                    extra["fig5_test"] = metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
+                    extra["fig5_test"] = test_accuracy(model, ds)
                 return history, weights, extra
 
             # One resumable unit per member: a killed run skips finished members.
@@ -226,117 +185,41 @@ def main(config, context):
             if k == 0:
                 seconds_per_epoch, fig5_test = extra["seconds_per_epoch"], extra["fig5_test"]
 
-    normal = curves[0]["val_accuracy"]
     with context.stage("fig5_boost"):
-        boosted = boost_snapshots(
-            lambda: build(0),
-            {e: snapshots[0][e] for e in boost_epochs},
-            normal,
-            ds,
-            num_layers=config.boost_layers,
-            epochs=config.boost_epochs,
-            learning_rate=config.boost_learning_rate,
-            batch_size=config.batch_size,
-            log=context.log,
+        fig5 = boost_snapshots(
+            lambda: build(0), {e: snapshots[0][e] for e in boost_epochs}, curves[0], ds, config, context.log,
+            epoch_seconds=[seconds_per_epoch] * config.epochs, test_accuracy=fig5_test,
         )
-
-    by_epoch = {}
     with context.stage("fig18_supernets"):
-        for epoch in supernet_epochs:
-            members = [with_weights(build(k), s[epoch]) for k, s in enumerate(snapshots)]
-            rows = ensemble_rows(
-                members,
-                ds,
-                downscale=config.downscale,
-                head_epochs=config.head_epochs,
-                learning_rate=config.head_learning_rate,
-                batch_size=config.head_batch_size,
-                seed=config.seed,
-            )
-            by_epoch[str(epoch)] = rows
-            context.log(
-                f"  epoch {epoch}: best member {rows['best_member']['test_accuracy']:.4f}, majority "
-                f"{rows['majority']['test_accuracy']:.4f}, softmax {rows['softmax']['test_accuracy']:.4f}, "
-                f"SuperNet {rows['supernet']['test_accuracy']:.4f}"
-            )
-
-    return {
-        "fig5": {
-            "normal": {
-                "val_curve": normal,
-                "val_loss_curve": curves[0]["val_loss"],
-                "epoch_seconds": [seconds_per_epoch] * config.epochs,
-                "best_val": max(normal),
-                "best_epoch": int(np.argmax(normal)) + 1,
-                "final_test_accuracy": fig5_test,
-            },
-            "snapshots": boosted,
-        },
-        "fig18": {"snapshot_epochs": list(supernet_epochs), "by_epoch": by_epoch},
-    }
+        by_epoch = ensembles_by_epoch(build, snapshots, supernet_epochs, ds, config, context.log)
+    return {"fig5": fig5, "fig18": {"snapshot_epochs": list(supernet_epochs), "by_epoch": by_epoch}}
 
 
 def report(records, out_dir):
     written = []
-    folder = Path(out_dir) / NAME
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        cfg = runs[-1]["config"]
+    folder = out_dir / NAME
+    for runs in ok_presets(records):
+        cfg, preset, n = runs.config, runs.preset, runs.n
         notes = _footnotes(cfg)
 
-        # --- Fig. 5
-        last = str(runs[-1]["metrics"]["fig5"]["snapshots"] and max(int(e) for e in runs[-1]["metrics"]["fig5"]["snapshots"]))
-        last_gain = float(np.mean([r["metrics"]["fig5"]["snapshots"][last]["gain"] for r in runs]))
         written += report_boost(
             runs,
-            dict(cfg),
-            preset,
             folder,
             name=f"{NAME}_fig5",
             title=f"Fig. 5: layer-by-layer boost of VGG-16 snapshots vs continued training ({preset})",
-            thesis_snapshots=THESIS_BOOST_SNAPSHOTS,
-            claim=(
-                f"{THESIS_CLAIM_FIG5}; ours: last snapshot (epoch {last}) gain {100 * last_gain:.2f} points, > 1: "
-                f"{verdict(last_gain > THESIS_FIG5_LAST_GAIN)}; the thesis compares with VGG-16's "
-                f"{100 * VGG16_CIFAR100_REFERENCE:.2f}% on CIFAR-100"
-            ),
             source="thesis section 3.1, Fig. 5 (curves only)",
             footnotes=notes,
             prefix="metrics.fig5",
+            note=f"The thesis compares its boosted VGG-16 with VGG-16's {100 * VGG16_CIFAR100_REFERENCE:.2f}% on CIFAR-100. ",
         )
-
-        # --- Fig. 18
-        epochs = [str(e) for e in runs[-1]["metrics"]["fig18"]["snapshot_epochs"]]
-        paths = [f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy" for e in epochs for m, _ in ENSEMBLE_METHODS]
-        timing = [f"timings.{s}.{t}" for s in ("train_members", "fig5_boost", "fig18_supernets") for t in ("wall_s", "cpu_s")]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths + timing)[0]
-        stats, n = group["metrics"], group["n_runs"]
-
-        def cell(path, scale=100.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-        def mean(path):
-            return stats[path]["mean"]
-
-        wins = all(
-            mean(f"metrics.fig18.by_epoch.{e}.supernet.test_accuracy")
-            > max(mean(f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy") for m in ("softmax", "majority"))
-            for e in epochs
-        )
-        table = reports.Table(
+        table = by_epoch_table(
+            runs,
+            "metrics.fig18",
             title=f"Fig. 18: SuperNet of {cfg['num_models']} VGG-16s vs voting, per snapshot epoch ({preset})",
-            columns=["method"] + [f"epoch {e} (%)" for e in epochs],
-            rows=[[label] + [cell(f"metrics.fig18.by_epoch.{e}.{m}.test_accuracy") for e in epochs] for m, label in ENSEMBLE_METHODS],
             caption=(
                 f"Preset `{preset}`, test accuracy, mean ± std over {n} seed(s); the thesis figure gives curves only "
-                f"(snapshots at {THESIS_SUPERNET_SNAPSHOTS}). Finding: thesis claim '{THESIS_CLAIM_FIG18}' at every "
-                f"snapshot epoch: {verdict(wins)}. Wall / CPU s per seed: training "
-                f"{cell('timings.train_members.wall_s', 1, 0)} / {cell('timings.train_members.cpu_s', 1, 0)}, Fig. 5 boost "
-                f"{cell('timings.fig5_boost.wall_s', 1, 0)} / {cell('timings.fig5_boost.cpu_s', 1, 0)}, SuperNets "
-                f"{cell('timings.fig18_supernets.wall_s', 1, 0)} / {cell('timings.fig18_supernets.cpu_s', 1, 0)}."
+                f"(snapshots at {THESIS_SUPERNET_SNAPSHOTS}). {CLAIMS_NOTE} "
+                + stage_times(runs, (("train_members", "training"), ("fig5_boost", "Fig. 5 boost"), ("fig18_supernets", "SuperNets")))
             ),
             footnotes=notes,
             source="thesis section 4.1, Fig. 18",

@@ -33,12 +33,11 @@ Protocol (one seed):
    (mean probability; the thesis's "sum of probabilities" has the same
    argmax), majority voting, and the SuperNet (`build_supernet` with the
    copied head, down-scaled by `choose_downscale` on the validation split,
-   head re-trained for `head_epochs` on features cached once per member). Also the mean off-diagonal
-   agreement ("same classification %") and the normalised diversity.
+   head re-trained for `head_epochs` on features cached once per member).
+   Also the mean off-diagonal agreement ("same classification %") and the
+   normalised diversity.
 
-Presets and cost (measured once on this machine, 2 shared cores, load ~4:
-one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
-26.8 s wall / 18.3 s CPU; 1000 test predictions 2.7 s wall):
+Presets and cost (an epoch's and a prediction's measured cost: `_conv`):
 
 - `smoke`: synthetic 32x32x3 data (64 train / 32 val / 64 test), 1 epoch,
   three FGE runs and groups of 2-3 members, eager train steps; checks the code path only.
@@ -64,14 +63,16 @@ import math
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, load_dataset, pretrained_cnn, timed_fit
-from supernet_lab.experiments._conv import StopAfterSnapshots
+from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
+from supernet_lab.experiments._conv import (
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores,
+    load_logged, ok_presets, smoke, steps_per_epoch,
+)
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
-from supernet.callbacks import SnapshotEnsemble
 from supernet.models import build_supernet, choose_downscale, thesis_cnn
 from supernet.models.supernet import HEAD_NAME, merged_logits
-from supernet.schedules import FGECyclic, SnapshotCosine
+from supernet.schedules import SnapshotCosine
 
 NAME = "table13_fge_supernet"
 DESCRIPTION = "CIFAR-10 Table-2 CNNs: SuperNets of FGE snapshots vs of independent nets (+ Snapshot Ensemble)"
@@ -89,58 +90,23 @@ SNAPSHOT = "Snapshot Ensemble"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "cifar10"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 5000
-    batch_size: int = 128
-    pretrain_epochs: int = 100
-    pretrain_lr: float = 1e-3
+class Config(PretrainedConfig):
     num_independent: int = 3
     fge_members: tuple = (3, 4, 5)
-    fge_cycle_epochs: int = 2
-    fge_lr_max: float = 1e-2
-    fge_lr_min: float = 5e-4
-    fge_momentum: float = 0.9
     snapshot_cycles: int = 3
     snapshot_lr: float = 0.05
     snapshot_momentum: float = 0.9
     head_epochs: int = 10
     head_lr: float = 1e-3
-    cache: bool = True
-    run_eagerly: bool = False
-    # BatchNormalization momentum: Keras's and the thesis's 0.99; the short `cpu`
-    # runs (~100-250 steps) use 0.9, with which held-out accuracy leaves chance.
-    bn_momentum: float = 0.99
 
 
 PRESETS = {
+    # Three FGE runs, as in `cpu` and `paper`: the claims read every group.
     "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_train", 96), ("num_test", 64)),
-        validation_size=32,
-        batch_size=32,
-        pretrain_epochs=1,
-        # Three FGE runs, as in `cpu` and `paper`: the claims read every group.
-        num_independent=3,
-        fge_members=(2, 2, 2),
-        fge_cycle_epochs=1,
-        snapshot_cycles=2,
-        head_epochs=1,
-        cache=False,
-        # Tracing a train step of the CNN costs ~5 s; two eager steps cost less.
-        run_eagerly=True,
+        **smoke(96, 64), **SMOKE_FGE, validation_size=32, pretrain_epochs=1, num_independent=3, fge_members=(2, 2, 2),
+        snapshot_cycles=2, head_epochs=1, cache=False,
     ),
-    "cpu": Config(
-        subset=4000,
-        validation_size=400,
-        pretrain_epochs=4,
-        fge_cycle_epochs=1,
-        head_epochs=5,
-        bn_momentum=0.9,
-    ),
+    "cpu": Config(subset=4000, validation_size=400, pretrain_epochs=4, fge_cycle_epochs=1, head_epochs=5, bn_momentum=0.9),
     "paper": Config(),
 }
 
@@ -204,56 +170,20 @@ CLAIMS = tuple(
 )
 
 
-# === Data and training helpers ===
-
-
-def _steps_per_epoch(ds, config):
-    return math.ceil(len(ds.x_train) / config.batch_size)
-
-
-def _fge_cycle_steps(ds, config):
-    return max(2, config.fge_cycle_epochs * _steps_per_epoch(ds, config))
-
-
-def _fge_steps(members, ds, config):
-    """Updates an FGE run needs up to its last member (taken mid-cycle)."""
-    cycle = _fge_cycle_steps(ds, config)
-    return (members - 1) * cycle + cycle // 2
-
-
-def _collect(model, snapshots, count, ds, config, total_steps):
-    stop = StopAfterSnapshots(snapshots, count)
-    epochs = math.ceil(total_steps / _steps_per_epoch(ds, config))
-    cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=epochs, callbacks=[snapshots, stop], verbose=0)
-    if len(snapshots.snapshots) != count:
-        raise RuntimeError(f"Expected {count} snapshots, got {len(snapshots.snapshots)}.")
-    return snapshots.models(), cost
-
-
-def _fge(base, members, run, ds, config):
-    """FGE from a pre-trained net: triangular cyclic SGD, members at the minima."""
-    keras.utils.set_random_seed(1000 * config.seed + 100 + run)
-    model = keras.models.clone_model(base)
-    model.set_weights(base.get_weights())
-    schedule = FGECyclic(config.fge_lr_max, config.fge_lr_min, cycle_steps=_fge_cycle_steps(ds, config))
-    model.compile(keras.optimizers.SGD(schedule, momentum=config.fge_momentum), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    snapshots = SnapshotEnsemble(schedule)
-    models, cost = _collect(model, snapshots, members, ds, config, _fge_steps(members, ds, config))
-    return models, dict(cost, steps=[int(s) for s in snapshots.snapshot_steps_taken])
+# === Training and scoring ===
 
 
 def _snapshot_ensemble(ds, config):
     """Snapshot Ensemble from scratch, budget = pre-training + one FGE run."""
     cycles = config.snapshot_cycles
-    budget = config.pretrain_epochs * _steps_per_epoch(ds, config) + _fge_steps(cycles, ds, config)
+    budget = config.pretrain_epochs * steps_per_epoch(ds, config) + fge_steps(cycles, ds, config)
     total = cycles * math.ceil(budget / cycles)
     keras.utils.set_random_seed(1000 * config.seed + 200)
     model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
     schedule = SnapshotCosine(config.snapshot_lr, total_steps=total, num_cycles=cycles)
     model.compile(keras.optimizers.SGD(schedule, momentum=config.snapshot_momentum), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    snapshots = SnapshotEnsemble(schedule)
-    models, cost = _collect(model, snapshots, cycles, ds, config, total)
-    return models, dict(cost, steps=[int(s) for s in snapshots.snapshot_steps_taken], total_steps=total)
+    models, cost = collect_snapshots(model, schedule, cycles, ds, config, total)
+    return models, dict(cost, total_steps=total)
 
 
 def _member_outputs(members, ds, eager=False):
@@ -301,20 +231,12 @@ def _evaluate(members, ds, config, seed):
     y = ds.y_test
     features, member_probs = _member_outputs(members, ds, eager=config.run_eagerly)
     probs = np.stack([p[2] for p in member_probs])
-    vote = metrics.softmax_vote(probs)
-    agreement = metrics.agreement_matrix(probs)
-    accuracies = [metrics.accuracy(y, p) for p in probs]
     return {
         "num_members": len(members),
-        "member_accuracy": accuracies,
-        "mean_member_accuracy": float(np.mean(accuracies)),
-        "softmax_vote": metrics.accuracy(y, vote),
-        "softmax_vote_nll": metrics.nll(y, vote),
+        **group_scores(y, probs),
+        "softmax_vote_nll": metrics.nll(y, metrics.softmax_vote(probs)),
         "majority_vote": float(np.mean(metrics.majority_vote(probs) == y)),
         **_supernet_scores(members, features, ds, config, seed),
-        "diversity": metrics.diversity(y, probs),
-        "mean_agreement": metrics.mean_off_diagonal(agreement) if len(agreement) > 1 else 100.0,
-        "agreement_matrix": agreement.tolist(),
     }
 
 
@@ -324,8 +246,7 @@ def main(config, context):
             "Each FGE run starts from one independent net, so `num_independent` must be >= "
             f"len(fge_members). Received: num_independent={config.num_independent}, fge_members={config.fge_members}"
         )
-    ds = load_dataset(config)
-    context.log(ds.summary())
+    ds = load_logged(config, context)
     groups, costs = {}, {}
 
     with context.stage("pretrain"):
@@ -337,11 +258,11 @@ def main(config, context):
             context.log(f"  net {k + 1}/{config.num_independent}: train CPU {cost['cpu_s']:.0f}s")
     costs[INDEPENDENT] = {"cpu_s": sum(c["cpu_s"] for c in pretrain_costs), "wall_s": sum(c["wall_s"] for c in pretrain_costs)}
 
-    fge = {}
+    fge_groups = {}
     with context.stage("fge"):
         for run, members in enumerate(config.fge_members):
             label = f"FGE {run + 1}"
-            fge[label], cost = _fge(nets[run], members, run, ds, config)
+            fge_groups[label], cost = fge(nets[run], members, ds, config, seed=1000 * config.seed + 100 + run)
             pre = pretrain_costs[run]
             costs[label] = {"cpu_s": pre["cpu_s"] + cost["cpu_s"], "wall_s": pre["wall_s"] + cost["wall_s"], "snapshot_steps": cost["steps"]}
             context.log(f"  {label}: {members} members at steps {cost['steps']}, FGE CPU {cost['cpu_s']:.0f}s")
@@ -351,7 +272,7 @@ def main(config, context):
         costs[SNAPSHOT] = {"cpu_s": cost["cpu_s"], "wall_s": cost["wall_s"], "snapshot_steps": cost["steps"], "total_steps": cost["total_steps"]}
         context.log(f"  {len(sse)} snapshots at steps {cost['steps']} of {cost['total_steps']}")
 
-    all_groups = {**fge, INDEPENDENT: nets, SNAPSHOT: sse}
+    all_groups = {**fge_groups, INDEPENDENT: nets, SNAPSHOT: sse}
     for g, (label, members) in enumerate(all_groups.items()):
         with context.stage(f"evaluate_{label.lower().replace(' ', '_')}"):
             groups[label] = _evaluate(members, ds, config, seed=1000 * config.seed + 300 + g)
@@ -362,13 +283,13 @@ def main(config, context):
                 f"  {label}: members {', '.join(f'{100 * a:.1f}' for a in r['member_accuracy'])}; softmax "
                 f"{100 * r['softmax_vote']:.2f}%, SuperNet {100 * r['supernet']:.2f}%, agreement {r['mean_agreement']:.1f}%"
             )
-    fge_labels = list(fge)
+    fge_labels = list(fge_groups)
     return {
         "groups": groups,
         "costs": costs,
         "fge_labels": fge_labels,
-        "steps_per_epoch": _steps_per_epoch(ds, config),
-        "fge_cycle_steps": _fge_cycle_steps(ds, config),
+        "steps_per_epoch": steps_per_epoch(ds, config),
+        "fge_cycle_steps": fge_cycle_steps(ds, config),
         "summary": {
             "fge_supernet_mean": float(np.mean([groups[l]["supernet"] for l in fge_labels])),
             "fge_supernet_max": float(np.max([groups[l]["supernet"] for l in fge_labels])),
@@ -388,43 +309,29 @@ def _pct(value):
 
 def report(records, out_dir):
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        last = runs[-1]
-        labels = list(last["metrics"]["groups"])
-        fge_labels = last["metrics"]["fge_labels"]
-        width = max(max(last["metrics"]["groups"][l]["num_members"] for l in labels), 5)
-        fields = ["supernet", "softmax_vote", "majority_vote", "mean_agreement", "train_cpu_s", "diversity", "mean_member_accuracy"]
-        paths = [f"metrics.groups.{l}.{f}" for l in labels for f in fields]
-        paths += [f"metrics.summary.{k}" for k in ("fge_supernet_mean", "fge_supernet_max", "fge_softmax_mean", "fge_agreement_mean", "fge_supernet_wins")]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-        stats, n = group["metrics"], group["n_runs"]
+    for runs in ok_presets(records):
+        preset, n, config = runs.preset, runs.n, runs.config
+        last = runs.runs[-1]["metrics"]
+        labels = list(last["groups"])
+        width = max(max(last["groups"][l]["num_members"] for l in labels), 5)
 
-        def cell(path, scale=100.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
-
-        def mean(path):
-            return stats[path]["mean"]
+        def cell(label, field, scale=100, digits=2):
+            return runs.cell(f"metrics.groups.{label}.{field}", scale, digits)
 
         rows = []
         for label in labels:
-            k = last["metrics"]["groups"][label]["num_members"]
+            k = last["groups"][label]["num_members"]
             member_values = np.array(
-                [r["metrics"]["groups"][label]["member_accuracy"] for r in runs if label in r["metrics"]["groups"]],
-                dtype=float,
+                [r["metrics"]["groups"][label]["member_accuracy"] for r in runs.runs if label in r["metrics"]["groups"]], dtype=float
             )
             member_cells = [
                 reports.format_mean_std(member_values[:, i].mean(), member_values[:, i].std(ddof=1) if len(member_values) > 1 else None, len(member_values), scale=100)
                 if i < k else "—"
                 for i in range(width)
             ]
-            base = f"metrics.groups.{label}"
             rows.append(
-                [f"{label} (ours)", str(k), *member_cells, cell(f"{base}.supernet"), cell(f"{base}.softmax_vote"),
-                 cell(f"{base}.majority_vote"), cell(f"{base}.mean_agreement", 1.0, 1), cell(f"{base}.train_cpu_s", 1.0, 0)]
+                [f"{label} (ours)", str(k), *member_cells, cell(label, "supernet"), cell(label, "softmax_vote"),
+                 cell(label, "majority_vote"), cell(label, "mean_agreement", 1, 1), cell(label, "train_cpu_s", 1, 0)]
             )
             thesis = THESIS.get(label)
             if thesis is not None:
@@ -433,7 +340,6 @@ def report(records, out_dir):
                     [f"{label} (thesis)", str(len(members)), *[_pct(members[i]) if i < len(members) else "—" for i in range(width)],
                      _pct(thesis["supernet"]), _pct(thesis["softmax"]), "—", "—", "—"]
                 )
-        config = last["config"]
         table = reports.Table(
             title="Table 13: SuperNets of FGE snapshots vs of independent Table-2 nets on CIFAR-10",
             columns=["group", "K", *[f"{i + 1}'" for i in range(width)], "SuperNet", "softmax voting", "majority voting", "mean agreement (%)", "train CPU (s)"],
@@ -446,73 +352,22 @@ def report(records, out_dir):
                 f"Snapshot Ensemble trains from scratch with SnapshotCosine (lr {config['snapshot_lr']}, "
                 f"{config['snapshot_cycles']} cycles) for as many updates as pre-training plus a "
                 f"{config['snapshot_cycles']}-member FGE run. Train CPU: process CPU seconds of the group's training "
-                "(FGE: its pre-training plus the FGE cycles)."
+                f"(FGE: its pre-training plus the FGE cycles). {CLAIMS_NOTE}"
             ),
             source="thesis Table 13 (validation accuracy; K and member columns as printed)",
             footnotes=_footnotes(config),
         )
-        stem = out_dir / NAME / f"{NAME}_{preset}"
-        written += reports.write_table(table, stem)
+        written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
 
-        # === Findings, computed from the aggregated numbers ===
-        indep, sse = f"metrics.groups.{INDEPENDENT}", f"metrics.groups.{SNAPSHOT}"
-        fge_wins = sum(mean(f"metrics.groups.{l}.supernet") > mean(f"metrics.groups.{l}.softmax_vote") for l in fge_labels)
-        matched = next((l for l, k in zip(fge_labels, config["fge_members"]) if k == config["snapshot_cycles"]), None)
-        findings = [
-            [
-                "SuperNet beats softmax voting of FGE snapshots",
-                "3 of 3 FGE groups",
-                f"{fge_wins} of {len(fge_labels)} FGE groups (mean over seeds)",
-                "confirmed" if fge_wins == len(fge_labels) else "not confirmed",
-            ],
-            [
-                "SuperNet beats softmax voting of Snapshot-Ensemble snapshots",
-                "not in the thesis",
-                f"{cell(f'{sse}.supernet')} vs {cell(f'{sse}.softmax_vote')}",
-                "yes" if mean(f"{sse}.supernet") > mean(f"{sse}.softmax_vote") else "no",
-            ],
-            [
-                "Independent nets give a better SuperNet than every FGE group, with fewer members",
-                f"{_pct(THESIS[INDEPENDENT]['supernet'])} vs best FGE {_pct(max(THESIS[l]['supernet'] for l in THESIS if l.startswith('FGE')))}",
-                f"{cell(f'{indep}.supernet')} vs best FGE group {_pct(max(mean(f'metrics.groups.{l}.supernet') for l in fge_labels))}",
-                "confirmed" if mean(f"{indep}.supernet") > max(mean(f"metrics.groups.{l}.supernet") for l in fge_labels) else "not confirmed",
-            ],
-            [
-                "FGE snapshots are less diverse (agree more) than independent nets",
-                "stated (Figs. 20-21)",
-                f"mean agreement FGE {cell('metrics.summary.fge_agreement_mean', 1.0, 1)}% vs independent {cell(f'{indep}.mean_agreement', 1.0, 1)}%",
-                "confirmed" if mean("metrics.summary.fge_agreement_mean") > mean(f"{indep}.mean_agreement") else "not confirmed",
-            ],
-        ]
-        if matched is not None:
-            findings.append(
-                [
-                    f"FGE beats a Snapshot Ensemble at an equal budget (Garipov et al. 2018), SuperNet of {config['snapshot_cycles']} members",
-                    "not in the thesis",
-                    f"{matched} {cell(f'metrics.groups.{matched}.supernet')} vs Snapshot Ensemble {cell(f'{sse}.supernet')}",
-                    "confirmed" if mean(f"metrics.groups.{matched}.supernet") > mean(f"{sse}.supernet") else "not confirmed",
-                ]
-            )
-        finding_table = reports.Table(
-            title="Table 13, findings: the thesis's claims checked against our numbers",
-            columns=["claim", "thesis", "ours", "verdict"],
-            rows=findings,
-            caption=f"Preset `{preset}`, {n} seed(s); verdicts compare means over seeds (no significance test).",
-            source="thesis section 4.3 and Table 13",
-        )
-        written += reports.write_table(finding_table, out_dir / NAME / f"{NAME}_{preset}_findings")
     return written
 
 
 def _footnotes(config):
-    notes = bn_momentum_notes(config)
-    if config["dataset"] != "cifar10":
-        notes.append(f"Dataset `{config['dataset']}` (generated data), not CIFAR-10: a code-path check, numbers are meaningless.")
-    if config["subset"] is not None:
-        notes.append(
-            f"Training subset of {config['subset']} CIFAR-10 images ({config['validation_size']} held out for validation), "
-            "test split scaled alike; the thesis uses the full 50000/10000 split."
-        )
+    notes = bn_momentum_notes(config) + data_notes(
+        config, generated="a code-path check, numbers are meaningless",
+        subset="Training subset of {subset} CIFAR-10 images ({validation_size} held out for validation), test split scaled "
+        "alike; the thesis uses the full 50000/10000 split",
+    )
     notes.append(
         f"Pre-training {config['pretrain_epochs']} epochs with Adam (lr {config['pretrain_lr']}), batch {config['batch_size']}; "
         "the thesis does not state the FGE pre-training length or batch size."

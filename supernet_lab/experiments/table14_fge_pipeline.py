@@ -25,9 +25,7 @@ not counted. Then `single_net`: a fresh Table-2 CNN trained with Adam until
 its process CPU time (test scoring after every epoch excluded) reaches the
 pipeline's total; its accuracy-vs-CPU curve is stored.
 
-Presets and cost (measured once on this machine, 2 shared cores, load ~4:
-one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
-26.8 s wall / 18.3 s CPU):
+Presets and cost (an epoch's measured cost: `_conv`):
 
 - `smoke`: synthetic 32x32x3 data, 1 epoch everywhere, 2 snapshots, eager.
 - `cpu`: real CIFAR-10, stratified training subset of 4000 images (400 held
@@ -45,19 +43,17 @@ one epoch of `thesis_cnn` on 5000 CIFAR-10 images, batch 128, Adam, took
 """
 
 import dataclasses
-import math
 import time
 
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, hms, load_dataset
-from supernet_lab.experiments._conv import StopAfterSnapshots
+from supernet_lab.experiments._common import bn_momentum_notes, hms
+from supernet_lab.experiments._conv import CLAIMS_NOTE, SMOKE_FGE, FGEConfig, data_notes, fge, load_logged, ok_presets, smoke, test_probs
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
-from supernet.callbacks import SnapshotEnsemble, retrain_last_layers, retrain_layer_by_layer
+from supernet.callbacks import retrain_last_layers, retrain_layer_by_layer
 from supernet.models import build_supernet, fit_head, thesis_cnn
-from supernet.schedules import FGECyclic
 
 NAME = "table14_fge_pipeline"
 DESCRIPTION = "CIFAR-10: train + layer retraining + 6 FGE snapshots + SuperNet vs one net for the same CPU time"
@@ -72,57 +68,26 @@ PIPELINE_STAGES = ("train_base", "retrain_base", "fge", "retrain_snapshots", "su
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    dataset: str = "cifar10"
-    dataset_kwargs: tuple = ()
-    subset: object = None
-    validation_size: object = 5000
-    batch_size: int = 128
+class Config(FGEConfig):
     learning_rate: float = 1e-3
     base_epochs: int = 100
     base_retrain_epochs: tuple = (3, 3, 3, 4)
     fge_members: int = 6
-    fge_cycle_epochs: int = 2
-    fge_lr_max: float = 1e-2
-    fge_lr_min: float = 5e-4
-    fge_momentum: float = 0.9
     snapshot_retrain_layers: int = 1
     snapshot_retrain_epochs: int = 4
     head_epochs: int = 10
     max_single_epochs: int = 10000
-    run_eagerly: bool = False
-    # BatchNormalization momentum: Keras's and the thesis's 0.99; the short `cpu`
-    # runs (~100-250 steps) use 0.9, with which held-out accuracy leaves chance.
-    bn_momentum: float = 0.99
 
 
 PRESETS = {
+    # max_single_epochs keeps the smoke short; the single net may stop before the CPU budget.
     "smoke": Config(
-        dataset="synthetic",
-        dataset_kwargs=(("num_train", 96), ("num_test", 64)),
-        validation_size=32,
-        batch_size=32,
-        base_epochs=1,
-        base_retrain_epochs=(1,),
-        fge_members=2,
-        fge_cycle_epochs=1,
-        snapshot_retrain_epochs=1,
-        head_epochs=1,
-        # Keeps the smoke short; the single net may stop before the CPU budget.
-        max_single_epochs=3,
-        # Tracing a train step of the CNN costs ~5 s; two eager steps cost less.
-        run_eagerly=True,
+        **smoke(96, 64), **SMOKE_FGE, validation_size=32, base_epochs=1, base_retrain_epochs=(1,), fge_members=2,
+        snapshot_retrain_epochs=1, head_epochs=1, max_single_epochs=3,
     ),
     "cpu": Config(
-        subset=4000,
-        validation_size=400,
-        base_epochs=6,
-        base_retrain_epochs=(1, 1, 1, 1),
-        fge_cycle_epochs=1,
-        snapshot_retrain_epochs=1,
-        head_epochs=5,
-        bn_momentum=0.9,
+        subset=4000, validation_size=400, base_epochs=6, base_retrain_epochs=(1, 1, 1, 1), fge_cycle_epochs=1,
+        snapshot_retrain_epochs=1, head_epochs=5, bn_momentum=0.9,
     ),
     "paper": Config(),
 }
@@ -172,21 +137,24 @@ class _CPUBudget(keras.callbacks.Callback):
 
 
 def _accuracy(model, ds, eager):
-    model.run_eagerly = eager
-    return metrics.accuracy(ds.y_test, model.predict(ds.x_test, batch_size=512, verbose=0))
+    return metrics.accuracy(ds.y_test, test_probs([model], ds, eager)[0])
+
+
+def _adam_net(ds, config, seed):
+    """A fresh Table-2 CNN compiled with Adam, Keras seeded with `seed` first."""
+    keras.utils.set_random_seed(seed)
+    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
+    model.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
+    return model
 
 
 def main(config, context):
-    ds = load_dataset(config)
-    context.log(ds.summary())
+    ds = load_logged(config, context)
     eager = config.run_eagerly
-    steps_per_epoch = math.ceil(len(ds.x_train) / config.batch_size)
     scores = {}
 
     with context.stage("train_base"):
-        keras.utils.set_random_seed(1000 * config.seed)
-        base = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
-        base.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", run_eagerly=eager)
+        base = _adam_net(ds, config, 1000 * config.seed)
         base.fit(ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.base_epochs, verbose=0)
     with context.stage("score_base"):
         scores["base"] = _accuracy(base, ds, eager)
@@ -200,20 +168,8 @@ def main(config, context):
         scores["base_retrained"] = _accuracy(base, ds, eager)
 
     with context.stage("fge"):
-        keras.utils.set_random_seed(1000 * config.seed + 100)
-        cycle = max(2, config.fge_cycle_epochs * steps_per_epoch)
-        schedule = FGECyclic(config.fge_lr_max, config.fge_lr_min, cycle_steps=cycle)
-        runner = keras.models.clone_model(base)
-        runner.set_weights(base.get_weights())
-        runner.compile(keras.optimizers.SGD(schedule, momentum=config.fge_momentum), "sparse_categorical_crossentropy", run_eagerly=eager)
-        snapshots = SnapshotEnsemble(schedule)
-        total = (config.fge_members - 1) * cycle + cycle // 2
-        runner.fit(
-            ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=math.ceil(total / steps_per_epoch),
-            callbacks=[snapshots, StopAfterSnapshots(snapshots, config.fge_members)], verbose=0,
-        )
-        members = snapshots.models()
-        context.log(f"  {len(members)} FGE members at steps {snapshots.snapshot_steps_taken}")
+        members, cost = fge(base, config.fge_members, ds, config, seed=1000 * config.seed + 100)
+        context.log(f"  {len(members)} FGE members at steps {cost['steps']}")
     with context.stage("score_snapshots"):
         scores["snapshots"] = [_accuracy(m, ds, eager) for m in members]
 
@@ -225,11 +181,7 @@ def main(config, context):
                 compile_kwargs={"run_eagerly": eager},
             )
     with context.stage("score_retrained_snapshots"):
-        probs = []
-        for member in members:
-            member.run_eagerly = eager
-            probs.append(member.predict(ds.x_test, batch_size=512, verbose=0))
-        probs = np.stack(probs)
+        probs = test_probs(members, ds, eager)
         scores["snapshots_retrained"] = [metrics.accuracy(ds.y_test, p) for p in probs]
         scores["softmax_vote"] = metrics.accuracy(ds.y_test, metrics.softmax_vote(probs))
 
@@ -248,9 +200,7 @@ def main(config, context):
     context.log(f"  pipeline: CPU {budget:.0f}s, SuperNet accuracy {100 * scores['supernet']:.2f}%")
 
     with context.stage("single_net"):
-        keras.utils.set_random_seed(1000 * config.seed + 200)
-        single = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
-        single.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", run_eagerly=eager)
+        single = _adam_net(ds, config, 1000 * config.seed + 200)
         stopper = _CPUBudget(budget, ds.x_test, ds.y_test)
         single.fit(ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.max_single_epochs, callbacks=[stopper], verbose=0)
     cpu_curve = [float(c) for c, _ in stopper.curve]
@@ -267,7 +217,7 @@ def main(config, context):
         },
         "snapshots": scores["snapshots"],
         "snapshots_retrained": scores["snapshots_retrained"],
-        "snapshot_steps": [int(s) for s in snapshots.snapshot_steps_taken],
+        "snapshot_steps": cost["steps"],
         "pipeline_cpu_s": pipeline,
         "pipeline_total_cpu_s": budget,
         "single_net": {
@@ -284,55 +234,40 @@ def main(config, context):
 
 def report(records, out_dir):
     written = []
-    for preset in sorted({r["preset"] for r in records}):
-        runs = [r for r in records if r["preset"] == preset and r.get("status", "ok") == "ok"]
-        if not runs:
-            continue
-        config = runs[-1]["config"]
-        acc_keys = ("base", "base_retrained", "snapshots_mean", "snapshots_retrained_mean", "softmax_vote", "supernet", "single_net")
-        paths = [f"metrics.accuracy.{k}" for k in acc_keys]
-        paths += [f"metrics.pipeline_cpu_s.{s}" for s in PIPELINE_STAGES]
-        paths += ["metrics.pipeline_total_cpu_s", "metrics.single_net.total_cpu_s", "metrics.single_net.epochs", "metrics.accuracy_gain"]
-        group = reports.aggregate(runs, by=["preset"], metrics=paths)[0]
-        stats, n = group["metrics"], group["n_runs"]
-
-        def cell(path, scale=1.0, digits=2):
-            s = stats[path]
-            return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
+    for runs in ok_presets(records):
+        config, preset, n = runs.config, runs.preset, runs.n
 
         def cpu_until(stage):
             upto = PIPELINE_STAGES[: PIPELINE_STAGES.index(stage) + 1]
-            return reports.format_mean_std(
-                np.mean([sum(r["metrics"]["pipeline_cpu_s"][s] for s in upto) for r in runs]),
-                np.std([sum(r["metrics"]["pipeline_cpu_s"][s] for s in upto) for r in runs], ddof=1) if n > 1 else None,
-                n, digits=0,
-            )
+            totals = [sum(r["metrics"]["pipeline_cpu_s"][s] for s in upto) for r in runs.runs]
+            return reports.format_mean_std(np.mean(totals), np.std(totals, ddof=1) if n > 1 else None, n, digits=0)
 
-        members = config["fge_members"]
         t_single, t_pipe = THESIS["single"], THESIS["pipeline"]
         rows = [
-            ["Table-2 net (base)", cell("metrics.accuracy.base", 100), cpu_until("train_base"), "—", "—"],
-            [f"base, last {len(config['base_retrain_epochs'])} layer(s) retrained one at a time", cell("metrics.accuracy.base_retrained", 100), cpu_until("retrain_base"), "—", "—"],
-            [f"{members} FGE snapshots (mean member)", cell("metrics.accuracy.snapshots_mean", 100), cpu_until("fge"), "—", "—"],
-            ["snapshots, last layer retrained (mean member)", cell("metrics.accuracy.snapshots_retrained_mean", 100), cpu_until("retrain_snapshots"), "—", "—"],
-            ["softmax vote of retrained snapshots", cell("metrics.accuracy.softmax_vote", 100), cpu_until("retrain_snapshots"), "—", "—"],
-            ["FGE + SuperModel (pipeline)", cell("metrics.accuracy.supernet", 100), cell("metrics.pipeline_total_cpu_s", digits=0),
+            [label, runs.cell(f"metrics.accuracy.{key}", 100), cpu_until(stage), "—", "—"]
+            for label, key, stage in (
+                ("Table-2 net (base)", "base", "train_base"),
+                (f"base, last {len(config['base_retrain_epochs'])} layer(s) retrained one at a time", "base_retrained", "retrain_base"),
+                (f"{config['fge_members']} FGE snapshots (mean member)", "snapshots_mean", "fge"),
+                ("snapshots, last layer retrained (mean member)", "snapshots_retrained_mean", "retrain_snapshots"),
+                ("softmax vote of retrained snapshots", "softmax_vote", "retrain_snapshots"),
+            )
+        ] + [
+            ["FGE + SuperModel (pipeline)", runs.cell("metrics.accuracy.supernet", 100), runs.cell("metrics.pipeline_total_cpu_s", digits=0),
              f"{100 * t_pipe['accuracy']:.2f}", f"{hms(t_pipe['cpu_s'])} ({t_pipe['cpu_s']} s)"],
-            ["single Table-2 net, same CPU budget", cell("metrics.accuracy.single_net", 100), cell("metrics.single_net.total_cpu_s", digits=0),
+            ["single Table-2 net, same CPU budget", runs.cell("metrics.accuracy.single_net", 100), runs.cell("metrics.single_net.total_cpu_s", digits=0),
              f"{100 * t_single['accuracy']:.2f} ({t_single['label']})", f"{hms(t_single['cpu_s'])} ({t_single['cpu_s']} s)"],
         ]
-        gain = stats["metrics.accuracy_gain"]["mean"]
-        reached = [r["metrics"]["single_net"]["cpu_to_pipeline_accuracy"] for r in runs]
+        reached = [r["metrics"]["single_net"]["cpu_to_pipeline_accuracy"] for r in runs.runs]
         reached_text = (
             "did not reach the pipeline's accuracy in any seed" if all(v is None for v in reached)
             else f"reached the pipeline's accuracy within the budget in {sum(v is not None for v in reached)} of {n} seed(s)"
         )
-        verdict = "confirmed" if gain is not None and gain > 0 else "not confirmed"
-        notes = bn_momentum_notes(config)
-        if config["dataset"] != "cifar10":
-            notes.append(f"Dataset `{config['dataset']}` (generated data), not CIFAR-10: a code-path check only.")
-        if config["subset"] is not None:
-            notes.append(f"Training subset of {config['subset']} CIFAR-10 images ({config['validation_size']} held out for validation), test split scaled alike; the thesis uses the full data.")
+        notes = bn_momentum_notes(config) + data_notes(
+            config, generated="a code-path check only",
+            subset="Training subset of {subset} CIFAR-10 images ({validation_size} held out for validation), test split scaled "
+            "alike; the thesis uses the full data",
+        )
         notes += [
             "The thesis's reference is a DenseNet that reached 90.56% in 3:16:00 CPU; ours is one Table-2 CNN trained with Adam for exactly the pipeline's CPU time, so the comparison is at equal CPU, not at equal accuracy.",
             f"Base net {config['base_epochs']} Adam epochs (not stated in the thesis); last layers retrained {tuple(config['base_retrain_epochs'])} epochs (thesis Table 3: 3/3/3/4); snapshots' last {config['snapshot_retrain_layers']} layer(s) retrained {config['snapshot_retrain_epochs']} epoch(s) each; head {config['head_epochs']} epochs.",
@@ -345,19 +280,19 @@ def report(records, out_dir):
             columns=["model", "test accuracy (%)", "cumulative CPU (s)", "thesis accuracy (%)", "thesis CPU time"],
             rows=rows,
             caption=(
-                f"Preset `{preset}`, mean ± std over {n} seed(s). Finding: the thesis says the pipeline reaches 90%+ "
+                f"Preset `{preset}`, mean ± std over {n} seed(s). The thesis says the pipeline reaches 90%+ "
                 f"in less CPU time than a single network ({hms(t_pipe['cpu_s'])} vs {hms(t_single['cpu_s'])}). "
-                f"Ours: the pipeline's SuperNet reaches {cell('metrics.accuracy.supernet', 100)}% in "
-                f"{cell('metrics.pipeline_total_cpu_s', digits=0)} CPU s, the single net "
-                f"{cell('metrics.accuracy.single_net', 100)}% in the same CPU time ({cell('metrics.single_net.epochs', digits=1)} "
+                f"Ours: the pipeline's SuperNet reaches {runs.cell('metrics.accuracy.supernet', 100)}% in "
+                f"{runs.cell('metrics.pipeline_total_cpu_s', digits=0)} CPU s, the single net "
+                f"{runs.cell('metrics.accuracy.single_net', 100)}% in the same CPU time ({runs.cell('metrics.single_net.epochs', digits=1)} "
                 f"epochs; it {reached_text}); gain "
-                f"{cell('metrics.accuracy_gain', 100)} points: {verdict}."
+                f"{runs.cell('metrics.accuracy_gain', 100)} points. {CLAIMS_NOTE}"
             ),
             source="thesis Table 14 (DenseNet row: the thesis's single-network reference)",
             footnotes=notes,
         )
         written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
-        written.append(_plot_cpu_curves(runs, out_dir / NAME / f"{NAME}_{preset}.png", preset))
+        written.append(_plot_cpu_curves(runs.runs, out_dir / NAME / f"{NAME}_{preset}.png", preset))
     return written
 
 

@@ -231,17 +231,17 @@ def losses_from_histogram(counts, edges):
 
 
 class Seeds:
-    """One preset's runs, with the mean ± std over them of any dotted record path.
+    """One preset's successful runs, with the mean ± std over them of any dotted record path.
 
     `cell("metrics.ensemble.accuracy", scale=100)` gives `"91.36 ± 0.12"`
     (see `reports.format_mean_std`), `mean(path)` the mean over the runs that
-    have the value (None if none does); `n` counts the successful runs and
-    `config` is the config of the newest one.
+    have the value (None if none does); `n` counts the runs and `config` is
+    the config of the newest one.
     """
 
     def __init__(self, preset, runs):
         self.preset, self.runs = preset, list(runs)
-        self.n = sum(r.get("status", "ok") == "ok" for r in self.runs)
+        self.n = len(self.runs)
         self.config = self.runs[-1]["config"]
         self._stats = {}
 
@@ -260,15 +260,15 @@ class Seeds:
 
 
 def by_preset(records):
-    """`Seeds` of each preset of `records`, presets in sorted order."""
-    for preset in sorted({r["preset"] for r in records}):
-        yield Seeds(preset, [r for r in records if r["preset"] == preset])
+    """`Seeds` of each preset of `records` that has successful runs, presets in sorted order.
+
+    Failed runs (`status` other than ok) are left out: their metrics hold the error.
+    """
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    for preset in sorted({r["preset"] for r in ok}):
+        yield Seeds(preset, [r for r in ok if r["preset"] == preset])
 
 
-
-def verdict(ok):
-    """`"confirmed"` or `"not confirmed"`, for a thesis claim checked in a caption."""
-    return "confirmed" if ok else "not confirmed"
 
 
 def hms(seconds):

@@ -21,7 +21,7 @@ import time
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import DataConfig, by_preset, load_dataset, timed_fit
+from supernet_lab.experiments._common import DataConfig, load_dataset, timed_fit
 from supernet import metrics, reports
 from supernet._validation import check_converged
 from supernet.callbacks import SnapshotEnsemble, retrain_last_layers
@@ -413,11 +413,6 @@ def padded_mean(curves, offset):
 
 
 # === Reports ===
-
-
-def ok_presets(records):
-    """`by_preset` of the successful `records`."""
-    return by_preset([r for r in records if r.get("status", "ok") == "ok"])
 
 
 def data_notes(cfg, *, generated="a code-path check, no thesis-comparable numbers",

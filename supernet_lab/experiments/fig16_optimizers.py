@@ -28,10 +28,10 @@ import dataclasses
 
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes
 from supernet_lab.experiments._conv import (
     CLAIMS_NOTE, ENSEMBLE_METHODS, ConvConfig, HeadConfig, data_notes, ensemble_rows, load_logged, make_optimizer,
-    ok_presets, smoke, stage_times, thesis_net, train,
+    smoke, stage_times, thesis_net, train,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -115,7 +115,7 @@ def main(config, context):
 def report(records, out_dir):
     written = []
     folder = out_dir / NAME
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         cfg, preset, n = runs.config, runs.preset, runs.n
         names = [name for name, _ in cfg["optimizers"]]
         lines = [(f"members.{name}", f"{name} (lr {lr})") for name, lr in cfg["optimizers"]] + list(ENSEMBLE_METHODS)

@@ -35,9 +35,9 @@ import dataclasses
 
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, data_notes, fge, group_scores, load_logged, ok_presets, smoke, test_probs,
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, data_notes, fge, group_scores, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -105,7 +105,7 @@ def main(config, context):
 
 def report(records, out_dir):
     written = []
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         config, preset = runs.config, runs.preset
         for g, title in GROUPS.items():
             matrices = [np.asarray(r["metrics"][g]["agreement_matrix"], float) for r in runs.runs]

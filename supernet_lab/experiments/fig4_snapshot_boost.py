@@ -30,10 +30,10 @@ import dataclasses
 
 import keras
 
-from supernet_lab.experiments._common import bn_momentum_notes
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes
 from supernet_lab.experiments._conv import (
     ConvConfig, EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, data_notes, fit, load_logged,
-    ok_presets, report_boost, smoke, test_accuracy, thesis_net,
+    report_boost, smoke, test_accuracy, thesis_net,
 )
 from supernet_lab.findings import Claim
 
@@ -140,7 +140,7 @@ def main(config, context):
 
 def report(records, out_dir):
     written = []
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         written += report_boost(
             runs,
             out_dir / NAME,

@@ -39,10 +39,10 @@ Test-friendly override of the `paper` preset (one step on generated data):
 import dataclasses
 import time
 
-from supernet_lab.experiments._common import DataConfig
+from supernet_lab.experiments._common import by_preset, DataConfig
 from supernet_lab.experiments._conv import (
     CLAIMS_NOTE, HeadConfig, boost_snapshots, by_epoch_table, check_snapshots, ensembles_by_epoch, load_logged,
-    make_optimizer, ok_presets, report_boost, stage_times, test_accuracy, train,
+    make_optimizer, report_boost, stage_times, test_accuracy, train,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -198,7 +198,7 @@ def main(config, context):
 def report(records, out_dir):
     written = []
     folder = out_dir / NAME
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         cfg, preset, n = runs.config, runs.preset, runs.n
         notes = _footnotes(cfg)
 

@@ -198,7 +198,7 @@ def _epochs(epochs):
 def report(records, out_dir):
     """Validation-accuracy curves (mean over seeds) and a final-accuracy table per preset."""
     written = []
-    for runs in by_preset([r for r in records if r.get("status", "ok") == "ok"]):
+    for runs in by_preset(records):
         config, preset, n = runs.config, runs.preset, runs.n
         epochs = runs.runs[-1]["metrics"]["epochs"]
         stem = out_dir / NAME / f"{NAME}_{preset}"

@@ -39,10 +39,10 @@ import dataclasses
 
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes
 from supernet_lab.experiments._conv import (
     CLAIMS_NOTE, ENSEMBLE_METHODS, ConvConfig, HeadConfig, by_epoch_table, check_snapshots, data_notes,
-    ensembles_by_epoch, load_logged, make_optimizer, ok_presets, predict, smoke, stage_times, supernet_scores,
+    ensembles_by_epoch, load_logged, make_optimizer, predict, smoke, stage_times, supernet_scores,
     thesis_net, train, with_weights,
 )
 from supernet_lab.findings import Claim
@@ -196,7 +196,7 @@ def main(config, context):
 def report(records, out_dir):
     written = []
     folder = out_dir / NAME
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         cfg, preset, n = runs.config, runs.preset, runs.n
         epochs = [str(e) for e in runs.runs[-1]["metrics"]["snapshot_epochs"]]
         last, num = epochs[-1], cfg["num_models"]

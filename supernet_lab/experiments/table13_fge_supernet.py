@@ -63,10 +63,10 @@ import math
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, pretrained_cnn
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
     CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores,
-    load_logged, ok_presets, smoke, steps_per_epoch,
+    load_logged, smoke, steps_per_epoch,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -309,7 +309,7 @@ def _pct(value):
 
 def report(records, out_dir):
     written = []
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         preset, n, config = runs.preset, runs.n, runs.config
         last = runs.runs[-1]["metrics"]
         labels = list(last["groups"])

@@ -48,8 +48,8 @@ import time
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes, hms
-from supernet_lab.experiments._conv import CLAIMS_NOTE, SMOKE_FGE, FGEConfig, data_notes, fge, load_logged, ok_presets, smoke, test_probs
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes, hms
+from supernet_lab.experiments._conv import CLAIMS_NOTE, SMOKE_FGE, FGEConfig, data_notes, fge, load_logged, smoke, test_probs
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
 from supernet.callbacks import retrain_last_layers, retrain_layer_by_layer
@@ -234,7 +234,7 @@ def main(config, context):
 
 def report(records, out_dir):
     written = []
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         config, preset, n = runs.config, runs.preset, runs.n
 
         def cpu_until(stage):

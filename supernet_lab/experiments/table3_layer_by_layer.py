@@ -28,8 +28,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import bn_momentum_notes
-from supernet_lab.experiments._conv import CLAIMS_NOTE, ConvConfig, data_notes, fit, load_logged, ok_presets, smoke, stage_times, test_accuracy, thesis_net
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes
+from supernet_lab.experiments._conv import CLAIMS_NOTE, ConvConfig, data_notes, fit, load_logged, smoke, stage_times, test_accuracy, thesis_net
 from supernet_lab.findings import Claim
 from supernet import reports
 from supernet.callbacks import retrain_layer_by_layer
@@ -177,7 +177,7 @@ def _rising(values):
 
 def report(records, out_dir):
     written = []
-    for runs in ok_presets(records):
+    for runs in by_preset(records):
         cfg, preset, n = runs.config, runs.preset, runs.n
         num, stage_epochs = cfg["num_models"], tuple(cfg["epochs_per_stage"])
         names = STAGES[: len(stage_epochs) + 1]

@@ -42,13 +42,21 @@ the official test set (never used for any choice) stand beside them as ours.
 
 Presets. One epoch of a dense net costs roughly 6 + 5 x (million parameters)
 CPU-seconds on Fashion-MNIST here, and the fused branches about the same per
-parameter, so all seven sizes x three models cost ~230 CPU-s per epoch: the
-thesis's 100 epochs would take over 6 hours per seed. The `paper_*` presets
-split Table 8's grid by size so that each seed of each fits about two hours:
-`paper_53k_360k` (53k, 115k, 360k), `paper_687k_1257k`, `paper_1781k` and
-`paper_2837k`; together they are the thesis's grid. `paper_tng` runs all of
-Table 9 (20 Newsgroups is ~5x cheaper per parameter: 10,182 training posts)
-for up to 200 epochs with early stopping (patience 20).
+parameter (`table5_loss_statistics --preset cpu_best_100` trains the
+2.84M-parameter 6 x 200-466-466 SuperModel at ~30 s per epoch), so all
+seven sizes x three models cost ~230 CPU-s per epoch: the thesis's 100
+epochs would take over 6 hours per seed. The `paper_*` presets split Table
+8's grid by size so that each seed of each fits about two hours:
+`paper_53k_360k` (53k, 115k, 360k; ~60 CPU-s per epoch), `paper_687k_1257k`
+(~65), `paper_1781k` (~45) and `paper_2837k` (~90, about 2.5 CPU-hours: run
+it alone with two threads); together they are the thesis's grid. A timed
+one-epoch run of every `paper_*` preset (`--set epochs=1`) on a machine
+loaded with ~7 other processes gave 28-58 CPU-s per size for the five
+smallest sizes and 150-200 for the two largest, inflated by the load: time
+one epoch again before planning a run. `paper_tng` runs all of Table 9 (20
+Newsgroups is ~5x cheaper per parameter: one epoch of all seven sizes x
+three models took ~210 CPU-s in that loaded timing, first-epoch overheads
+included) for up to 200 epochs with early stopping (patience 20).
 The `cpu` preset runs 4 of the 7 Fashion-MNIST sizes (53k, 360k, 1257k,
 2837k) for 2 epochs plus 2 head epochs, 3-4 minutes per seed; `cpu_tng` 4
 sizes (300k, 1.15M, 3.09M, 7.3M) for 4 epochs plus 2 head epochs, with Adam

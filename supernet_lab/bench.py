@@ -1,12 +1,18 @@
 """Fused ensembles against the plain alternatives, measured side by side.
 
-`supernet bench [--quick]` prints a table and writes `<out>/benchmarks.md`
-(`out/` by default; `--out reports` replaces the committed one):
+`supernet bench [--quick] [--scaling]` prints a table and writes
+`<out>/benchmarks.md` (`out/` by default; `--out reports` replaces the
+committed one):
 
 1. fused member training: one `PartitionedMLP` of K members against K
    sequential `model.fit` calls of the same members (same epochs, batch size),
    and the library's `FusedAdam` against `keras.optimizers.Adam` on the fused
-   model (alternating runs, wall and CPU time);
+   model (alternating runs, wall and CPU time); then the peers, what
+   engineers write instead (`supernet_lab.peers`): one Keras functional model
+   of K Dense towers and a pure-JAX ensemble (vmap over stacked members, one
+   jitted Adam step; skipped, with the reason, without JAX), in interleaved
+   rounds beside the fused model and the K fits on the same Fashion-MNIST
+   images, with each one's test accuracy;
 2. SuperNet inference: one fused `predict` against K `predict` calls plus
    averaging (interleaved rounds), with both sides' GFLOP/s: they do the
    same arithmetic, so the speedup is the ratio of their matmul efficiency;
@@ -22,13 +28,18 @@
 5. Keras backends: the same fused-MLP training epoch and one thesis CNN epoch
    (CIFAR-10 subset) under TensorFlow and under JAX, each in a fresh
    subprocess with `KERAS_BACKEND` set (JAX is skipped, with the reason, when
-   it is not installed: `pip install -e ".[jax]"`).
+   it is not installed: `pip install -e ".[jax]"`);
+6. with `--scaling`, how cost grows: time per epoch and GFLOP/s of fused
+   and sequential training for K = 1, 2, 4, 8, 16 members at two member
+   widths, and the peak RSS of each training alone in its own subprocess,
+   as a second table.
 
 Every number except the time-to-accuracy rows (labelled with the preset,
 seeds and command that recorded them) is measured in this run.
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -355,15 +366,24 @@ def bench_inference(fused, members, x, rounds=9):
     }
 
 
-def _precision_data(num_samples, seed=0):
-    """Fashion-MNIST (mirror or download) when available, else generated data."""
+def _benchmark_data(num_samples, seed=0, full_test=False):
+    """Fashion-MNIST (mirror or download) when available, else generated data.
+
+    `num_samples` training images; the test set is subsampled in proportion,
+    or all 10,000 images with `full_test` (accuracies compared within a
+    point need them).
+    """
     from supernet import data
 
     try:
         ds = data.fashion_mnist(subset=num_samples, validation_size=0, seed=seed)
+        if full_test:
+            full = data.fashion_mnist(validation_size=0)
+            ds = dataclasses.replace(ds, x_test=full.x_test, y_test=full.y_test)
         return ds, "Fashion-MNIST"
     except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception offline
-        ds = data.synthetic(input_shape=(784,), num_classes=10, num_train=num_samples, num_test=2000, validation_size=0, seed=seed)
+        num_test = 10_000 if full_test else 2000
+        ds = data.synthetic(input_shape=(784,), num_classes=10, num_train=num_samples, num_test=num_test, validation_size=0, seed=seed)
         return ds, f"synthetic data (Fashion-MNIST unavailable: {type(error).__name__})"
 
 
@@ -387,6 +407,306 @@ def bench_precision(policy, ds, *, num_members=6, hidden=(200, 466, 466), epochs
     finally:
         keras.config.set_dtype_policy(previous)
     return {"seconds": seconds, "accuracy": float(np.mean(probs.argmax(axis=-1) == ds.y_test))}
+
+
+# The contenders of `bench_peers`, in the order they run and are reported.
+PEERS = {
+    "sequential": "{k} sequential keras.Sequential fits",
+    "fused": "supernet PartitionedMLP",
+    "towers": "Keras functional model of {k} Dense towers",
+    "jax": "pure JAX: stacked members, vmap, one jitted Adam step",
+}
+ACCURACY_TOLERANCE = 0.02  # peers whose test accuracy differs more from the K fits' get a warning
+
+
+def _contender(name, num_members, hidden, input_dim, num_classes, batch_size, dropout=0.2, seed=0):
+    """One way to train K MLP members of `hidden` widths with Adam (Keras's defaults).
+
+    `name` is a key of `PEERS`: K `keras.Sequential` members fitted one after
+    another; one `PartitionedMLP` (the library default, `FusedAdam`); one
+    functional model of K Dense towers (`peers.tower_model`); or pure JAX
+    (`peers.JaxEnsemble`).
+
+    Returns:
+        `(train, predict)`: `train(x, y)` runs one epoch at `batch_size`,
+        `predict(x)` returns the members' `(batch, K, classes)` probabilities.
+
+    Raises:
+        ImportError: for `"jax"` when JAX is not installed.
+    """
+    from supernet_lab import peers
+
+    if name == "jax":
+        ensemble = peers.JaxEnsemble(input_dim, hidden, num_classes, num_members, dropout=dropout, seed=seed)
+        return (lambda x, y: ensemble.fit_epoch(x, y, batch_size)), ensemble.predict
+
+    from supernet.models import PartitionedMLP, mlp
+
+    def fit(model, x, targets):
+        model.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)
+
+    def predict(model, x):
+        return model.predict(x, batch_size=1024, verbose=0)
+
+    if name == "sequential":
+        members = [mlp(input_dim, hidden, num_classes, dropout=dropout) for _ in range(num_members)]
+        for member in members:
+            member.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return (
+            lambda x, y: [fit(member, x, y) for member in members],
+            lambda x: np.stack([predict(member, x) for member in members], axis=1),
+        )
+    if name == "fused":
+        model = PartitionedMLP(input_dim, list(hidden), num_classes, num_members=num_members, dropout=dropout)
+        model.compile(optimizer="adam")
+        return (lambda x, y: fit(model, x, y)), (lambda x: predict(model, x))
+    if name == "towers":
+        model = peers.tower_model(input_dim, hidden, num_classes, num_members, dropout=dropout)
+        model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy"] * num_members)
+        return (lambda x, y: fit(model, x, [y] * num_members)), (lambda x: np.stack(predict(model, x), axis=1))
+    raise ValueError(f"Argument `name` must be one of {list(PEERS)}. Received: name={name!r}")
+
+
+def _warm_up(train, x, y, batch_size):
+    """Trains on two full batches and one of the epoch's last, partial size: every batch shape traced."""
+    warm = batch_size * 2 + len(x) % batch_size
+    train(x[:warm], y[:warm])
+
+
+def bench_peers(ds, num_members, hidden, batch_size, rounds=3, dropout=0.2, seed=0):
+    """The fused model against what engineers write instead, on the same work.
+
+    The contenders of `PEERS` (`_contender`) train the same K members on
+    `ds`'s training set: the same architecture, dropout, Adam settings,
+    batch size and number of steps. Each first trains on the same warm-up
+    batches (`_warm_up`: tracing and compilation), then `rounds` interleaved
+    rounds train each one epoch more, in turn. Afterwards each one's test
+    accuracy (the softmax vote of its members) shows whether it learned as
+    much as the others. The pure-JAX contender is skipped, with the reason,
+    when JAX is not installed.
+
+    Returns:
+        `{name: {"times": [seconds of each round's epoch], "accuracy": ...}}`
+        in the order of `PEERS`, `{name: {"skipped": reason}}` for a
+        contender that could not run.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x, y = ds.x_train, ds.y_train
+    contenders, results = {}, {}
+    for name in PEERS:
+        try:
+            contenders[name] = _contender(name, num_members, hidden, x.shape[1], ds.num_classes, batch_size, dropout, seed)
+        except ImportError as error:
+            results[name] = {"skipped": str(error)}
+    for train, _ in contenders.values():
+        _warm_up(train, x, y, batch_size)
+    times = _interleaved_times({name: (lambda train=train: train(x, y)) for name, (train, _) in contenders.items()}, rounds)
+    for name, (_, predict) in contenders.items():
+        votes = predict(ds.x_test).mean(axis=1).argmax(axis=-1)
+        results[name] = {"times": times[name], "accuracy": float(np.mean(votes == ds.y_test))}
+    return {name: results[name] for name in PEERS}
+
+
+def accuracy_warnings(results, num_members, tolerance=ACCURACY_TOLERANCE):
+    """One message per contender whose test accuracy is more than `tolerance` from the K fits'."""
+    base = results["sequential"]["accuracy"]
+    return [
+        f"warning: {PEERS[name].format(k=num_members)} reached {100 * result['accuracy']:.2f}% test accuracy, "
+        f"the {num_members} sequential fits {100 * base:.2f}%: more than {100 * tolerance:.0f} points apart, "
+        "so their times may not be for the same work"
+        for name, result in results.items()
+        if "accuracy" in result and abs(result["accuracy"] - base) > tolerance
+    ]
+
+
+def peer_report(results, num_members, batch_size):
+    """Log lines and table rows of `bench_peers`: each contender's time per epoch beside the K fits'.
+
+    Times are the best, median and slowest epoch over the rounds; a ratio is
+    the median over rounds of two contenders' epochs measured within one
+    round, with its range: each contender against the K fits, then the
+    fused model against each peer.
+    """
+
+    def ratio(slower, faster):
+        ratios = np.asarray(results[slower]["times"]) / np.asarray(results[faster]["times"])
+        return f"{np.median(ratios):.2f}x (rounds {ratios.min():.2f}-{ratios.max():.2f}x)"
+
+    base = np.asarray(results["sequential"]["times"])
+    lines, rows = [], []
+    for name, result in results.items():
+        label = PEERS[name].format(k=num_members)
+        what = f"peers, batch {batch_size}: {label}"
+        baseline = f"{base.min():.2f} s per epoch ({num_members} fits)"
+        if "skipped" in result:
+            lines.append(f"  {label}: skipped ({result['skipped']})")
+            rows.append([what, baseline, f"skipped: {result['skipped']}", "—", "report"])
+            continue
+        times = np.asarray(result["times"])
+        timing = f"best {times.min():.2f} s, median {np.median(times):.2f} s, slowest {times.max():.2f} s per epoch"
+        accuracy = f"test acc {100 * result['accuracy']:.2f}%"
+        lines.append(f"  {label}: {timing}, {ratio('sequential', name)} the fits, {accuracy}")
+        goal = {"sequential": "baseline", "fused": ">= 3x"}.get(name, "report")
+        rows.append([what, baseline, f"{timing}; {accuracy}", ratio("sequential", name), goal])
+    measured_peers = [name for name in ("towers", "jax") if "times" in results[name]]
+    if measured_peers:
+        against = "; ".join(f"{PEERS[name].format(k=num_members)} {ratio(name, 'fused')}" for name in measured_peers)
+        lines.append(f"  {PEERS['fused']} against each peer (peer's epoch / fused epoch): {against}")
+        rows.append([f"peers, batch {batch_size}: {PEERS['fused']} against each peer", "the peer's epoch",
+                     "the fused epoch", against, ">= 1x each"])
+    lines += ["  " + warning for warning in accuracy_warnings(results, num_members)]
+    return lines, rows
+
+
+SCALING_MEMBERS = (1, 2, 4, 8, 16)
+SCALING_WIDTHS = ((200, 466, 466), (50, 116, 116))
+
+
+def _peak_rss_mb():
+    """This process's peak resident set size so far, in MB.
+
+    On Linux, `VmHWM` of /proc/self/status: `getrusage`'s max RSS survives
+    `exec`, so a subprocess started from a big process would report its
+    parent's peak; `VmHWM` belongs to the process's own memory map.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def _scaling_data(num_samples, input_dim, num_classes, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((num_samples, input_dim), dtype=np.float32), rng.integers(0, num_classes, num_samples)
+
+
+def _rss_worker(spec):
+    """Runs in a fresh subprocess: one contender's training, and the process's peak RSS.
+
+    `base_mb` is the peak after importing Keras and the library and making
+    the data, before any model exists; `peak_mb` after the warm-up and one
+    epoch.
+    """
+    import keras  # noqa: F401 - the backend's own memory belongs to the base
+
+    import supernet.models  # noqa: F401
+
+    x, y = _scaling_data(spec["num_samples"], spec["input_dim"], spec["num_classes"])
+    base = _peak_rss_mb()
+    train, _ = _contender(spec["contender"], spec["num_members"], tuple(spec["hidden"]), spec["input_dim"],
+                          spec["num_classes"], spec["batch_size"])
+    _warm_up(train, x, y, spec["batch_size"])
+    train(x, y)
+    return {"base_mb": base, "peak_mb": _peak_rss_mb()}
+
+
+def training_rss(contender, num_members, hidden, num_samples, batch_size, input_dim=784, num_classes=10, timeout=1800):
+    """Peak RSS of one contender's training (`_rss_worker`), alone in a fresh subprocess.
+
+    A process's peak RSS never goes down, so each contender gets its own
+    process: one's memory cannot count in another's.
+
+    Returns:
+        `{"base_mb", "peak_mb"}`, or `{"skipped": reason}`.
+    """
+    import keras
+
+    spec = {"contender": contender, "num_members": num_members, "hidden": list(hidden), "num_samples": num_samples,
+            "batch_size": batch_size, "input_dim": input_dim, "num_classes": num_classes}
+    return _run_worker("rss", spec, keras.backend.backend(), timeout)
+
+
+def bench_scaling(member_counts=SCALING_MEMBERS, widths=SCALING_WIDTHS, num_samples=12_000, batch_size=128,
+                  rounds=3, input_dim=784, num_classes=10, memory=True):
+    """How the cost of fused and sequential training grows with the number of members.
+
+    For each member width and K: a `PartitionedMLP` epoch against K
+    sequential fits (`_contender`; random data, dropout 0.2, Adam), after a
+    warm-up, in `rounds` interleaved rounds (best of each); GFLOP/s as in
+    `training_flops_per_sample`; and, with `memory`, the peak RSS of each
+    one's training alone in its own subprocess (`training_rss`).
+
+    Returns:
+        One dict per width and K: `hidden`, `num_members`, `sequential_s`,
+        `fused_s`, `speedup`, `sequential_gflops`, `fused_gflops`, and
+        `sequential_rss`, `fused_rss` (`training_rss`'s dicts) with `memory`.
+    """
+    x, y = _scaling_data(num_samples, input_dim, num_classes)
+    results = []
+    for hidden in widths:
+        dims = [input_dim, *hidden, num_classes]
+        for num_members in member_counts:
+            trains = {}
+            for name in ("sequential", "fused"):
+                trains[name], _ = _contender(name, num_members, hidden, input_dim, num_classes, batch_size)
+                _warm_up(trains[name], x, y, batch_size)
+            best = _interleaved_best({name: (lambda train=train: train(x, y)) for name, train in trains.items()}, rounds)
+            flops = training_flops_per_sample(list(zip(dims[:-1], dims[1:]))) * num_members * num_samples
+            result = {"hidden": list(hidden), "num_members": num_members, "speedup": best["sequential"] / best["fused"]}
+            for name in trains:
+                result[f"{name}_s"] = best[name]
+                result[f"{name}_gflops"] = flops / best[name] / 1e9
+                if memory:
+                    result[f"{name}_rss"] = training_rss(name, num_members, hidden, num_samples, batch_size, input_dim, num_classes)
+            results.append(result)
+    return results
+
+
+def _payoff_notes(results):
+    """Per member width: where the fused model's speedup over the K fits peaks, and where it is below 1x."""
+    notes = []
+    for hidden in dict.fromkeys(tuple(r["hidden"]) for r in results):
+        speedups = {r["num_members"]: r["speedup"] for r in results if tuple(r["hidden"]) == hidden}
+        peak, largest = max(speedups, key=speedups.get), max(speedups)
+        text = f"Members of {'-'.join(map(str, hidden))}: fused training's largest speedup over the sequential fits is {speedups[peak]:.2f}x, at K={peak}"
+        if largest != peak:
+            text += f"; {speedups[largest]:.2f}x at K={largest}"
+        slower = [str(k) for k, speedup in speedups.items() if speedup < 1]
+        text += f"; slower than the sequential fits at K={', '.join(slower)}." if slower else "; faster than the sequential fits at every K measured."
+        notes.append(text)
+    return notes
+
+
+def scaling_table(results, caption):
+    """The `bench_scaling` results as a `reports.Table`, one row per member width and K."""
+
+    def rss(measured):
+        if measured is None:
+            return "not measured"
+        if "skipped" in measured:
+            return f"skipped: {measured['skipped']}"
+        return f"{measured['peak_mb']:.0f} MB (+{measured['peak_mb'] - measured['base_mb']:.0f})"
+
+    rows = [
+        [
+            "-".join(map(str, r["hidden"])),
+            r["num_members"],
+            f"{r['sequential_s']:.2f} s",
+            f"{r['fused_s']:.2f} s",
+            f"{r['speedup']:.2f}x",
+            f"{r['sequential_gflops']:.1f}",
+            f"{r['fused_gflops']:.1f}",
+            rss(r.get("sequential_rss")),
+            rss(r.get("fused_rss")),
+        ]
+        for r in results
+    ]
+    return reports.Table(
+        title="Scaling: fused vs sequential training as the number of members K grows",
+        columns=["member widths", "K", "K sequential fits, per epoch", "fused, per epoch", "speedup",
+                 "GFLOP/s sequential", "GFLOP/s fused", "peak RSS sequential", "peak RSS fused"],
+        rows=rows,
+        caption=caption,
+        footnotes=_payoff_notes(results),
+    )
 
 
 TIME_TO_ACCURACY = "table10_11_time_to_accuracy"
@@ -539,17 +859,29 @@ def bench_backend(backend, *, num_members=6, hidden=(200, 466, 466), mlp_samples
         "num_members": num_members, "hidden": list(hidden), "mlp_samples": mlp_samples,
         "batch_size": batch_size, "cnn_images": cnn_images, "cnn_batch_size": cnn_batch_size,
     }
+    return {"backend": backend, **_run_worker("backend", spec, backend, timeout)}
+
+
+def _run_worker(worker, spec, backend, timeout):
+    """Runs `python -m supernet_lab.bench --<worker>-worker JSON(spec)` with `KERAS_BACKEND=backend`.
+
+    A fresh process: the backend is fixed once Keras is imported, and a
+    process's peak memory is its own.
+
+    Returns:
+        The worker's dict, or `{"skipped": reason}` when it fails or times out.
+    """
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "supernet_lab.bench", "--backend-worker", json.dumps(spec)]
+    command = [sys.executable, "-m", "supernet_lab.bench", f"--{worker}-worker", json.dumps(spec)]
     try:
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"backend": backend, "skipped": f"timed out after {timeout} s"}
+        return {"skipped": f"timed out after {timeout} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"backend": backend, "skipped": f"worker failed (exit {done.returncode}): {tail}"}
+        return {"skipped": f"worker failed (exit {done.returncode}): {tail}"}
     return json.loads(lines[-1][len("RESULT "):])
 
 
@@ -570,16 +902,21 @@ def _backend_rows(results, spec_text, cnn_text):
     return rows
 
 
-def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("tensorflow", "jax"), results_dir="reports/results"):
+def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("tensorflow", "jax"), results_dir="reports/results",
+        scaling=False):
     """Run every measurement and write `<out_dir>/benchmarks.md`.
 
     Args:
-        quick: 12,000 samples and one epoch instead of 54,000 and two.
+        quick: 12,000 samples and one epoch instead of 54,000 and two; the
+            peers on 6,000 images in 2 rounds instead of 27,000 in 5; the
+            scaling table at K = 1, 2 and two small widths.
         out_dir: folder of the report.
-        batch_sizes: batch sizes of the fused-training rows.
+        batch_sizes: batch sizes of the fused-training and peer rows.
         backends: Keras backends of the backend rows, each in a subprocess.
         results_dir: where the recorded `table10_11_time_to_accuracy` runs are
             read from (the committed ones by default).
+        scaling: also measure the scaling table (`bench_scaling`), written
+            after the main table.
 
     Returns:
         The path of the report.
@@ -609,6 +946,8 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
         peak16 = None
         say(f"bf16 matmul: unavailable ({type(error).__name__})")
 
+    peer_samples, peer_rounds = (6_000, 2) if quick else (27_000, 5)
+    peer_ds, peer_source = _benchmark_data(peer_samples, full_test=True)
     results = {}
     for batch_size in batch_sizes:
         say(f"training K=6 x {'-'.join(map(str, hidden))}-10 on {num_samples} samples, {epochs} epoch(s), batch {batch_size} ...")
@@ -704,6 +1043,15 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
                 "—",
                 "explains the gap to the goals",
             ])
+        say(
+            f"peers: 6 x {'-'.join(map(str, hidden))}-10 on {len(peer_ds.x_train)} images of {peer_source}, batch "
+            f"{batch_size}, {peer_rounds} interleaved rounds of one epoch each after the same warm-up; softmax-vote "
+            f"accuracy on {len(peer_ds.x_test)} test images ..."
+        )
+        peer_lines, peer_rows = peer_report(bench_peers(peer_ds, 6, hidden, batch_size, rounds=peer_rounds), 6, batch_size)
+        for line in peer_lines:
+            say(line)
+        rows += peer_rows
 
     last = results[batch_sizes[0]]
     inference = bench_inference(last["fused"], last["members"], last["x"])
@@ -733,7 +1081,7 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
     ])
 
     precision_samples = 12_000 if quick else 30_000
-    ds, source = _precision_data(precision_samples)
+    ds, source = _benchmark_data(precision_samples)
     say(f"precision: fused training on {len(ds.x_train)} samples of {source}, 2 epochs, batch 512, fp32 vs mixed_bfloat16 ...")
     fp32 = bench_precision("float32", ds)
     bf16 = bench_precision("mixed_bfloat16", ds)
@@ -796,16 +1144,42 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
             "sequential fits use keras.optimizers.Adam, the fused model the library default "
             "(`compile(optimizer=\"adam\")` = supernet.optimizers.FusedAdam, the same update in one TensorFlow "
             "kernel per variable) unless its row says keras.optimizers.Adam."
+            + f" Peer rows: {len(peer_ds.x_train)} images of {peer_source}, dropout 0.2, Adam with Keras's defaults "
+            "(keras.optimizers.Adam for the fits and the towers, the same update written out in JAX); each "
+            f"contender trains the same warm-up batches, then one epoch in each of {peer_rounds} interleaved rounds; "
+            "ratio = median over rounds of the 6 fits' epoch / the contender's; test accuracy = softmax vote of "
+            f"the members on {len(peer_ds.x_test)} test images after all epochs."
             + (" Backend rows: each backend in its own subprocess, one timed epoch after a warm-up "
                "fit on every batch shape (tracing/compilation time in the log), Keras defaults "
                "(no XLA on TensorFlow), Adam; ratio = TensorFlow time / JAX time." if backends else "")
         ),
         footnotes=tta_notes + backend_notes,
     )
+    tables = [table]
+    if scaling:
+        member_counts, widths, scaling_samples, scaling_rounds = (
+            ((1, 2), ((32, 64), (8, 16)), 1024, 1) if quick else (SCALING_MEMBERS, SCALING_WIDTHS, 12_000, 3)
+        )
+        say(f"scaling: K = {', '.join(map(str, member_counts))} members of {' and '.join('-'.join(map(str, w)) for w in widths)}, "
+            f"{scaling_samples} samples, batch 128, {scaling_rounds} interleaved round(s); peak RSS of each training in its own subprocess ...")
+        scaled = bench_scaling(member_counts, widths, num_samples=scaling_samples, rounds=scaling_rounds)
+        for r in scaled:
+            say(f"  {'-'.join(map(str, r['hidden']))} x {r['num_members']}: {r['num_members']} fits {r['sequential_s']:.2f} s, "
+                f"fused {r['fused_s']:.2f} s ({r['speedup']:.2f}x)")
+        for note in _payoff_notes(scaled):
+            say("  " + note)
+        tables.append(scaling_table(scaled, (
+            f"Measured in the same run: {scaling_samples} random samples of 784 features, 10 classes, dropout 0.2, Adam "
+            f"(the fused model's FusedAdam), batch 128; time per epoch = best of {scaling_rounds} interleaved round(s) "
+            "after a warm-up fit; GFLOP/s = 6 FLOPs per weight per sample over that time. Peak RSS: each contender's "
+            "warm-up and one epoch alone in a fresh subprocess; in brackets its growth over that process's peak "
+            "before any model was built (the backend and the data)."
+        )))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "benchmarks.md"
-    path.write_text(reports.to_markdown(table) + "\n## Log\n\n```\n" + "\n".join(lines) + "\n```\n")
+    text = "\n".join(reports.to_markdown(t) for t in tables)
+    path.write_text(text + "\n## Log\n\n```\n" + "\n".join(lines) + "\n```\n")
     print(f"wrote {path}")
     return path
 
@@ -814,12 +1188,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="supernet bench")
     parser.add_argument("--quick", action="store_true", help="smaller data, one epoch")
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--scaling", action="store_true", help="also the scaling table: K = 1 to 16 members, two widths")
     parser.add_argument("--backend-worker", metavar="JSON", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.backend_worker:
-        print("RESULT " + json.dumps(_backend_worker(json.loads(args.backend_worker))), flush=True)
-        return 0
-    run(quick=args.quick, out_dir=args.out)
+    for spec, worker in ((args.backend_worker, _backend_worker), (args.rss_worker, _rss_worker)):
+        if spec:
+            print("RESULT " + json.dumps(worker(json.loads(spec))), flush=True)
+            return 0
+    run(quick=args.quick, out_dir=args.out, scaling=args.scaling)
     return 0
 
 

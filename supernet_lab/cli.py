@@ -54,6 +54,7 @@ def build_parser():
     bench = commands.add_parser("bench", help="benchmarks: fused ensembles vs plain Keras, side by side")
     bench.add_argument("--quick", action="store_true", help="smaller data, one epoch")
     bench.add_argument("--out", default=DEFAULT_OUT, help=f"folder for benchmarks.md (default: ./{DEFAULT_OUT})")
+    bench.add_argument("--scaling", action="store_true", help="also the scaling table: K = 1 to 16 members, two widths")
     return parser
 
 
@@ -125,7 +126,7 @@ def main(argv=None):
             import_backend_quietly()
             from supernet_lab import bench
 
-            bench.run(quick=args.quick, out_dir=args.out)
+            bench.run(quick=args.quick, out_dir=args.out, scaling=args.scaling)
         elif args.command == "report":
             import_backend_quietly()
             from supernet_lab import runner

@@ -1,8 +1,11 @@
 """The benchmark's pieces run and count FLOPs right (no timing assertions)."""
 
+import sys
+
+import numpy as np
 import pytest
 
-from supernet_lab import bench
+from supernet_lab import bench, peers
 
 
 def test_training_flops_closed_form():
@@ -110,3 +113,188 @@ def test_time_to_accuracy_rows_from_recorded_runs(tmp_path):
     assert long_fmnist[3] == "<= 0.30 CPU (bound)"  # 30 s / the single net's 100 s stage
     assert "--preset cpu_long --seeds 0" in notes[1]
     assert bench.time_to_accuracy_rows(tmp_path / "missing") == ([], [])
+
+
+# === Peers: what engineers write instead of PartitionedMLP ===
+
+
+@pytest.fixture(scope="module")
+def fused_and_batch():
+    """A 3-member PartitionedMLP with trained-looking (random) weights and one batch."""
+    from supernet.models import PartitionedMLP
+
+    rng = np.random.default_rng(0)
+    fused = PartitionedMLP(20, [8, 6], 4, num_members=3, dropout=0.2, seed=0)
+    fused.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in fused.get_weights()])
+    x = rng.random((16, 20), dtype=np.float32)
+    y = rng.integers(0, 4, 16)
+    return fused, x, y
+
+
+def _loop_over_members(fused, x, y):
+    """Each member's probabilities, `(batch, K, classes)`, and the sum of their mean cross-entropies."""
+    probs = np.stack([member.predict(x, verbose=0) for member in fused.members()], axis=1)
+    loss = -np.log(probs[np.arange(len(y)), :, y]).mean(axis=0).sum()
+    return probs, loss
+
+
+def _peer(kind, fused):
+    weights = peers.member_weights(fused.members())
+    if kind == "towers":
+        model = peers.tower_model(20, [8, 6], 4, num_members=3, dropout=0.2)
+        peers.set_tower_weights(model, weights)
+        model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy"] * 3)
+        return model
+    pytest.importorskip("jax")
+    model = peers.JaxEnsemble(20, [8, 6], 4, num_members=3, dropout=0.2)
+    model.set_member_weights(weights)
+    return model
+
+
+def _predict_and_loss(kind, model, x, y):
+    if kind == "towers":
+        return np.stack(model.predict(x, verbose=0), axis=1), model.evaluate(x, [y] * 3, batch_size=len(x), verbose=0)[0]
+    return model.predict(x), model.loss(x, y)
+
+
+@pytest.mark.parametrize("kind", ["towers", "jax"])
+def test_peer_computes_the_loop_over_members_on_the_same_weights(kind, fused_and_batch):
+    fused, x, y = fused_and_batch
+    model = _peer(kind, fused)
+    probs, loss = _predict_and_loss(kind, model, x, y)
+    expected_probs, expected_loss = _loop_over_members(fused, x, y)
+    np.testing.assert_allclose(probs, expected_probs, atol=1e-6)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert model.count_params() == fused.count_params()
+
+
+def test_peers_take_the_same_adam_steps_as_the_fused_model():
+    # Without dropout three steps of the library's FusedAdam, Keras's Adam on the
+    # towers and the Adam written out in JAX leave the same weights.
+    pytest.importorskip("jax")
+    from supernet.models import PartitionedMLP
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((16, 20), dtype=np.float32), rng.integers(0, 4, 16)
+    fused = PartitionedMLP(20, [8, 6], 4, num_members=3)
+    fused.compile(optimizer="adam")
+    weights = peers.member_weights(fused.members())
+    towers = peers.tower_model(20, [8, 6], 4, num_members=3)
+    peers.set_tower_weights(towers, weights)
+    towers.compile(optimizer="adam", loss=["sparse_categorical_crossentropy"] * 3)
+    ensemble = peers.JaxEnsemble(20, [8, 6], 4, num_members=3)
+    ensemble.set_member_weights(weights)
+    before = fused.predict(x, verbose=0)
+    for _ in range(3):
+        fused.train_on_batch(x, y)
+        towers.train_on_batch(x, [y] * 3)
+        ensemble.train_on_batch(x, y)
+    after = fused.predict(x, verbose=0)
+    assert np.abs(after - before).max() > 1e-3  # the steps moved the weights
+    np.testing.assert_allclose(np.stack(towers.predict(x, verbose=0), axis=1), after, atol=1e-5)
+    np.testing.assert_allclose(ensemble.predict(x), after, atol=1e-5)
+
+
+def _tiny_ds():
+    from supernet import data
+
+    return data.synthetic(input_shape=(20,), num_classes=3, num_train=96, num_test=32, validation_size=0)
+
+
+@pytest.mark.parametrize("jax_installed", [True, False])
+def test_bench_peers_times_every_contender_and_skips_jax_with_the_reason(jax_installed, monkeypatch):
+    if jax_installed:
+        pytest.importorskip("jax")
+    else:
+        monkeypatch.setitem(sys.modules, "jax", None)  # `import jax` raises ImportError
+    results = bench.bench_peers(_tiny_ds(), 2, (8,), batch_size=32, rounds=2)
+    assert list(results) == list(bench.PEERS)
+    ran = [name for name, result in results.items() if "times" in result]
+    assert ran == (list(bench.PEERS) if jax_installed else ["sequential", "fused", "towers"])
+    for name in ran:
+        assert len(results[name]["times"]) == 2 and min(results[name]["times"]) > 0
+        assert 0.0 <= results[name]["accuracy"] <= 1.0
+    lines, rows = bench.peer_report(results, 2, 32)
+    assert len(rows) == 5 and all(row[0].startswith("peers, batch 32: ") for row in rows)
+    assert ("pure JAX" in rows[4][3]) == jax_installed
+    if not jax_installed:
+        assert results["jax"] == {"skipped": results["jax"]["skipped"]}
+        assert "JAX is not installed" in results["jax"]["skipped"] and 'pip install -e ".[jax]"' in results["jax"]["skipped"]
+        assert rows[3][2] == f"skipped: {results['jax']['skipped']}" and "skipped" in lines[3]
+
+
+def test_peer_report_ratios_are_per_round_medians_and_far_accuracies_warn():
+    results = {
+        "sequential": {"times": [6.0, 8.0, 12.0], "accuracy": 0.85},
+        "fused": {"times": [2.0, 2.0, 6.0], "accuracy": 0.86},  # ratios 3, 4, 2
+        "towers": {"times": [4.0, 4.0, 4.0], "accuracy": 0.80},  # 5 points below the fits
+        "jax": {"skipped": "JAX is not installed"},
+    }
+    lines, rows = bench.peer_report(results, 6, 128)
+    assert rows[1][3] == "3.00x (rounds 2.00-4.00x)"
+    assert rows[1][2] == "best 2.00 s, median 2.00 s, slowest 6.00 s per epoch; test acc 86.00%"
+    assert rows[0][1] == "6.00 s per epoch (6 fits)" and rows[0][3] == "1.00x (rounds 1.00-1.00x)"
+    # The fused model against the one peer measured: 4/2, 4/2, 4/6 per round.
+    assert rows[4][0] == "peers, batch 128: supernet PartitionedMLP against each peer"
+    assert rows[4][3] == "Keras functional model of 6 Dense towers 2.00x (rounds 0.67-2.00x)"
+    warnings = bench.accuracy_warnings(results, 6)
+    assert len(warnings) == 1 and "6 Dense towers reached 80.00%" in warnings[0]
+    assert lines[-1] == "  " + warnings[0]
+
+
+# === Scaling ===
+
+
+def test_scaling_table_has_a_row_per_width_and_member_count(monkeypatch):
+    measured = []
+
+    def fake_rss(contender, num_members, hidden, *args, **kwargs):
+        measured.append((contender, num_members, tuple(hidden)))
+        return {"base_mb": 100.0, "peak_mb": 150.0 + num_members}
+
+    monkeypatch.setattr(bench, "training_rss", fake_rss)
+    results = bench.bench_scaling((1, 2), ((4,), (8, 8)), num_samples=64, batch_size=32, rounds=1, input_dim=20, num_classes=3)
+    table = bench.scaling_table(results, caption="tiny")
+    assert [(row[0], row[1]) for row in table.rows] == [("4", 1), ("4", 2), ("8-8", 1), ("8-8", 2)]
+    assert table.rows[1][7] == table.rows[1][8] == "152 MB (+52)"
+    assert sorted(measured) == sorted((c, k, h) for c in ("sequential", "fused") for k in (1, 2) for h in ((4,), (8, 8)))
+    for r in results:
+        assert r["speedup"] == pytest.approx(r["sequential_s"] / r["fused_s"])
+        flops = bench.training_flops_per_sample(list(zip([20, *r["hidden"]], [*r["hidden"], 3]))) * r["num_members"] * 64
+        assert r["fused_gflops"] == pytest.approx(flops / r["fused_s"] / 1e9)
+    assert len(table.footnotes) == 2
+
+
+def test_payoff_notes_say_where_fusing_peaks_and_where_it_is_slower():
+    results = [{"hidden": [4], "num_members": k, "speedup": s} for k, s in ((1, 0.8), (2, 1.5), (4, 1.2))]
+    results += [{"hidden": [8], "num_members": k, "speedup": s} for k, s in ((1, 1.1), (2, 2.0))]
+    assert bench._payoff_notes(results) == [
+        "Members of 4: fused training's largest speedup over the sequential fits is 1.50x, at K=2; 1.20x at K=4; "
+        "slower than the sequential fits at K=1.",
+        "Members of 8: fused training's largest speedup over the sequential fits is 2.00x, at K=2; "
+        "faster than the sequential fits at every K measured.",
+    ]
+
+
+def test_rss_worker_reports_the_peak_after_training():
+    spec = {"contender": "fused", "num_members": 2, "hidden": [8], "num_samples": 64, "batch_size": 32,
+            "input_dim": 20, "num_classes": 3}
+    result = bench._rss_worker(spec)
+    assert 0 < result["base_mb"] <= result["peak_mb"]
+
+
+@pytest.mark.slow
+def test_training_rss_is_the_subprocess_own_not_its_parents():
+    ballast = np.ones(2**28)  # 2 GiB in this process, touched
+    result = bench.training_rss("sequential", 2, (8,), num_samples=64, batch_size=32, input_dim=20, num_classes=3)
+    assert "skipped" not in result, result
+    assert 0 < result["base_mb"] <= result["peak_mb"] < bench._peak_rss_mb() - 1024, (result, ballast.sum())
+
+
+def test_cli_passes_scaling_to_the_bench(monkeypatch):
+    from supernet_lab import cli
+
+    calls = []
+    monkeypatch.setattr(bench, "run", lambda **kwargs: calls.append(kwargs))
+    assert cli.main(["bench", "--quick", "--scaling", "--out", "elsewhere"]) == 0
+    assert calls == [{"quick": True, "out_dir": "elsewhere", "scaling": True}]

@@ -14,19 +14,24 @@ applied to kernel and bias alike (`build_supernet(l2=..., bias_l2=...)`),
 
 Recorded per head and epoch, on the validation split: accuracy, the loss as
 Keras reports it (cross-entropy plus the head's L2 penalty: the thesis's
-`val_loss`) and the pure cross-entropy; the heads are compared after their
-last epoch. Heads train on features computed once (`fit_head(on_features=
-True)`). The members are kept in the run folder; `--set reuse_models=<run
-folder>` re-trains heads on them without re-training the members.
+`val_loss`) and the cross-entropy alone, from the float32 probabilities
+clipped at 1e-12 (`metrics.nll`); the heads are compared after their last
+epoch. Keras computes its loss from the logits, so for an overconfident head
+(the copied, unscaled one) it exceeds our cross-entropy even without a
+penalty: a sample whose true-class probability is below 1e-12 counts its
+full loss there and 27.6 here. Heads train on features computed once
+(`fit_head(on_features=True)`). The members are kept in the run folder;
+`--set reuse_models=<run folder>` re-trains heads on them without
+re-training the members.
 
 Presets:
 - `smoke`: synthetic 784-dim data, tiny members, 1 + 2 epochs.
 - `cpu`: full Fashion-MNIST (54k / 6k / 10k), members capped at 5 epochs,
   heads 5 epochs.
-- `paper`: members up to 100 epochs (patience 10), heads 20 epochs. A fused
-  6 x 120-280-280 epoch costs about half of Table 6's 6 x 200-466-466 (~20 s
-  alone), and Table 6's members stopped near epoch 45: expect ~10-15 min per
-  seed on 2 cores, most of it the members.
+- `paper`: members up to 100 epochs (patience 10), heads 20 epochs. Seed 0
+  took 20 min wall / 9 CPU-min beside other jobs (members stopped after ~50
+  epochs: 7 CPU-min; the three heads 2 CPU-min): expect ~10-15 min per seed
+  alone on 2 cores.
 """
 
 import dataclasses
@@ -200,6 +205,8 @@ def report(records, out_dir):
                 + "; the thesis states none of this, nor the number of sub-networks.",
                 f"Heads: fresh Adam lr {config['head_learning_rate']}, batch {config['head_batch_size']}; the L2 "
                 "factors are ours (the thesis does not state its own).",
+                "Keras's loss is computed from the logits; the cross-entropy column from the float32 probabilities "
+                "clipped at 1e-12, so an overconfident head's Keras loss exceeds it even without a penalty.",
             ],
         )
         written += reports.write_table(table, stem)

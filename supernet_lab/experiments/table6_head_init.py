@@ -376,8 +376,10 @@ def report(records, out_dir):
             source="thesis Table 6",
             footnotes=[
                 "Best validation accuracy = max over head epochs 1..E (first on ties); the loss at that epoch includes "
-                "the L2 penalty, as Keras's `val_loss` (which the thesis reports) does; without the penalty it is "
-                "the NLL column.",
+                "the L2 penalty, as Keras's `val_loss` (which the thesis reports) does. The NLL columns are the "
+                "cross-entropy alone, from the float32 probabilities clipped at 1e-12; Keras computes its loss from "
+                "the logits, so where an overconfident head gives the true class a probability below 1e-12 its loss "
+                "is higher even without a penalty.",
                 f"Heads trained {config['fmnist_head_epochs']} (F-MNIST) / {config['tng_head_epochs']} (TNG) epochs "
                 f"(thesis: about 20), fresh Adam lr {config['head_learning_rate']}, batch {config['head_batch_size']}, "
                 "on features computed once.",

@@ -84,32 +84,26 @@ PRESETS = {
     "paper": Config(),
 }
 
-_NONE, _CLAIMED = "metrics.heads.none", f"metrics.heads.{_head_key(Config.claim_l2)}"
+_TEXT = "L2 regularization added to weights and bias during SuperModel's training reduces the error"
+
+
+def _versus_none(claim_id, text, metric, label, **kwargs):
+    """A claim on `metric` of the head with L2 `Config.claim_l2` minus that of the unregularised head."""
+    return Claim(
+        claim_id, text, "thesis Fig. 10", f"metrics.heads.{_head_key(Config.claim_l2)}.{metric}",
+        minus=f"metrics.heads.none.{metric}", label=f"{_head_label(Config.claim_l2)} - no regularisation, {label}",
+        **kwargs,
+    )
+
+
 CLAIMS = (
-    Claim(
-        "l2_lowers_val_loss",
-        "L2 regularization added to weights and bias during SuperModel's training reduces the error.",
-        "thesis Fig. 10",
-        f"{_CLAIMED}.val_loss_keras", minus=f"{_NONE}.val_loss_keras", compare="<",
-        label=f"{_head_label(Config.claim_l2)} - no regularisation, validation loss (Keras, with the penalty)",
-    ),
-    Claim(
-        "l2_lowers_val_nll",
-        "L2 regularization added to weights and bias during SuperModel's training reduces the error (the "
-        "cross-entropy alone, without the penalty).",
-        "thesis Fig. 10",
-        f"{_CLAIMED}.val_nll", minus=f"{_NONE}.val_nll", compare="<",
-        label=f"{_head_label(Config.claim_l2)} - no regularisation, validation cross-entropy",
-    ),
-    Claim(
-        "l2_no_accuracy_drop",
-        "... without accuracy drop.",
-        "thesis Fig. 10",
-        f"{_CLAIMED}.val_accuracy", minus=f"{_NONE}.val_accuracy", threshold=-NO_DROP_MARGIN,
-        label=f"{_head_label(Config.claim_l2)} - no regularisation, validation accuracy "
-        f"(no drop: above -{100 * NO_DROP_MARGIN:g} points)",
-        scale=100, unit=" points",
-    ),
+    _versus_none("l2_lowers_val_loss", _TEXT + ".", "val_loss_keras", "validation loss (Keras, with the penalty)",
+                 compare="<"),
+    _versus_none("l2_lowers_val_nll", _TEXT + " (the cross-entropy alone, without the penalty).", "val_nll",
+                 "validation cross-entropy", compare="<"),
+    _versus_none("l2_no_accuracy_drop", "... without accuracy drop.", "val_accuracy",
+                 f"validation accuracy (no drop: above -{100 * NO_DROP_MARGIN:g} points)", threshold=-NO_DROP_MARGIN,
+                 scale=100, unit=" points"),
 )
 
 

@@ -534,7 +534,7 @@ markdown_index = catalog.markdown_index
 CHAPTER3_CLAIMS = (
     ("Training only the last layer(s) boosts a trained network quickly.", ("fig7_training_regimes", "table7_best_submodels", "table3_layer_by_layer")),
     ("A partitioned network merged by a re-trained last layer (SuperModel) beats its sub-networks and the dense net.", ("table4_partitioning", "fig7_training_regimes", "table6_head_init")),
-    ("Higher ensemble accuracy need not mean lower cross-entropy: SuperModels are overconfident; down-scaling and L2 on the head reduce the loss.", ("table5_loss_statistics", "table6_head_init")),
+    ("Higher ensemble accuracy need not mean lower cross-entropy: SuperModels are overconfident; down-scaling and L2 on the head reduce the loss.", ("table5_loss_statistics", "table6_head_init", "fig10_head_l2")),
     ("Slightly overconfident (later) sub-models make more accurate SuperModels; the last layer causes the high loss.", ("table7_best_submodels",)),
     ("SuperModels beat classical MLPs of the same size beyond a threshold and reach a given accuracy in less CPU time.", ("table8_9_size_sweep", "table10_11_time_to_accuracy")),
 )

@@ -101,7 +101,8 @@ CLAIMS = (
                  compare="<"),
     _versus_none("l2_lowers_val_nll", _TEXT + " (the cross-entropy alone, without the penalty).", "val_nll",
                  "validation cross-entropy", compare="<"),
-    _versus_none("l2_no_accuracy_drop", "... without accuracy drop.", "val_accuracy",
+    _versus_none("l2_no_accuracy_drop", _TEXT + " without accuracy drop (here: within the margin of the "
+                 "unregularised head's accuracy).", "val_accuracy",
                  f"validation accuracy (no drop: above -{100 * NO_DROP_MARGIN:g} points)", threshold=-NO_DROP_MARGIN,
                  scale=100, unit=" points"),
 )

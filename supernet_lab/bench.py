@@ -713,7 +713,7 @@ TIME_TO_ACCURACY = "table10_11_time_to_accuracy"
 TIME_TO_ACCURACY_GOAL = 0.5  # SuperModel time / single-net time, the ratio the bench asks for
 
 
-def time_to_accuracy_rows(results_dir, presets=("cpu", "cpu_long")):
+def time_to_accuracy_rows(results_dir, presets=("cpu", "cpu_long", "paper")):
     """Table rows and footnotes from the recorded time-to-accuracy runs.
 
     One row per preset and dataset: the SuperModel's and the best single

@@ -11,10 +11,6 @@ import numpy as np
 
 from supernet import metrics, training
 from supernet.models import PartitionedMLP
-from supernet_lab.experiments._common import SMOKE_FMNIST
-
-# Tiny fused members on `SMOKE_FMNIST` data, for the `smoke` presets of `MembersConfig` experiments.
-SMOKE_MEMBERS = dict(SMOKE_FMNIST, num_members=3, hidden_units=(16, 24, 24), epochs=1)
 
 
 def train_members(config, ds, log, **kwargs):

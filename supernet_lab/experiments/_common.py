@@ -63,6 +63,8 @@ SMOKE_FMNIST = {
     "dataset_kwargs": (("num_classes", 10), ("input_shape", (784,)), ("num_train", 600), ("num_test", 200)),
     "validation_size": 0.2,
 }
+# Tiny fused members on `SMOKE_FMNIST` data, for the smoke presets of `MembersConfig` experiments.
+SMOKE_MEMBERS = dict(SMOKE_FMNIST, num_members=3, hidden_units=(16, 24, 24), epochs=1)
 
 
 # === Data ===

@@ -33,7 +33,7 @@ import dataclasses
 import keras
 
 from supernet_lab.experiments._beyond import ensemble_scores, member_probs
-from supernet_lab.experiments._common import SMOKE_FMNIST, MembersConfig, by_preset, load_dataset
+from supernet_lab.experiments._common import SMOKE_MEMBERS, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 from supernet import reports, training
 from supernet.bootstrap import bootstrap_weights, out_of_bag
@@ -80,7 +80,7 @@ class Config(MembersConfig):
 
 
 PRESETS = {
-    "smoke": Config(**SMOKE_FMNIST, num_members=3, hidden_units=(16, 24, 24), epochs=1),
+    "smoke": Config(**SMOKE_MEMBERS),
     "cpu": Config(epochs=6),
     "paper": Config(),
 }

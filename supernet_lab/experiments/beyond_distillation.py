@@ -45,8 +45,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet_lab.experiments._beyond import SMOKE_MEMBERS, inference_costs, member_probs, train_members
-from supernet_lab.experiments._common import MembersConfig, by_preset, fit_classifier, load_dataset, split_scores
+from supernet_lab.experiments._beyond import inference_costs, member_probs, train_members
+from supernet_lab.experiments._common import SMOKE_MEMBERS, MembersConfig, by_preset, fit_classifier, load_dataset, split_scores
 from supernet_lab.findings import Claim
 from supernet import reports, training
 from supernet.distillation import Distiller, teacher_outputs

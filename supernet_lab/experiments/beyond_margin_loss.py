@@ -34,8 +34,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet_lab.experiments._beyond import SMOKE_MEMBERS, ensemble_scores, histogram_counts, member_probs, train_members
-from supernet_lab.experiments._common import MembersConfig, by_preset, load_dataset
+from supernet_lab.experiments._beyond import ensemble_scores, histogram_counts, member_probs, train_members
+from supernet_lab.experiments._common import SMOKE_MEMBERS, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
 from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy

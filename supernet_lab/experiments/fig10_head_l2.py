@@ -42,7 +42,7 @@ import numpy as np
 from supernet import metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet, fit_head, supernet_features
 from supernet.models.supernet import HEAD_NAME
-from supernet_lab.experiments._common import SMOKE_FMNIST, EpochScores, MembersConfig, by_preset, load_dataset
+from supernet_lab.experiments._common import SMOKE_MEMBERS, EpochScores, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 
 NAME = "fig10_head_l2"
@@ -79,7 +79,7 @@ class Config(MembersConfig):
 
 
 PRESETS = {
-    "smoke": Config(**SMOKE_FMNIST, num_members=3, hidden_units=(16, 24, 24), epochs=1, patience=None, head_epochs=2),
+    "smoke": Config(**SMOKE_MEMBERS, patience=None, head_epochs=2),
     "cpu": Config(epochs=5, head_epochs=5),
     "paper": Config(),
 }

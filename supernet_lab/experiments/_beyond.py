@@ -17,15 +17,16 @@ def train_members(config, ds, log, **kwargs):
     """A fused `PartitionedMLP` of `config`'s members (a `MembersConfig`), trained on `ds`.
 
     `kwargs` go to `supernet.training.fit_members` (e.g. `loss`, `patience`).
+    Returns `(model, fit)`, `fit` being what `fit_members` returns.
     """
     model = PartitionedMLP(
         ds.input_shape[0], list(config.hidden_units), ds.num_classes,
         num_members=config.num_members, dropout=config.dropout, seed=config.seed,
     )
-    training.fit_members(
+    fit = training.fit_members(
         model, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, log=log, **kwargs
     )
-    return model
+    return model, fit
 
 
 def class_task(x, y, classes):

@@ -117,7 +117,7 @@ def main(config, context):
     context.log(ds.summary())
 
     with context.stage("train_members"):
-        model = train_members(config, ds, context.log, patience=config.patience)
+        model, _ = train_members(config, ds, context.log, patience=config.patience)
     with context.stage("supermodel"):
         supernet, head = training.supermodel(
             model, ds, downscale=config.head_downscale, head_epochs=config.head_epochs,

@@ -113,7 +113,7 @@ def main(config, context):
     for variant, label in VARIANTS:
         with context.stage(f"train_{variant}"):
             keras.utils.set_random_seed(config.seed)  # same initial weights and batches for every loss
-            model = train_members(config, ds, context.log, loss=_loss(variant, config))
+            model, _ = train_members(config, ds, context.log, loss=_loss(variant, config))
         with context.stage(f"evaluate_{variant}"):
             probs = member_probs(model, ds.x_test)
             train_probs = member_probs(model, ds.x_train)

@@ -39,9 +39,10 @@ import dataclasses
 import keras
 import numpy as np
 
-from supernet import metrics, reports, training
-from supernet.models import PartitionedMLP, build_supernet, fit_head, supernet_features
+from supernet import metrics, reports
+from supernet.models import build_supernet, fit_head, supernet_features
 from supernet.models.supernet import HEAD_NAME
+from supernet_lab.experiments._beyond import train_members
 from supernet_lab.experiments._common import SMOKE_MEMBERS, EpochScores, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 
@@ -109,14 +110,7 @@ CLAIMS = (
 
 
 def _train_members(config, ds, context):
-    model = PartitionedMLP(
-        ds.input_shape[0], list(config.hidden_units), ds.num_classes,
-        num_members=config.num_members, dropout=config.dropout, seed=config.seed,
-    )
-    fit = training.fit_members(
-        model, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        patience=config.patience, log=context.log,
-    )
+    model, fit = train_members(config, ds, context.log, patience=config.patience)
     return model, {"epochs_run": len(fit["history"]["loss"]), "best_epochs": fit.get("best_epochs")}
 
 

@@ -230,6 +230,30 @@ def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
     assert record["status"] == "ok" and record["config"]["lr_schedule"] == "cosine"
 
 
+def test_table5_holdout_head_is_compared_with_the_train_set_head_on_the_same_kept_members(tmp_path):
+    overrides = {"head_data": "holdout", "head_holdout_size": 0.25}
+    first = experiment.run_experiment(
+        "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides=overrides, verbose=False, render=False
+    )
+    metrics = first["metrics"]
+    assert metrics["head_data"] == {"protocol": "holdout", "members_train": 360, "head_train": 120}
+    assert set(metrics["supermodel_train_head"]) == set(metrics["supermodel"])
+    run_dir = tmp_path / "runs" / "table5_loss_statistics" / "smoke-seed0"
+    second = experiment.run_experiment(
+        "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, verbose=False, render=False,
+        overrides=dict(overrides, reuse_models=str(run_dir)),
+    )
+    assert set(second["reused_models"]) == {"members"}
+    for key in ("members_avg", "softmax_vote", "supermodel_copied"):
+        assert second["metrics"][key] == metrics[key]
+    module = experiment.load_module("table5_loss_statistics")
+    (runs,) = module.by_preset([first])
+    rows = [row[0] for row in module._rows(runs)]
+    assert rows[-2:] == ["supermodel_train_head", "supermodel"]
+    claims = {finding.claim.id for finding in findings.judge_all(module.NAME, module.CLAIMS, [first, second])}
+    assert {"holdout_head_higher_accuracy", "holdout_head_lower_nll"} <= claims
+
+
 @pytest.mark.slow
 def test_table6_heads_can_be_retried_on_the_members_of_an_earlier_run(tmp_path):
     first = experiment.run_experiment("table6_head_init", "smoke", seed=0, out_dir=tmp_path, verbose=False, render=False)

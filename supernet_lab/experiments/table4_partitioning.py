@@ -37,9 +37,26 @@ A single epoch of every K for the large root already costs ~4 minutes, so the
 (members, single net) plus 2 head epochs: about 140 CPU-seconds per epoch of
 all ten models, i.e. roughly 3-4 minutes wall per seed on an idle machine.
 Early stopping never triggers at that length, so the `cpu` numbers compare
-models after the same (short) training, not converged ones. The `paper`
-preset runs all three sizes with up to 200 epochs and the thesis's
-patience.
+models after the same (short) training, not converged ones.
+
+The thesis's grid (all three roots, up to 200 epochs, the thesis's patience)
+is split into presets that each fit a session: `paper_small`,
+`paper_medium`, and for the large root `paper_large_k1_k6` (the single net
+and K=6, the two rows its claims compare) and `paper_large_k2_k4`. A timed
+one-epoch run of the grid (`--set max_epochs=1 --set head_epochs=1`,
+three single-threaded runs side by side on the 2 cores) gave these CPU
+seconds per epoch of members (the first epoch, tracing included) and per
+head epoch:
+
+    small  K=1 17  K=2 12  K=3 15  K=4 10  K=6 10   head ~10
+    medium K=1 85  K=2 28  K=3 19  K=4 17  K=6 21   head ~15
+    large  K=1 146 K=2 91                           head ~35
+
+With early stopping after ~20-40 epochs (patience 5-10) and two 10-epoch
+heads per K (the thesis's unscaled one and ours), one seed costs about 35
+CPU-minutes for `paper_small` and 90 for `paper_medium`. For the large root
+the single net alone (patience 20, 50+ epochs) is ~2 CPU-hours:
+`paper_large_k1_k6` is ~2.5 and `paper_large_k2_k4` ~2.5 CPU-hours per seed.
 """
 
 
@@ -98,7 +115,11 @@ PRESETS = {
         num_members=(1, 6), max_epochs=2, head_epochs=1, downscale=1.0, extra_downscale="auto",
     ),
     "cpu": Config(sizes=("small", "medium"), max_epochs=2, head_epochs=2, downscale=1.0, extra_downscale="auto"),
-    "paper": Config(downscale=1.0, extra_downscale="auto"),
+    # The thesis's grid, one root size per preset (see the module docstring for their cost).
+    "paper_small": Config(sizes=("small",), downscale=1.0, extra_downscale="auto"),
+    "paper_medium": Config(sizes=("medium",), downscale=1.0, extra_downscale="auto"),
+    "paper_large_k1_k6": Config(sizes=("large",), num_members=(1, 6), downscale=1.0, extra_downscale="auto"),
+    "paper_large_k2_k4": Config(sizes=("large",), num_members=(2, 3, 4), downscale=1.0, extra_downscale="auto"),
 }
 
 
@@ -248,13 +269,17 @@ def report(records, out_dir):
                     row.append("—" if k == 1 else f"{runs.cell(f'{base}.extra.accuracy', 100)} / {runs.cell(f'{base}.extra.nll', digits=4)}")
                 rows.append(row)
         missing = [s for s in ROOT_WIDTHS if s not in sizes]
+        missing += [f"K={k}" for k in Config.num_members if k not in ks]
         footnotes = [
             *(["Smoke preset: synthetic data and tiny root widths; numbers only test the code path."] if smoke else []),
             *([f"Training capped at {config['max_epochs']} epochs (thesis: until early stopping, patience 5-20); "
                "at this cap early stopping rarely triggers, so the CPU times are those of a fixed short budget."]
               if config["max_epochs"] < 200 else []),
-            *([f"Root size(s) {', '.join(missing)} not run in this preset: one epoch of all K for the large root "
-               "costs ~4 minutes on the 2-core machine (see the module docstring)."] if missing and not smoke else []),
+            *([f"{', '.join(missing)} not in this preset"
+               + (f"; the presets {', '.join(f'`{name}`' for name in PRESETS if name.startswith('paper'))} together "
+                  "run the thesis's grid."
+                  if preset.startswith("paper") else ": one epoch of all K for the large root costs ~4 minutes on the "
+                  "2-core machine (see the module docstring).")] if missing and not smoke else []),
             *([f"SuperModel head re-trained {config['head_epochs']} epoch(s) (thesis: up to 10)."] if config["head_epochs"] != 10 else []),
             *([f"Training data subsampled: subset={config['subset']} (thesis: the full training set)."]
               if config["subset"] is not None else []),

@@ -24,10 +24,18 @@ out a stratified `head_holdout_size` of the training set
 (`supernet.data.holdout_split`, seeded by the run's seed), trains the members
 on the rest and re-trains the head on the held-out part only, which the
 members never saw. Each record stores the protocol and both sizes under
-`metrics.head_data`.
+`metrics.head_data`. With a held-out head, a second head is re-trained on
+the same members' own training set (the thesis's protocol) and stored as
+`supermodel_train_head`, so the two protocols are compared on the same
+members, seed by seed.
+
+The trained members are kept in the run folder (`models/members.keras`);
+`--set reuse_models=<run folder>` (a run of the same seed and head data)
+re-trains heads on them without re-training the members.
 
 Presets:
-- `smoke`: synthetic 784-dim data, tiny members, 1 epoch (a few seconds).
+- `smoke`: synthetic 784-dim data, tiny members, 1 epoch, held-out head
+  (a few seconds).
 - `cpu`: the full 54k/6k/10k Fashion-MNIST split and the thesis
   architecture, members capped at 6 epochs and the head at 5. Measured on
   this machine (2 shared cores, under load): one epoch of the fused
@@ -93,6 +101,8 @@ class Config(MembersConfig):
     # (fraction or count) of the training set held out from the members.
     head_data: str = "train"
     head_holdout_size: object = 0.1
+    # An earlier run's folder whose kept members to reuse (same seed, same head data).
+    reuse_models: str = ""
     # Fixed log-spaced bins of the stored per-sample loss histograms.
     loss_hist_min: float = 1e-8
     loss_hist_max: float = 100.0
@@ -104,7 +114,8 @@ class Config(MembersConfig):
 # rule stops at the validation-loss minimum, before the accuracy peaks).
 _CPU_BEST = Config(epochs=50, patience=None, lr_schedule="cosine", head_epochs=10)
 PRESETS = {
-    "smoke": Config(**SMOKE_FMNIST, hidden_units=(16, 24, 24), epochs=1, patience=None, head_epochs=1),
+    # Held-out head data, so that both head protocols (and every claim) run.
+    "smoke": Config(**SMOKE_FMNIST, hidden_units=(16, 24, 24), epochs=1, patience=None, head_epochs=1, head_data="holdout"),
     "cpu": Config(epochs=6, head_epochs=5),
     # The thesis's best SuperModel (6 x 200-466-466, 91.36%) trained to early
     # stopping: members up to 40 epochs with patience 5, head 10 epochs.
@@ -157,6 +168,25 @@ CLAIMS = (
             ("reaches_thesis_best", "accuracy", "validation"), ("reaches_thesis_best_on_test", "test_accuracy", "test"),
         )
     ),
+    # Held-out presets only (they alone store `supermodel_train_head`): the
+    # two head protocols on the same members. Stacking's premise: a combiner
+    # fit on the members' predictions for data they were trained on learns
+    # their training-set confidence, not their confidence on new data.
+    *(
+        Claim(
+            claim_id,
+            "A combiner trained on the members' predictions for data they did not see generalises better than one "
+            f"trained on their own training data: the held-out head's validation {label} is {word} the train-set "
+            "head's.",
+            "stacked generalisation (Wolpert 1992)", f"metrics.supermodel.{metric}", compare=compare,
+            minus=f"metrics.supermodel_train_head.{metric}",
+            label=f"held-out head - train-set head, validation {label}", **display,
+        )
+        for claim_id, metric, compare, label, word, display in (
+            ("holdout_head_higher_accuracy", "accuracy", ">", "accuracy", "above", dict(scale=100, unit=" points")),
+            ("holdout_head_lower_nll", "nll", "<", "cross-entropy", "below", {}),
+        )
+    ),
 )
 
 
@@ -198,7 +228,7 @@ def main(config, context):
     edges = loss_edges(config)
     learning_rate = _member_learning_rate(config, len(ds.x_train))
 
-    with context.stage("train_members"):
+    def train():
         model = PartitionedMLP(
             ds.input_shape[0], list(config.hidden_units), ds.num_classes,
             num_members=config.num_members, dropout=config.dropout, l2=config.l2, seed=config.seed,
@@ -207,6 +237,10 @@ def main(config, context):
             model, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=learning_rate,
             patience=config.patience, log=context.log,
         )
+        return model, {"best_epochs": fit.get("best_epochs")}
+
+    with context.stage("train_members"):
+        model, fit = context.trained_model("members", train)
 
     with context.stage("evaluate_members"):
         val_members, test_members = member_probs(model, ds.x_val), member_probs(model, ds.x_test)
@@ -218,13 +252,22 @@ def main(config, context):
             model, init="copy", downscale=config.head_downscale, validation_data=(ds.x_val, ds.y_val), seed=config.seed
         )
         copied = _summary(ds, _predict(supernet, ds.x_val), _predict(supernet, ds.x_test))
-        supernet, head = training.supermodel(
-            model, ds, init="copy", downscale=config.head_downscale, l2=config.head_l2, head_epochs=config.head_epochs,
-            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed, log=context.log,
-            head_data=head_data,
-        )
+
+        def retrained(head_data):
+            return training.supermodel(
+                model, ds, init="copy", downscale=config.head_downscale, l2=config.head_l2,
+                head_epochs=config.head_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                seed=config.seed, log=context.log, head_data=head_data,
+            )
+
+        supernet, head = retrained(head_data)
         super_val = _predict(supernet, ds.x_val)
         supermodel = _summary(ds, super_val, _predict(supernet, ds.x_test))
+    extra = {}
+    if head_data is not None:
+        with context.stage("supermodel_train_head"):
+            train_head = retrained(None)[0]
+            extra["supermodel_train_head"] = _summary(ds, _predict(train_head, ds.x_val), _predict(train_head, ds.x_test))
 
     average = {key: float(np.mean([m[key] for m in members])) for key in members[0]}
     for name, row in (("sub-models (avg)", average), ("softmax vote", vote), ("SuperModel", supermodel)):
@@ -238,6 +281,7 @@ def main(config, context):
         "softmax_vote": vote,
         "supermodel_copied": copied,
         "supermodel": supermodel,
+        **extra,
         "downscale": head["downscale"],
         "head_data": {"protocol": config.head_data, "members_train": len(ds.x_train), "head_train": head["head_samples"]},
         "best_epochs": fit.get("best_epochs"),
@@ -254,8 +298,19 @@ ROWS = (
     ("members_avg", "6 sub-models (average)", "members"),
     ("softmax_vote", "softmax vote of the 6", None),
     ("supermodel_copied", "SuperModel, copied head, not re-trained", None),
+    ("supermodel_train_head", "SuperModel, head re-trained on the members' training set (thesis protocol)", None),
     ("supermodel", "SuperModel (re-trained head)", "supermodel"),
 )
+
+
+def _rows(runs):
+    """`ROWS` whose metrics the runs hold, the SuperModel's labelled by its head's training data."""
+    holdout = runs.config.get("head_data", "train") == "holdout"
+    return [
+        (key, "SuperModel, head re-trained on held-out data (stacking)" if holdout and key == "supermodel" else label, thesis)
+        for key, label, thesis in ROWS
+        if runs.runs[-1]["metrics"].get(key) is not None
+    ]
 
 
 def report(records, out_dir):
@@ -276,7 +331,7 @@ def report(records, out_dir):
             columns=["model"] + [c for s in ("accuracy", "loss mean", "loss std", "loss 90th", "loss 95th") for c in (s, "thesis")],
             rows=[
                 [label] + [c for s in STATS for c in (cell(f"metrics.{key}.{s}"), f"{THESIS[thesis_key][s]:g}" if thesis_key else "—")]
-                for key, label, thesis_key in ROWS
+                for key, label, thesis_key in _rows(runs)
             ],
             caption=(
                 f"Preset `{preset}`, mean ± std over {n} seed(s); {config['dataset']} validation set, "
@@ -325,7 +380,7 @@ def report(records, out_dir):
             columns=["model", "val NLL", "ECE (15 bins)", "calibrated NLL", "test accuracy"],
             rows=[
                 [label] + [cell(f"metrics.{key}.{m}") for m in ("nll", "ece", "calibrated_nll", "test_accuracy")]
-                for key, label, _ in ROWS
+                for key, label, _ in _rows(runs)
             ],
             caption=(
                 f"Preset `{preset}`, mean ± std over {n} seed(s). The calibrated NLL (temperature fitted by "

@@ -108,9 +108,11 @@ def test_time_to_accuracy_rows_from_recorded_runs(tmp_path):
     assert "preset cpu, seeds 0,1" in cpu_fmnist[0]
     assert cpu_fmnist[3].startswith("0.50 CPU")  # mean of 0.4 and 0.6
     assert cpu_fmnist[1].startswith("15.0 s CPU, 7.5 epochs") and cpu_fmnist[2] == "8.0 s CPU, 4.0 epochs"
-    assert cpu_fmnist[4] == "<= 0.5 (met)"
+    # Paired t-interval of the ratios 0.4 and 0.6: 0.5 +- 12.706 * 0.1414 / sqrt(2).
+    assert cpu_fmnist[4] == "ratio < 1: inconclusive (2 seeds, 95% interval [-0.77, 1.77])"
     long_fmnist = rows[2]
     assert long_fmnist[3] == "<= 0.30 CPU (bound)"  # 30 s / the single net's 100 s stage
+    assert long_fmnist[4] == "ratio < 1: inconclusive (0 seeds)"  # no seed has a ratio
     assert "--preset cpu_long --seeds 0" in notes[1]
     assert bench.time_to_accuracy_rows(tmp_path / "missing") == ([], [])
 

@@ -268,14 +268,15 @@ def report(records, out_dir):
                 if extra:
                     row.append("—" if k == 1 else f"{runs.cell(f'{base}.extra.accuracy', 100)} / {runs.cell(f'{base}.extra.nll', digits=4)}")
                 rows.append(row)
-        missing = [s for s in ROOT_WIDTHS if s not in sizes]
-        missing += [f"K={k}" for k in Config.num_members if k not in ks]
+        missing = [f"{what} {', '.join(map(str, left))}" for what, left in (
+            ("Root size(s)", [s for s in ROOT_WIDTHS if s not in sizes]), ("K =", [k for k in Config.num_members if k not in ks])
+        ) if left]
         footnotes = [
             *(["Smoke preset: synthetic data and tiny root widths; numbers only test the code path."] if smoke else []),
             *([f"Training capped at {config['max_epochs']} epochs (thesis: until early stopping, patience 5-20); "
                "at this cap early stopping rarely triggers, so the CPU times are those of a fixed short budget."]
               if config["max_epochs"] < 200 else []),
-            *([f"{', '.join(missing)} not in this preset"
+            *([f"{' and '.join(missing)} not in this preset"
                + (f"; the presets {', '.join(f'`{name}`' for name in PRESETS if name.startswith('paper'))} together "
                   "run the thesis's grid."
                   if preset.startswith("paper") else ": one epoch of all K for the large root costs ~4 minutes on the "

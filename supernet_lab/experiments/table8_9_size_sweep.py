@@ -40,6 +40,10 @@ captured the best score"; for the SuperModel the best over its head's
 epochs) with the validation loss at that epoch. Accuracy and cross-entropy on
 the official test set (never used for any choice) stand beside them as ours.
 
+The SuperModel's trained members are kept in the run folder
+(`models/members_<size>.keras`); `--set reuse_models=<run folder>` (same
+seed) loads them instead of training them, to try other heads.
+
 Presets. One epoch of a dense net costs roughly 6 + 5 x (million parameters)
 CPU-seconds on Fashion-MNIST here, and the fused branches about the same per
 parameter (`table5_loss_statistics --preset cpu_best_100` trains the
@@ -48,15 +52,15 @@ seven sizes x three models cost ~230 CPU-s per epoch: the thesis's 100
 epochs would take over 6 hours per seed. The `paper_*` presets split Table
 8's grid by size so that each seed of each fits about two hours:
 `paper_53k_360k` (53k, 115k, 360k; ~60 CPU-s per epoch), `paper_687k_1257k`
-(~65), `paper_1781k` (~45) and `paper_2837k` (~90, about 2.5 CPU-hours: run
-it alone with two threads); together they are the thesis's grid. A timed
-one-epoch run of every `paper_*` preset (`--set epochs=1`) on a machine
-loaded with ~7 other processes gave 28-58 CPU-s per size for the five
-smallest sizes and 150-200 for the two largest, inflated by the load: time
-one epoch again before planning a run. `paper_tng` runs all of Table 9 (20
-Newsgroups is ~5x cheaper per parameter: one epoch of all seven sizes x
-three models took ~210 CPU-s in that loaded timing, first-epoch overheads
-included) for up to 200 epochs with early stopping (patience 20).
+(~65), `paper_1781k` (~45) and `paper_2837k`; together they are the
+thesis's grid. Timed with one other single-threaded run beside it
+(`--set epochs=1 --set head_epochs=1`), one `paper_2837k` epoch costs 29
+CPU-s for each of its three models and the head's setup and epoch 20: one
+seed is ~2.5 CPU-hours (~2.5 hours wall on one thread), so start it at the
+beginning of a session. `paper_tng` runs all of Table 9 (20 Newsgroups is
+~5x cheaper per parameter: the first epoch of all seven sizes x three
+models took ~260 CPU-s in the same timing, tracing included) for up to
+200 epochs with early stopping (patience 20).
 The `cpu` preset runs 4 of the 7 Fashion-MNIST sizes (53k, 360k, 1257k,
 2837k) for 2 epochs plus 2 head epochs, 3-4 minutes per seed; `cpu_tng` 4
 sizes (300k, 1.15M, 3.09M, 7.3M) for 4 epochs plus 2 head epochs, with Adam
@@ -174,6 +178,9 @@ class Config(DataConfig):
     head_epochs: int = 10
     downscale: object = "auto"
     param_tolerance: float = 0.02
+    # An earlier run's folder (same seed) whose kept SuperModel members to
+    # reuse, e.g. to try other heads; the classical and whole nets are re-trained.
+    reuse_models: str = ""
     batch_size: int = 128
     learning_rate: float = 1e-3
 
@@ -404,23 +411,18 @@ def _classical(config, ds, context, label, match, dropout, input_dim, num_classe
 
 def _supermodel(config, ds, context, label, match, dropout, input_dim, num_classes):
     """K members trained as one fused net and merged by a re-trained head: scores."""
-    with context.stage(f"{label}_supermodel_members"):
+    def train():
         branches = PartitionedMLP(
-            input_dim,
-            match["member_widths"],
-            num_classes,
-            num_members=config.num_members,
-            dropout=dropout,
-            seed=config.seed,
+            input_dim, match["member_widths"], num_classes, num_members=config.num_members, dropout=dropout, seed=config.seed
         )
         fitted = fit_members(
-            branches,
-            ds,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
+            branches, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
             patience=config.patience,
         )
+        return branches, {"epochs": len(fitted["history"]["loss"])}
+
+    with context.stage(f"{label}_supermodel_members"):
+        branches, fitted = context.trained_model(f"members_{label}", train)
         member_probs = branches.predict(ds.x_test, verbose=0, batch_size=1024)
     with context.stage(f"{label}_supermodel_head"):
         supernet, merged = supermodel(
@@ -443,7 +445,7 @@ def _supermodel(config, ds, context, label, match, dropout, input_dim, num_class
         softmax_vote=scores(ds.y_test, member_probs),
         mean_member_accuracy=float(np.mean(member_acc)),
         downscale=merged["downscale"],
-        epochs=len(fitted["history"]["loss"]),
+        epochs=fitted["epochs"],
         params=int(supernet.count_params()),
     )
 

@@ -1,10 +1,15 @@
-"""MemberEarlyStopping equals per-member EarlyStopping; TimeToAccuracy stops on target."""
+"""MemberEarlyStopping equals per-member EarlyStopping; TimeToAccuracy stops on target;
+the per-epoch recorders (SnapshotWeights, EpochScores) equal a fit run one epoch at a time."""
+
+import time
 
 import keras
 import numpy as np
 import pytest
+from test_case import assert_weights_equal
 
-from supernet.callbacks import MemberEarlyStopping, TimeToAccuracy
+from supernet import metrics
+from supernet.callbacks import EpochScores, EpochTimer, MemberEarlyStopping, SnapshotWeights, TimeToAccuracy
 from supernet.models import PartitionedMLP
 
 D, C, K = 12, 3, 3
@@ -103,3 +108,93 @@ def test_member_early_stopping_rejects_merged_head_and_bad_data():
         MemberEarlyStopping(x)
     config = MemberEarlyStopping((x, y), patience=3).get_config()
     assert MemberEarlyStopping.from_config({**config, "validation_data": (x, y)}).patience == 3
+
+
+# === Per-epoch recorders ===
+
+
+def _tiny_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((D,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(C, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+    return model
+
+
+def _epoch_by_epoch(x, y, epochs, callbacks=()):
+    """Yields `(epoch, model, weights)` after each epoch of a fresh `_tiny_model` fitted one epoch per `fit()`."""
+    model = _tiny_model()
+    for epoch in range(epochs):
+        model.fit(x, y, batch_size=16, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, callbacks=list(callbacks), verbose=0)
+        yield epoch + 1, model, [np.array(w) for w in model.get_weights()]
+
+
+def test_snapshot_weights_keeps_exactly_the_requested_epochs_as_get_weights_had_them():
+    x, y = _data()
+    snapshots = SnapshotWeights([4, 1, 3, 3])
+    _tiny_model().fit(x, y, batch_size=16, epochs=5, shuffle=False, callbacks=[snapshots], verbose=0)
+    # The same run, one epoch per fit(): a resumed fit continues the epoch count.
+    resumed = SnapshotWeights([1, 3, 4])
+    expected = {epoch: weights for epoch, _, weights in _epoch_by_epoch(x, y, 5, callbacks=[resumed])}
+
+    assert snapshots.epochs == (1, 3, 4)
+    assert sorted(snapshots.weights) == sorted(resumed.weights) == [1, 3, 4]
+    for epoch in (1, 3, 4):
+        assert_weights_equal(expected[epoch], snapshots.weights[epoch])
+        assert_weights_equal(expected[epoch], resumed.weights[epoch])
+    # Copies, not views of the live variables: each epoch's weights differ.
+    assert_weights_equal(snapshots.weights[3], snapshots.weights[4], equal=False)
+
+    # A different model starts clean.
+    _tiny_model(seed=1).fit(x, y, batch_size=16, epochs=1, callbacks=[snapshots], verbose=0)
+    assert sorted(snapshots.weights) == [1]
+
+
+def test_epoch_timer_records_every_epoch_across_fit_calls():
+    x, y = _data()
+    model = _tiny_model()
+    timer = EpochTimer()
+    pause = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(0.05))
+    model.fit(x, y, epochs=2, callbacks=[pause, timer], verbose=0)
+    model.fit(x, y, epochs=5, initial_epoch=2, callbacks=[pause, timer], verbose=0)
+    assert len(timer.seconds) == 5
+    assert all(s >= 0.05 for s in timer.seconds)
+
+
+def test_epoch_scores_equal_the_metrics_of_the_model_after_each_epoch():
+    x, y = _data()
+    x_val, y_val = _data(1, n=32)
+    scores = EpochScores({"val": (x_val, y_val), "train": (x, y)})
+    _tiny_model().fit(x, y, batch_size=16, epochs=3, shuffle=False, callbacks=[scores], verbose=0)
+
+    assert sorted(scores.curves) == ["train_accuracy", "train_nll", "val_accuracy", "val_nll"]
+    for epoch, model, _ in _epoch_by_epoch(x, y, 3):
+        for name, (xs, ys) in (("val", (x_val, y_val)), ("train", (x, y))):
+            probs = model.predict(xs, verbose=0).astype("float64")
+            assert scores.curves[f"{name}_accuracy"][epoch - 1] == pytest.approx(metrics.accuracy(ys, probs))
+            assert scores.curves[f"{name}_nll"][epoch - 1] == pytest.approx(metrics.nll(ys, probs), rel=1e-5)
+    assert len(set(scores.curves["val_nll"])) == 3, "the NLL should move from epoch to epoch"
+
+    # The curves restart with every fit().
+    _tiny_model().fit(x, y, epochs=1, callbacks=[scores], verbose=0)
+    assert all(len(curve) == 1 for curve in scores.curves.values())
+
+
+X_BAD, Y_BAD = _data(n=8)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: SnapshotWeights([0, 2]), "Argument `epochs` must be .* Received: epochs=\\[0, 2\\]"),
+        (lambda: SnapshotWeights([1.5]), "Received: epochs=\\[1.5\\]"),
+        (lambda: SnapshotWeights([True]), "Received: epochs=\\[True\\]"),
+        (lambda: SnapshotWeights(3), "Received: epochs=3"),
+        (lambda: EpochScores({}), "Argument `splits` must be a non-empty dict"),
+        (lambda: EpochScores((X_BAD, Y_BAD)), "Received: splits of type tuple"),
+        (lambda: EpochScores({"val": X_BAD}), "Received: splits\\['val'\\] of type ndarray"),
+        (lambda: EpochScores({"val": (X_BAD, Y_BAD[:3])}), "len\\(x\\)=8, len\\(y\\)=3"),
+    ],
+)
+def test_per_epoch_recorders_reject_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

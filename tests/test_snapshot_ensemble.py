@@ -140,11 +140,36 @@ def test_reset_optimizer_zeroes_moments_at_cycle_start(reset):
     assert all(np.any(s != 0) for s in seen[9][0])  # no reset mid-cycle
 
 
-def test_config_round_trip():
-    callback = SnapshotEnsemble(SCHEDULES["cosine_restarts"][0], directory="snaps", reset_optimizer=True)
-    clone = SnapshotEnsemble.from_config(callback.get_config())
-    assert clone.get_config() == callback.get_config()
+@pytest.mark.parametrize("max_snapshots", [None, 2])
+def test_config_round_trip(max_snapshots):
+    kwargs = {} if max_snapshots is None else {"max_snapshots": max_snapshots}
+    callback = SnapshotEnsemble(SCHEDULES["cosine_restarts"][0], directory="snaps", reset_optimizer=True, **kwargs)
+    config = callback.get_config()
+    clone = SnapshotEnsemble.from_config(config)
+    assert clone.get_config() == config
     assert clone.schedule.get_config() == callback.schedule.get_config()
+    assert clone.max_snapshots == max_snapshots
+    # Without the argument the config reads as before it existed.
+    assert ("max_snapshots" in config) == (max_snapshots is not None)
+
+
+@pytest.mark.parametrize(
+    "max_snapshots, taken, steps_run, epochs_run",
+    [
+        (None, [2, 9, 13], 24, 6),  # every epoch of the fit
+        (2, [2, 9], 10, 3),  # stops right after step 9, mid-epoch 3
+        (3, [2, 9, 13], 14, 4),
+    ],
+)
+def test_max_snapshots_stops_the_fit_once_that_many_are_held(max_snapshots, taken, steps_run, epochs_run):
+    model = tiny_model(keras.optimizers.SGD(learning_rate=0.01))
+    snapshots, recorder = SnapshotEnsemble(snapshot_steps=[2, 9, 13], max_snapshots=max_snapshots), WeightRecorder()
+    x, y = seeded_data(n=32, d=4, classes=3)
+    history = model.fit(x, y, batch_size=8, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[snapshots, recorder])
+    assert snapshots.snapshot_steps_taken == taken
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == steps_run
+    assert len(history.history["loss"]) == epochs_run
+    assert_weights_equal(recorder.weights[taken[-1]], snapshots.snapshots[-1])
 
 
 @pytest.mark.parametrize(
@@ -154,6 +179,8 @@ def test_config_round_trip():
         ({"schedule": SCHEDULES["fge"][0], "snapshot_steps": [1]}, "Exactly one of"),
         ({"snapshot_steps": [-1, 3]}, "snapshot_steps=\\[-1, 3\\]"),
         ({"schedule": keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)}, "is_snapshot_step"),
+        ({"snapshot_steps": [3], "max_snapshots": 0}, "Argument `max_snapshots` must be an int >= 1. Received: max_snapshots=0"),
+        ({"snapshot_steps": [3], "max_snapshots": 2.0}, "Received: max_snapshots=2.0"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

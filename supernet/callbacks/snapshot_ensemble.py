@@ -6,6 +6,8 @@ import warnings
 import keras
 import numpy as np
 
+from supernet._validation import check_int
+
 
 def _global_step(optimizer):
     """Number of optimizer updates applied so far (the schedule's `step`)."""
@@ -103,6 +105,10 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             (momentum, Adam moments; not `iterations`) at every cycle start
             after the first, so each cycle starts like a fresh optimizer.
         verbose: 0 or 1; 1 prints a line per snapshot.
+        max_snapshots: `None` runs the fit to its end; an int stops it
+            (`model.stop_training = True`) after the training step at which
+            the callback holds that many snapshots, counting those kept from
+            earlier `fit()` calls. Give the fit epochs enough to reach them.
 
     A schedule with a budget, `total_steps` (`SnapshotCosine`), plans its
     snapshots over that many steps; past it the cycles restart and take
@@ -139,7 +145,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         Sadrtdinov et al. 2023 (SSE / StarSSE).
     """
 
-    def __init__(self, schedule=None, snapshot_steps=None, directory=None, reset_optimizer=False, verbose=0):
+    def __init__(self, schedule=None, snapshot_steps=None, directory=None, reset_optimizer=False, verbose=0, max_snapshots=None):
         super().__init__()
         if (schedule is None) == (snapshot_steps is None):
             raise ValueError(
@@ -160,11 +166,14 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                     "Argument `snapshot_steps` must be a non-empty list of steps >= 0. "
                     f"Received: snapshot_steps={snapshot_steps}"
                 )
+        if max_snapshots is not None:
+            max_snapshots = check_int("max_snapshots", max_snapshots, 1)
         self.schedule = schedule
         self.snapshot_steps = snapshot_steps
         self.directory = directory
         self.reset_optimizer = reset_optimizer
         self.verbose = verbose
+        self.max_snapshots = max_snapshots
         self.snapshots = []
         self.snapshot_steps_taken = []
         self._trained_model = None
@@ -249,15 +258,16 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         passed = np.arange(self._last_step + 1, step + 1)
         self._last_step = step
         planned = passed[self._is_snapshot_step(passed)]
-        if planned.size == 0:
-            return
-        if planned[-1] != step:
-            warnings.warn(
-                f"SnapshotEnsemble planned a snapshot after step {int(planned[-1])} "
-                f"but the callback only ran after step {step} (is "
-                "`steps_per_execution` > 1?); the snapshot holds the later weights."
-            )
-        self._take_snapshot(step)
+        if planned.size:
+            if planned[-1] != step:
+                warnings.warn(
+                    f"SnapshotEnsemble planned a snapshot after step {int(planned[-1])} "
+                    f"but the callback only ran after step {step} (is "
+                    "`steps_per_execution` > 1?); the snapshot holds the later weights."
+                )
+            self._take_snapshot(step)
+        if self.max_snapshots is not None and len(self.snapshots) >= self.max_snapshots:
+            self.model.stop_training = True
 
     def _take_snapshot(self, step):
         k = len(self.snapshots)
@@ -298,13 +308,18 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         return members
 
     def get_config(self):
-        return {
+        config = {
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "snapshot_steps": self.snapshot_steps,
             "directory": self.directory,
             "reset_optimizer": self.reset_optimizer,
             "verbose": self.verbose,
         }
+        # Written only when given, so the configs of callbacks that do not
+        # use it read as they did before the argument existed.
+        if self.max_snapshots is not None:
+            config["max_snapshots"] = self.max_snapshots
+        return config
 
     @classmethod
     def from_config(cls, config):

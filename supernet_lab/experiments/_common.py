@@ -114,32 +114,6 @@ def fit_classifier(model, ds, *, learning_rate, epochs, batch_size, patience=Non
     return history, stop
 
 
-class EpochScores(keras.callbacks.Callback):
-    """Accuracy and cross-entropy of the trained model on fixed splits after every epoch.
-
-    Args:
-        splits: `{name: (x, y)}`, e.g. `{"val": (x_val, y_val)}`; with
-            `fit_head(on_features=True)` the `x` are head features.
-
-    After training, `curves[f"{name}_accuracy"]` and `curves[f"{name}_nll"]`
-    hold one value per epoch.
-    """
-
-    def __init__(self, splits):
-        super().__init__()
-        self.splits = dict(splits)
-        self.curves = {}
-
-    def on_train_begin(self, logs=None):
-        self.curves = {f"{name}_{m}": [] for name in self.splits for m in ("accuracy", "nll")}
-
-    def on_epoch_end(self, epoch, logs=None):
-        for name, (x, y) in self.splits.items():
-            probs = keras.ops.convert_to_numpy(self.model(x, training=False)).astype("float64")
-            self.curves[f"{name}_accuracy"].append(metrics.accuracy(y, probs))
-            self.curves[f"{name}_nll"].append(metrics.nll(y, probs))
-
-
 def split_scores(model, ds, split="test"):
     """`supernet.training.scores` (accuracy, NLL) of `model` on `ds`'s `split`."""
     x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")

@@ -16,7 +16,6 @@ test predictions 2.7 s wall.
 
 import dataclasses
 import math
-import time
 
 import keras
 import numpy as np
@@ -24,7 +23,7 @@ import numpy as np
 from supernet_lab.experiments._common import DataConfig, load_dataset, timed_fit
 from supernet import metrics, reports
 from supernet._validation import check_converged
-from supernet.callbacks import SnapshotEnsemble, retrain_last_layers
+from supernet.callbacks import EpochTimer, SnapshotEnsemble, SnapshotWeights, retrain_last_layers
 from supernet.models import build_supernet, fit_head, thesis_cnn
 from supernet.schedules import FGECyclic
 from supernet.training import epoch_logger
@@ -144,19 +143,6 @@ def thesis_net(ds, config, **kwargs):
     return thesis_cnn(ds.input_shape, ds.num_classes, bn_momentum=config.bn_momentum, l2=config.l2, **kwargs)
 
 
-class SnapshotWeights(keras.callbacks.Callback):
-    """Keeps a copy of the model's weights after the given 1-based epochs."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = tuple(epochs)
-        self.weights = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 in self.epochs:
-            self.weights[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
-
-
 def fit(model, ds, *, optimizer, epochs, batch_size, log, callbacks=()):
     """Compile `model` (cross-entropy, accuracy) and fit it on `ds`, validation monitored and progress logged."""
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -251,18 +237,6 @@ def ensembles_by_epoch(build, snapshots, epochs, ds, config, log):
 # === FGE ===
 
 
-class StopAfterSnapshots(keras.callbacks.Callback):
-    """Stops training as soon as `snapshots` holds `count` members."""
-
-    def __init__(self, snapshots, count):
-        super().__init__()
-        self.snapshots, self.count = snapshots, count
-
-    def on_train_batch_end(self, batch, logs=None):
-        if len(self.snapshots.snapshots) >= self.count:
-            self.model.stop_training = True
-
-
 def steps_per_epoch(ds, config):
     return math.ceil(len(ds.x_train) / config.batch_size)
 
@@ -284,12 +258,9 @@ def collect_snapshots(model, schedule, count, ds, config, total_steps):
         `(members, cost)`, cost holding the fit's `wall_s`, `cpu_s` and the
         members' global `steps`.
     """
-    snapshots = SnapshotEnsemble(schedule)
+    snapshots = SnapshotEnsemble(schedule, max_snapshots=count)
     epochs = math.ceil(total_steps / steps_per_epoch(ds, config))
-    cost = timed_fit(
-        model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=epochs,
-        callbacks=[snapshots, StopAfterSnapshots(snapshots, count)], verbose=0,
-    )
+    cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=epochs, callbacks=[snapshots], verbose=0)
     if len(snapshots.snapshots) != count:
         raise RuntimeError(f"Expected {count} snapshots, got {len(snapshots.snapshots)}.")
     return snapshots.models(), dict(cost, steps=[int(s) for s in snapshots.snapshot_steps_taken])
@@ -332,20 +303,6 @@ def group_scores(y, probs):
 
 
 # === Layer-by-layer boost of snapshots (thesis Figs. 4 and 5) ===
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of every epoch, across any number of `fit()` calls."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def boost(model, ds, config):

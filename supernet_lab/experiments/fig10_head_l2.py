@@ -40,10 +40,11 @@ import keras
 import numpy as np
 
 from supernet import metrics, reports
+from supernet.callbacks import EpochScores
 from supernet.models import build_supernet, fit_head, supernet_features
 from supernet.models.supernet import HEAD_NAME
 from supernet_lab.experiments._beyond import train_members
-from supernet_lab.experiments._common import SMOKE_MEMBERS, EpochScores, MembersConfig, by_preset, load_dataset
+from supernet_lab.experiments._common import SMOKE_MEMBERS, MembersConfig, by_preset, load_dataset
 from supernet_lab.findings import Claim
 
 NAME = "fig10_head_l2"

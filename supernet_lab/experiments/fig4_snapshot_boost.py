@@ -32,10 +32,11 @@ import keras
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes
 from supernet_lab.experiments._conv import (
-    ConvConfig, EpochTimer, SnapshotWeights, boost_snapshots, check_snapshots, data_notes, fit, load_logged,
-    report_boost, smoke, test_accuracy, thesis_net,
+    ConvConfig, boost_snapshots, check_snapshots, data_notes, fit, load_logged, report_boost, smoke, test_accuracy,
+    thesis_net,
 )
 from supernet_lab.findings import Claim
+from supernet.callbacks import EpochTimer, SnapshotWeights
 
 NAME = "fig4_snapshot_boost"
 DESCRIPTION = "Snapshots of a Table-2 CNN boosted layer by layer (last 4 layers x 4 epochs) vs continued training"

@@ -45,8 +45,9 @@ import keras
 import numpy as np
 
 from supernet_lab.experiments._beyond import member_probs
-from supernet_lab.experiments._common import EpochScores, by_preset
+from supernet_lab.experiments._common import by_preset
 from supernet import data, metrics, reports, training
+from supernet.callbacks import EpochScores
 from supernet.models import PartitionedMLP, build_supernet, fit_head, supernet_features
 from supernet.models.supernet import HEAD_NAME
 from supernet_lab.findings import Claim

@@ -22,7 +22,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path

@@ -8,7 +8,6 @@ the new content, never a fragment.
 """
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,6 @@ import time
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 

@@ -17,7 +17,7 @@ import numpy as np
 from supernet import data, metrics, reports
 from supernet._validation import check_converged
 from supernet.models import thesis_cnn
-from supernet.training import scores
+from supernet.training import epoch_logger, scores
 
 # Config fields that decide which data a net is trained on; part of every cache key.
 _DATA_FIELDS = ("seed", "dataset", "dataset_kwargs", "subset", "validation_size", "batch_size")
@@ -91,11 +91,13 @@ def timed_fit(model, *args, **kwargs):
     return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
 
-def fit_classifier(model, ds, *, learning_rate, epochs, batch_size, patience=None, loss="sparse_categorical_crossentropy"):
+def fit_classifier(model, ds, *, learning_rate, epochs, batch_size, patience=None, loss="sparse_categorical_crossentropy",
+                   log=None):
     """Fit `model` with Adam on `ds` (validation split monitored).
 
     With a `patience`, training stops early on `val_loss` and the best
-    weights are restored. Returns `(history, early_stopping_or_None)`.
+    weights are restored; with a `log` (`fn(str)`), progress lines go to it
+    every few epochs. Returns `(history, early_stopping_or_None)`.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
     stop = None
@@ -107,7 +109,8 @@ def fit_classifier(model, ds, *, learning_rate, epochs, batch_size, patience=Non
         validation_data=(ds.x_val, ds.y_val),
         epochs=epochs,
         batch_size=batch_size,
-        callbacks=([stop] if stop is not None else []) + [keras.callbacks.TerminateOnNaN()],
+        callbacks=([stop] if stop is not None else []) + [keras.callbacks.TerminateOnNaN()]
+        + ([epoch_logger(log, epochs, keys=("loss", "val_loss", "val_accuracy"))] if log is not None else []),
         verbose=0,
     )
     check_converged(model, history.history.get("loss", []), f"Model {model.name!r}", learning_rate)

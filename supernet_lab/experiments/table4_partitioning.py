@@ -174,7 +174,8 @@ def _per_size(pairs, size):
 
 def _train_row(config, ds, context, size, k, widths, dropout, patience):
     """Row (size, K) of Table 4: one MLP for K=1, else K members and their SuperNet."""
-    fit = dict(epochs=config.max_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, patience=patience)
+    fit = dict(epochs=config.max_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, patience=patience,
+               log=context.log)
     with context.stage(f"{size}_k{k}_members"):
         if k == 1:
             model = mlp(ds.input_shape[0], widths, ds.num_classes, dropout=dropout)

@@ -372,7 +372,7 @@ def _match_widths(input_dim, num_classes, base_widths, target, num_members):
 # === Training ===
 
 
-def _fit_keras(model, ds, config, loss="sparse_categorical_crossentropy"):
+def _fit_keras(model, ds, config, log, loss="sparse_categorical_crossentropy"):
     history, _ = fit_classifier(
         model,
         ds,
@@ -381,6 +381,7 @@ def _fit_keras(model, ds, config, loss="sparse_categorical_crossentropy"):
         batch_size=config.batch_size,
         patience=config.patience,
         loss=loss,
+        log=log,
     )
     result = split_scores(model, ds)
     val = split_scores(model, ds, "val")
@@ -406,7 +407,7 @@ def _classical(config, ds, context, label, match, dropout, input_dim, num_classe
     """The classical MLP of one size: its scores."""
     with context.stage(f"{label}_classical"):
         model = mlp(input_dim, match["classical_widths"], num_classes, dropout=dropout)
-        return _fit_keras(model, ds, config)
+        return _fit_keras(model, ds, config, context.log)
 
 
 def _supermodel(config, ds, context, label, match, dropout, input_dim, num_classes):
@@ -417,7 +418,7 @@ def _supermodel(config, ds, context, label, match, dropout, input_dim, num_class
         )
         fitted = fit_members(
             branches, ds, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-            patience=config.patience,
+            patience=config.patience, log=context.log,
         )
         return branches, {"epochs": len(fitted["history"]["loss"])}
 
@@ -462,7 +463,7 @@ def _whole(config, ds, context, label, match, dropout, input_dim, num_classes):
             head="merged",
             seed=config.seed,
         )
-        return _fit_keras(whole, ds, config, loss=None)
+        return _fit_keras(whole, ds, config, context.log, loss=None)
 
 
 def main(config, context):

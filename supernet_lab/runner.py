@@ -185,24 +185,96 @@ class RunContext:
             self.log(f"{key}: reused from {folder / f'{name}.keras'}")
             return model, info
         model, info = train()
-        folder = self.run_dir / "models"
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save(folder / f"{name}.keras")
-        (folder / f"{name}.json").write_text(json.dumps({"seed": self.config.seed, "info": info}))
+        _store_model(self.run_dir / "models", name, model, {"seed": self.config.seed, "info": info})
         return model, info
+
+    def cached_model(self, name, key, train):
+        """A Keras model from the run folder's cache, or trained by `train()` and stored there.
+
+        For models that later runs in the same run folder can load instead
+        of train (e.g. pre-trained networks): `key` is a JSON-able
+        dict of everything that determines the model (config fields, data
+        size, seed, member index ...). `train()` returns `(model, info)`;
+        the model is saved as `run_dir/cache/<name>_<hash of key>.keras` and
+        `{"key": key, "info": info}` beside it as `.json`. When both files
+        exist and the stored key equals `key`, the model is loaded
+        (uncompiled) instead of trained. Each file is written under a
+        temporary name and renamed into place, the `.json` last, so a run
+        killed at any point leaves either a complete entry or one that is
+        trained again.
+
+        Unlike `resumable` entries, cache entries outlive the run, so a
+        killed run skips the models it finished without a `resumable`
+        around them. As in `resumable`, randomness is re-seeded from
+        `(config.seed, name)` before `train()` and again after the model is
+        trained or loaded, so later stages do not depend on which happened.
+        A loaded model's training time is not added to the timer: keep it
+        in `info`. The record lists the run's cached models in
+        `cached_models`, each `"loaded"` or `"trained"`.
+
+        Args:
+            name: str, the start of the file name, e.g. `"pretrain_3"`.
+            key: dict, JSON-able; values JSON cannot hold are compared as
+                their `str`.
+            train: a function of no arguments returning `(model, info)`,
+                `info` a JSON-able dict (e.g. the training time).
+
+        Returns:
+            `(model, info)`, `info` with `cached` added: True when loaded.
+        """
+        import keras
+
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+        canonical = _canonical_json(key)
+        key = json.loads(canonical)  # as stored: tuples become lists
+        folder, file = self.run_dir / "cache", f"{name}_{hashlib.sha1(canonical.encode()).hexdigest()[:12]}"
+        model_path, key_path = folder / f"{file}.keras", folder / f"{file}.json"
+        stored = json.loads(key_path.read_text()) if key_path.exists() else {}
+        seed = None if self.config is None else self.config.seed
+        cached = model_path.exists() and stored.get("key") == key
+        if cached:
+            model, info = keras.saving.load_model(model_path, compile=False), stored["info"]
+            self.log(f"{name}: loaded from {model_path}")
+        else:
+            if seed is not None:
+                _reseed(seed, name)
+            model, info = train()
+            _store_model(folder, file, model, {"key": key, "info": info})
+        if seed is not None:
+            _reseed(seed, name + "/after")
+        self.cached_models[name] = "loaded" if cached else "trained"
+        return model, dict(info, cached=cached)
 
     @property
     def resume_dir(self):
         """`run_dir/resume/<hash of experiment, preset and config>`."""
         fields = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else repr(self.config)
-        payload = json.dumps([self.name, self.preset, fields], sort_keys=True, default=str)
+        payload = _canonical_json([self.name, self.preset, fields])
         return self.run_dir / "resume" / hashlib.sha1(payload.encode()).hexdigest()[:16]
 
     def __post_init__(self):
         self._start = time.perf_counter()
         self.resumed_stages = []
         self.reused_models = {}
+        self.cached_models = {}
         self._resumable_keys = set()
+
+
+def _canonical_json(payload):
+    """`payload` as JSON with sorted keys, values JSON cannot hold written as their `str`."""
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
+def _store_model(folder, file, model, meta):
+    """`folder/<file>.keras` and the JSON `meta` as `folder/<file>.json`, each renamed into place, the `.json` last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob(f"{file}.tmp*"):  # of a killed writer
+        leftover.unlink()
+    tmp = f"{file}.tmp{os.getpid()}"
+    model.save(folder / f"{tmp}.keras")
+    (folder / f"{tmp}.json").write_text(json.dumps(meta))
+    os.replace(folder / f"{tmp}.keras", folder / f"{file}.keras")
+    os.replace(folder / f"{tmp}.json", folder / f"{file}.json")
 
 
 def _reseed(seed, key):
@@ -503,6 +575,7 @@ def run_experiment(name, preset="smoke", seed=None, out_dir=DEFAULT_OUT, overrid
             "started_utc": started,
             "resumed_stages": list(context.resumed_stages),
             **({"reused_models": dict(context.reused_models)} if context.reused_models else {}),
+            **({"cached_models": dict(context.cached_models)} if context.cached_models else {}),
             **({"shard": shard} if shard is not None else {}),
         },
     )

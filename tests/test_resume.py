@@ -8,6 +8,7 @@ the new content, never a fragment.
 """
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -283,3 +284,60 @@ def test_reuse_needs_the_same_seed_and_a_kept_model(tmp_path):
     missing = _context(tmp_path / "c", _ReuseConfig(reuse_models=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="models/members.keras"):
         missing.trained_model("members", _trained([]))
+
+
+
+# A cache key as experiments build it: config fields (tuples included), data size, index.
+_KEY = {"seed": 0, "dataset_kwargs": (("num_train", 60),), "size": 60, "k": 1}
+
+
+def _cache_entries(context):
+    """The names of the files in `context`'s cache."""
+    return sorted(p.name for p in (context.run_dir / "cache").iterdir())
+
+
+def test_cached_model_is_loaded_by_a_later_run(tmp_path):
+    calls = []
+    first = _context(tmp_path)
+    model, info = first.cached_model("net 1", _KEY, _trained(calls))
+    after_first = np.random.uniform()
+    assert info == {"epochs_run": 5, "cached": False} and first.cached_models == {"net_1": "trained"}
+    [stored, stored_model] = _cache_entries(first)
+    assert stored_model.startswith("net_1_") and stored_model.endswith(".keras") and stored == stored_model[:-6] + ".json"
+    again = _context(tmp_path)
+    loaded, loaded_info = again.cached_model("net 1", _KEY, _trained(calls))
+    after_again = np.random.uniform()
+    assert calls == [1], "a cached model was trained again"
+    assert loaded_info == {"epochs_run": 5, "cached": True} and again.cached_models == {"net_1": "loaded"}
+    x = np.ones((2, 6), "float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # The random state after the call does not depend on whether the model was trained or loaded.
+    assert after_first == after_again
+
+
+def test_cached_model_of_another_key_is_trained(tmp_path):
+    calls = []
+    _context(tmp_path).cached_model("net_1", _KEY, _trained(calls))
+    context = _context(tmp_path)
+    _, info = context.cached_model("net_1", dict(_KEY, size=61), _trained(calls))
+    assert calls == [1, 1] and info["cached"] is False
+    assert len(_cache_entries(context)) == 4, "each key has its own entry"
+
+
+@pytest.mark.parametrize("damage", ["stale key", "only the model", "only the key"])
+def test_stale_or_half_written_cache_entry_is_trained_again(tmp_path, damage):
+    calls = []
+    first = _context(tmp_path)
+    first.cached_model("net_1", _KEY, _trained(calls))
+    [key_file, model_file] = [first.run_dir / "cache" / name for name in _cache_entries(first)]
+    if damage == "stale key":
+        key_file.write_text(json.dumps({"key": dict(_KEY, size=59), "info": {"epochs_run": 5}}))
+    else:
+        (key_file if damage == "only the model" else model_file).unlink()
+    again = _context(tmp_path)
+    _, info = again.cached_model("net_1", _KEY, _trained(calls))
+    assert calls == [1, 1] and info["cached"] is False and again.cached_models == {"net_1": "trained"}
+    # The retrained entry is whole again: a third call loads it.
+    _, info = _context(tmp_path).cached_model("net_1", _KEY, _trained(calls))
+    assert calls == [1, 1] and info["cached"] is True
+    assert _cache_entries(again) == [key_file.name, model_file.name], "no temporary file left"

@@ -7,8 +7,6 @@ Reusable math and models live in `supernet/`.
 """
 
 import dataclasses
-import hashlib
-import json
 import time
 
 import keras
@@ -19,7 +17,7 @@ from supernet._validation import check_converged
 from supernet.models import thesis_cnn
 from supernet.training import epoch_logger, scores
 
-# Config fields that decide which data a net is trained on; part of every cache key.
+# Config fields that decide which data a net is trained on; part of every pre-trained net's cache key.
 _DATA_FIELDS = ("seed", "dataset", "dataset_kwargs", "subset", "validation_size", "batch_size")
 
 
@@ -123,33 +121,22 @@ def split_scores(model, ds, split="test"):
     return scores(y, model.predict(x, verbose=0, batch_size=1024))
 
 
-# === Cache of pre-trained nets in `context.run_dir` ===
+# === Pre-trained nets ===
 
 
-def cache_key(config, *fields):
-    """Short hash of the data fields of `config` plus `fields`."""
-    payload = {f: getattr(config, f) for f in _DATA_FIELDS + fields}
-    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def pretrained_cnn(k, ds, config, context, *, prefix="pretrain"):
+    """Independent Table-2 net `k`, trained with Adam, kept in the run folder's cache if `config.cache`.
 
-
-def pretrained_cnn(k, ds, config, context, *, prefix="pretrain", save_cost=True):
-    """Independent Table-2 net `k`, trained with Adam or loaded from the cache.
-
-    The cache is `context.run_dir / "cache"`, used when `config.cache` is set;
-    files are named `{prefix}_{key}_{k}` with the key from `cache_key`. With
-    `save_cost` the training's wall / CPU seconds are cached beside the net
-    (and a net without them is not reused).
+    With `config.cache` the net and its training time are stored by
+    `context.cached_model` as `{prefix}_{k}`, keyed by `k` and the config's
+    data fields, `pretrain_epochs`, `pretrain_lr` and `bn_momentum`, so
+    later runs of that setting load it. Without it they last only until the
+    run is stored (`context.resumable`): a killed run still skips the nets
+    it finished.
 
     Returns:
-        `(model, cost)`, cost holding `wall_s`, `cpu_s` (when known) and `cached`.
+        `(model, cost)`, cost holding `wall_s`, `cpu_s` and `cached`.
     """
-    stem = context.run_dir / "cache" / f"{prefix}_{cache_key(config, 'pretrain_epochs', 'pretrain_lr', 'bn_momentum')}_{k}"
-    model_path, cost_path = stem.with_suffix(".keras"), stem.with_suffix(".json")
-    if config.cache and model_path.exists() and (cost_path.exists() or not save_cost):
-        model = keras.saving.load_model(model_path, compile=False)
-        cost = json.loads(cost_path.read_text()) if save_cost else {}
-        context.log(f"  net {k + 1}: loaded from {model_path}")
-        return model, dict(cost, cached=True)
 
     def train():
         keras.utils.set_random_seed(1000 * config.seed + k)
@@ -158,13 +145,10 @@ def pretrained_cnn(k, ds, config, context, *, prefix="pretrain", save_cost=True)
         cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
         return model, cost
 
-    # Without `config.cache` a killed run still skips the nets it finished.
-    model, cost = context.resumable(f"{prefix}_{k}", train)
     if config.cache:
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(model_path)
-        if save_cost:
-            cost_path.write_text(json.dumps(cost))
+        key = {f: getattr(config, f) for f in _DATA_FIELDS + ("pretrain_epochs", "pretrain_lr", "bn_momentum")}
+        return context.cached_model(f"{prefix}_{k}", dict(key, k=k), train)
+    model, cost = context.resumable(f"{prefix}_{k}", train)
     return model, dict(cost, cached=False)
 
 

@@ -87,7 +87,7 @@ def main(config, context):
         raise ValueError(f"Argument `num_models` must be >= 2. Received: num_models={config.num_models}")
     ds = load_logged(config, context)
     with context.stage("train_independent"):
-        nets = [pretrained_cnn(k, ds, config, context, prefix="net", save_cost=False)[0] for k in range(config.num_models)]
+        nets = [pretrained_cnn(k, ds, config, context, prefix="net")[0] for k in range(config.num_models)]
     with context.stage("fge"):
         snapshots, cost = fge(nets[0], config.num_models, ds, config, seed=1000 * config.seed + 100)
         context.log(f"  {len(snapshots)} FGE members at steps {cost['steps']}")

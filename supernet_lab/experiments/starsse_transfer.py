@@ -21,7 +21,7 @@ Presets:
 - `cpu`: small ResNets (`small_resnet`, stages (1, 1, 1), width 16) are
   pre-trained at 32x32 on CIFAR-10 classes 0-4 (10,000 images, 10 epochs,
   one checkpoint per member, each with its own seed; cached as
-  `.keras` files in the run directory, so a rerun skips them), then
+  `.keras` files in the run directory's `cache`, so a rerun skips them), then
   fine-tuned on classes 5-9 relabelled 0-4 from 2,500 training images
   (500 held out for greedy soups; test: the 5,000 CIFAR-10 test images of
   classes 5-9), 4 members, 10 epochs at lr 0.02, cycles at 2x lr for 1x
@@ -57,7 +57,6 @@ Presets:
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 import keras
@@ -288,36 +287,28 @@ def _load(config):
 # === Pre-trained checkpoints ===
 
 
-def _pretrain_key(config, source, k):
-    return {
+def _pretrain(config, source, k, context):
+    """Checkpoint `k`: a small ResNet trained on the source classes, kept in the run folder's cache."""
+    key = {
         "k": k, "seed": config.seed, "dataset": config.dataset, "dataset_kwargs": repr(config.dataset_kwargs),
         "classes": list(config.source_classes), "size": len(source.x_train), "stages": list(config.stages),
         "width": config.width, "epochs": config.pretrain_epochs, "lr": config.pretrain_lr,
         "batch_size": config.batch_size, "augment": config.augment,
     }
 
+    def train():
+        init_seed, order_seed = np.random.default_rng([config.seed, 100 + k]).integers(0, 2**20, size=2)
+        model = small_resnet(source.input_shape, source.num_classes, stages=config.stages, width=config.width, seed=int(init_seed), name=f"pretrained_{k}")
+        steps = transfer.steps_for(config.pretrain_epochs, len(source.x_train), config.batch_size)
+        optimizer = keras.optimizers.SGD(CosineRestarts(config.pretrain_lr, steps), momentum=0.9, weight_decay=5e-4)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
+        batches = transfer.TransferBatches(source.x_train, source.y_train, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
+        wall = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])["wall_s"]
+        epoch_s = wall / max(config.pretrain_epochs, 1e-9)
+        context.log(f"checkpoint {k}: pre-trained {steps} steps in {wall:.1f}s ({epoch_s:.1f}s per epoch)")
+        return model, {"wall_s": wall, "epoch_wall_s": epoch_s}
 
-def _pretrain(config, source, k, context):
-    """Checkpoint `k`: a small ResNet trained on the source classes (cached)."""
-    path = Path(context.run_dir) / f"pretrained_{k}.keras"
-    key_path = path.with_suffix(".json")
-    key = _pretrain_key(config, source, k)
-    if path.exists() and key_path.exists() and json.loads(key_path.read_text()) == key:
-        context.log(f"checkpoint {k}: cached at {path}")
-        model = keras.saving.load_model(path)
-        return model, {"cached": True, "wall_s": None}
-    init_seed, order_seed = np.random.default_rng([config.seed, 100 + k]).integers(0, 2**20, size=2)
-    model = small_resnet(source.input_shape, source.num_classes, stages=config.stages, width=config.width, seed=int(init_seed), name=f"pretrained_{k}")
-    steps = transfer.steps_for(config.pretrain_epochs, len(source.x_train), config.batch_size)
-    optimizer = keras.optimizers.SGD(CosineRestarts(config.pretrain_lr, steps), momentum=0.9, weight_decay=5e-4)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    batches = transfer.TransferBatches(source.x_train, source.y_train, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
-    wall = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])["wall_s"]
-    model.save(path)
-    key_path.write_text(json.dumps(key))
-    epoch_s = wall / max(config.pretrain_epochs, 1e-9)
-    context.log(f"checkpoint {k}: pre-trained {steps} steps in {wall:.1f}s ({epoch_s:.1f}s per epoch)")
-    return model, {"cached": False, "wall_s": wall, "epoch_wall_s": epoch_s}
+    return context.cached_model(f"pretrained_{k}", key, train)
 
 
 def _checkpoints(config, source, context):

@@ -8,7 +8,7 @@ import os
 # TensorFlow's C++ start-up chatter hides the progress output of long runs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from supernet import baselines, bootstrap, callbacks, data, distillation, losses, metrics, optimizers, reports, schedules, soups, training, transfer  # noqa: E402
+from supernet import baselines, batchnorm, bootstrap, callbacks, data, distillation, losses, metrics, optimizers, reports, schedules, soups, training, transfer  # noqa: E402
 from supernet.distillation import Distiller  # noqa: E402
 from supernet.layers import FrozenModel, GroupedDense  # noqa: E402
 from supernet.losses import LogitNormCrossentropy, MarginCrossentropy, MemberwiseCrossentropy  # noqa: E402
@@ -38,6 +38,7 @@ __all__ = [
     "LogitNormCrossentropy",
     "MarginCrossentropy",
     "baselines",
+    "batchnorm",
     "bootstrap",
     "distillation",
     "callbacks",

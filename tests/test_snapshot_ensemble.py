@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from test_case import assert_weights_equal, seeded_data
 
+from supernet.batchnorm import recompute_batchnorm_statistics
 from supernet.callbacks.snapshot_ensemble import SnapshotEnsemble, _runs_past_budget
 from supernet.schedules import CosineRestarts, FGECyclic, SnapshotCosine
 
@@ -181,6 +182,11 @@ def test_max_snapshots_stops_the_fit_once_that_many_are_held(max_snapshots, take
         ({"schedule": keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)}, "is_snapshot_step"),
         ({"snapshot_steps": [3], "max_snapshots": 0}, "Argument `max_snapshots` must be an int >= 1. Received: max_snapshots=0"),
         ({"snapshot_steps": [3], "max_snapshots": 2.0}, "Received: max_snapshots=2.0"),
+        ({"snapshot_steps": [3], "bn_data": np.zeros((0, 4))}, "Argument `bn_data` must be None or an array .* Received: bn_data with shape=\\(0, 4\\)"),
+        ({"snapshot_steps": [3], "bn_data": "x_train"}, "Argument `bn_data` must be a numeric array"),
+        ({"snapshot_steps": [3], "bn_data": np.full((2, 4), np.nan)}, "Argument `bn_data` must contain only finite values"),
+        ({"snapshot_steps": [3], "bn_batch_size": 0}, "Argument `bn_batch_size` must be an int >= 1. Received: bn_batch_size=0"),
+        ({"snapshot_steps": [3], "bn_batch_size": 8.0}, "Received: bn_batch_size=8.0"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
@@ -248,3 +254,136 @@ def test_matching_budget_does_not_warn(resume, recwarn):
         model.fit(x, y, epochs=EPOCHS, **kwargs)
     assert budget_warnings(recwarn) == []
     assert snapshots.snapshot_steps_taken == expected
+
+
+# === Fresh BatchNormalization statistics (`bn_data`) ===
+
+
+BN_DATA = np.random.default_rng(1).normal(1.0, 2.0, size=(20, 4)).astype("float32")  # 20: a partial last batch of 8
+
+
+def bn_model(optimizer, seed=0, batchnorm=True):
+    """Two BatchNormalization layers, the second fed by batch-normalised activations, and dropout."""
+    keras.utils.set_random_seed(seed)
+    norm = keras.layers.BatchNormalization if batchnorm else keras.layers.LayerNormalization
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(6, name="dense_in"),
+        norm(momentum=0.9, name="bn_in") if batchnorm else norm(name="bn_in"),
+        keras.layers.ReLU(),
+        keras.layers.Dense(5),
+        norm(momentum=0.9, name="bn_mid") if batchnorm else norm(name="bn_mid"),
+        # Downstream of both: the recomputed statistics do not depend on its masks.
+        keras.layers.Dropout(0.25, seed=seed),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    return model
+
+
+class Batches(keras.utils.PyDataset):
+    """Batches of 8 that `fit(shuffle=True)` puts in an order drawn from Python's `random`."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 8
+
+    def __getitem__(self, index):
+        return self.x[8 * index : 8 * index + 8], self.y[8 * index : 8 * index + 8]
+
+
+def fit_shuffled(model, callbacks, py_dataset=False):
+    x, y = seeded_data(n=32, d=4, classes=3)
+    keras.utils.set_random_seed(7)  # the shuffle and dropout masks of every run
+    if py_dataset:
+        model.fit(Batches(x, y), epochs=EPOCHS, shuffle=True, verbose=0, callbacks=callbacks)
+    else:
+        model.fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0, callbacks=callbacks)
+
+
+def snapshot_run(bn_data, directory=None, batchnorm=True, py_dataset=False):
+    schedule, expected = SCHEDULES["fge"]
+    model = bn_model(keras.optimizers.SGD(learning_rate=schedule, momentum=0.9), batchnorm=batchnorm)
+    snapshots = SnapshotEnsemble(schedule, directory=directory, bn_data=bn_data, bn_batch_size=8)
+    recorder = WeightRecorder()
+    fit_shuffled(model, [snapshots, recorder], py_dataset)
+    assert snapshots.snapshot_steps_taken == expected
+    members = [[np.array(w) for w in m.get_weights()] for m in snapshots.models()]
+    return model, snapshots, recorder, members
+
+
+def moving_statistics_indices(model):
+    """Positions of the BatchNormalization moving means and variances in `get_weights()`."""
+    moving = {id(v) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+              for v in (layer.moving_mean, layer.moving_variance)}
+    return [i for i, v in enumerate(model.weights) if id(v) in moving]
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_bn_data_snapshots_hold_the_statistics_of_the_data(on_disk, tmp_path):
+    model, snapshots, recorder, members = snapshot_run(BN_DATA, str(tmp_path / "snaps") if on_disk else None)
+    moving = moving_statistics_indices(model)
+    assert len(moving) == 4
+    for step, member_weights in zip(snapshots.snapshot_steps_taken, members):
+        trained = recorder.weights[step]
+        # Every weight but the moving statistics is the model's at that step.
+        for i, (a, b) in enumerate(zip(trained, member_weights)):
+            assert np.array_equal(a, b) == (i not in moving), i
+        member = keras.models.clone_model(model)
+        member.set_weights(member_weights)
+        # The first layer's inputs in closed form: mean and population variance over BN_DATA.
+        kernel, bias = member.get_layer("dense_in").get_weights()
+        inputs = BN_DATA.astype(np.float64) @ kernel + bias
+        bn = member.get_layer("bn_in")
+        np.testing.assert_allclose(bn.moving_mean.numpy(), inputs.mean(axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), inputs.var(axis=0), rtol=1e-4, atol=1e-5)
+        # Both layers as the recomputation on a copy holding the model's weights at that step.
+        reference = keras.models.clone_model(model)
+        reference.set_weights(trained)
+        recompute_batchnorm_statistics(reference, BN_DATA, batch_size=8)
+        for name in ("bn_in", "bn_mid"):
+            expected = reference.get_layer(name).get_weights()[2:]
+            np.testing.assert_allclose(member.get_layer(name).get_weights()[2:], expected, rtol=1e-5, atol=1e-6)
+        if on_disk:
+            assert isinstance(snapshots.models()[0].optimizer.get_config()["learning_rate"], dict)
+
+
+@pytest.mark.parametrize("on_disk, py_dataset", [(False, False), (False, True), (True, False)])
+def test_bn_data_leaves_the_trained_model_as_without_it(on_disk, py_dataset, tmp_path):
+    runs = {
+        given: snapshot_run(BN_DATA if given else None, str(tmp_path / f"snaps_{given}") if on_disk else None, py_dataset=py_dataset)
+        for given in (False, True)
+    }
+    (plain, _, plain_steps, plain_members), (model, _, steps, members) = runs[False], runs[True]
+    # The trained model's weights, moving statistics included, after every step.
+    assert sorted(steps.weights) == sorted(plain_steps.weights) == list(range(STEPS_PER_EPOCH * EPOCHS))
+    for step in plain_steps.weights:
+        assert_weights_equal(plain_steps.weights[step], steps.weights[step])
+    assert_weights_equal([np.array(w) for w in plain.get_weights()], [np.array(w) for w in model.get_weights()])
+    # Only the snapshots' moving statistics differ.
+    moving = moving_statistics_indices(model)
+    for a, b in zip(plain_members, members):
+        assert [i for i, (u, v) in enumerate(zip(a, b)) if not np.array_equal(u, v)] == moving
+
+
+def test_bn_data_without_batchnorm_gives_identical_snapshots():
+    _, plain, _, plain_members = snapshot_run(None, batchnorm=False)
+    _, snapshots, _, members = snapshot_run(BN_DATA, batchnorm=False)
+    assert snapshots._bn_copy is None  # no copy made, no pass over the data
+    for a, b in zip(plain.snapshots, snapshots.snapshots):
+        assert_weights_equal(a, b)
+    for a, b in zip(plain_members, members):
+        assert_weights_equal(a, b)
+
+
+def test_bn_data_is_not_serialized():
+    callback = SnapshotEnsemble(SCHEDULES["fge"][0], bn_data=BN_DATA, bn_batch_size=8)
+    with pytest.raises(ValueError, match="`bn_data` cannot be serialized.*Received: bn_data with shape=\\(20, 4\\)"):
+        callback.get_config()
+    callback = SnapshotEnsemble(SCHEDULES["fge"][0], bn_batch_size=8)
+    clone = SnapshotEnsemble.from_config(callback.get_config())
+    assert clone.bn_batch_size == 8 and clone.bn_data is None
+    assert "bn_batch_size" not in SnapshotEnsemble(SCHEDULES["fge"][0]).get_config()

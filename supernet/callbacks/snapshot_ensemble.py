@@ -1,12 +1,14 @@
 """Collect ensemble members from one training run at learning-rate minima."""
 
 import os
+import random
 import warnings
 
 import keras
 import numpy as np
 
-from supernet._validation import check_int
+from supernet._validation import check_finite, check_int
+from supernet.batchnorm import batchnorm_layers, recompute_batchnorm_statistics
 
 
 def _global_step(optimizer):
@@ -109,6 +111,30 @@ class SnapshotEnsemble(keras.callbacks.Callback):
             (`model.stop_training = True`) after the training step at which
             the callback holds that many snapshots, counting those kept from
             earlier `fit()` calls. Give the fit epochs enough to reach them.
+        bn_data: `None` keeps each snapshot's BatchNormalization moving
+            statistics as they were at its step. An array `(n, ...)` of
+            training inputs: every snapshot's statistics are recomputed on
+            it (`supernet.batchnorm.recompute_batchnorm_statistics`: the
+            exact mean and population variance of each layer's inputs over
+            `bn_data`, computed as in training). The recomputation runs on
+            a copy of the model, so the model being trained keeps its own
+            moving statistics and trains exactly as without `bn_data`; only
+            the stored snapshots (weights, files, `models()`) carry the
+            recomputed statistics. A model without BatchNormalization is
+            snapshotted as without `bn_data`, at no extra cost. Not
+            serialized: `get_config()` raises while it is set.
+        bn_batch_size: int >= 1, batch size of the recomputation (the
+            upstream layers normalise by batch statistics, as in training,
+            so use the training batch size).
+
+    Moving statistics are an exponential average over roughly the last
+    `1 / (1 - momentum)` steps (100 at Keras's default 0.99), during which
+    the weights kept moving, so they lag behind a snapshot's weights.
+    `bn_data` gives each snapshot the statistics of its own weights, as SWA
+    does for its weight average (Izmailov et al. 2018, `bn_update`). The FGE reference code (Garipov et al. 2018, `fge.py` of
+    `dnn-mode-connectivity`) evaluates its snapshots with their running
+    statistics and recomputes them only for points on connecting curves
+    (`update_bn`), hence the default `None`.
 
     A schedule with a budget, `total_steps` (`SnapshotCosine`), plans its
     snapshots over that many steps; past it the cycles restart and take
@@ -145,7 +171,17 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         Sadrtdinov et al. 2023 (SSE / StarSSE).
     """
 
-    def __init__(self, schedule=None, snapshot_steps=None, directory=None, reset_optimizer=False, verbose=0, max_snapshots=None):
+    def __init__(
+        self,
+        schedule=None,
+        snapshot_steps=None,
+        directory=None,
+        reset_optimizer=False,
+        verbose=0,
+        max_snapshots=None,
+        bn_data=None,
+        bn_batch_size=256,
+    ):
         super().__init__()
         if (schedule is None) == (snapshot_steps is None):
             raise ValueError(
@@ -168,15 +204,26 @@ class SnapshotEnsemble(keras.callbacks.Callback):
                 )
         if max_snapshots is not None:
             max_snapshots = check_int("max_snapshots", max_snapshots, 1)
+        if bn_data is not None:
+            bn_data = check_finite("bn_data", bn_data)
+            if bn_data.ndim == 0 or len(bn_data) == 0:
+                raise ValueError(
+                    "Argument `bn_data` must be None or an array (n, ...) of at least one training input. "
+                    f"Received: bn_data with shape={bn_data.shape}"
+                )
+        bn_batch_size = check_int("bn_batch_size", bn_batch_size, 1)
         self.schedule = schedule
         self.snapshot_steps = snapshot_steps
         self.directory = directory
         self.reset_optimizer = reset_optimizer
         self.verbose = verbose
         self.max_snapshots = max_snapshots
+        self.bn_data = bn_data
+        self.bn_batch_size = bn_batch_size
         self.snapshots = []
         self.snapshot_steps_taken = []
         self._trained_model = None
+        self._bn_copy = None
 
     # === Cycle bookkeeping ===
 
@@ -197,6 +244,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         step = _global_step(self.model.optimizer)
         if self._trained_model is not self.model:
             self.snapshots, self.snapshot_steps_taken = [], []
+            self._bn_copy = None
         kept = [i for i, s in enumerate(self.snapshot_steps_taken) if s < step]
         self.snapshots = [self.snapshots[i] for i in kept]
         self.snapshot_steps_taken = [self.snapshot_steps_taken[i] for i in kept]
@@ -204,6 +252,7 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         self._last_step = step - 1
         self._fit_start_step = step
         self._budget_checked = False
+        self._recompute_bn = self.bn_data is not None and bool(batchnorm_layers(self.model))
         if self.reset_optimizer and getattr(self.model.optimizer, "use_ema", False):
             raise ValueError(
                 "`reset_optimizer=True` does not support optimizers with "
@@ -269,13 +318,47 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         if self.max_snapshots is not None and len(self.snapshots) >= self.max_snapshots:
             self.model.stop_training = True
 
+    def _fresh_batchnorm_weights(self):
+        """The model's weights with BatchNormalization statistics recomputed on `bn_data`.
+
+        The recomputation runs forward passes in training mode, which would
+        move the trained model's statistics and draw from its dropout seeds,
+        so it runs on a copy kept for the whole run.
+        """
+        if self._bn_copy is None:
+            # Cloning draws seeds for the copy's initializers and dropout
+            # from Python's `random`, which also orders the batches of a
+            # shuffled `PyDataset`: its state is put back so the fit runs on
+            # as without `bn_data`.
+            state = random.getstate()
+            try:
+                self._bn_copy = keras.models.clone_model(self.model)
+            finally:
+                random.setstate(state)
+        self._bn_copy.set_weights(self.model.get_weights())
+        recompute_batchnorm_statistics(self._bn_copy, self.bn_data, self.bn_batch_size)
+        return self._bn_copy.get_weights()
+
     def _take_snapshot(self, step):
         k = len(self.snapshots)
+        fresh = self._fresh_batchnorm_weights() if self._recompute_bn else None
         if self.directory is None:
-            snapshot = [np.array(w, copy=True) for w in self.model.get_weights()]
+            weights = self.model.get_weights() if fresh is None else fresh
+            snapshot = [np.array(w, copy=True) for w in weights]
         else:
             snapshot = os.path.join(self.directory, f"snapshot_{k}.keras")
-            self.model.save(snapshot)
+            if fresh is None:
+                self.model.save(snapshot)
+            else:
+                # The file keeps the model's compile config and optimizer
+                # state, so the trained model is saved with the recomputed
+                # statistics swapped in, and its own put back.
+                live = self.model.get_weights()
+                self.model.set_weights(fresh)
+                try:
+                    self.model.save(snapshot)
+                finally:
+                    self.model.set_weights(live)
         self.snapshots.append(snapshot)
         self.snapshot_steps_taken.append(step)
         if self.verbose:
@@ -292,7 +375,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         compile options, and a new optimizer of the same config whose state
         (step count, momenta) starts from zero. With a `directory`, each is
         loaded with `keras.saving.load_model`, compiled as saved, with the
-        optimizer state at the snapshot's step.
+        optimizer state at the snapshot's step. With `bn_data`, each holds
+        its snapshot's recomputed BatchNormalization statistics.
 
         Returns:
             list of compiled `keras.Model`, ready for `evaluate()` and
@@ -308,6 +392,12 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         return members
 
     def get_config(self):
+        if self.bn_data is not None:
+            raise ValueError(
+                "A SnapshotEnsemble with `bn_data` cannot be serialized: the array does not fit in a config, and "
+                "a config without it would rebuild a callback that keeps the lagging moving statistics. Pass "
+                f"`bn_data` to the constructor instead. Received: bn_data with shape={self.bn_data.shape}"
+            )
         config = {
             "schedule": keras.saving.serialize_keras_object(self.schedule),
             "snapshot_steps": self.snapshot_steps,
@@ -319,6 +409,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
         # use it read as they did before the argument existed.
         if self.max_snapshots is not None:
             config["max_snapshots"] = self.max_snapshots
+        if self.bn_batch_size != 256:
+            config["bn_batch_size"] = self.bn_batch_size
         return config
 
     @classmethod

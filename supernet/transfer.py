@@ -40,6 +40,14 @@ constant), and weight decay is decoupled, `w <- w - lr * wd * w`, applied
 to the trainable variables (BatchNormalization scales and offsets
 included, as in PyTorch's default).
 
+With `bn_update=True` every member's BatchNormalization moving statistics
+are recomputed on the (un-augmented) training images before it is evaluated
+and returned (`supernet.batchnorm.recompute_batchnorm_statistics`, batches
+of `batch_size`), on a copy: training continues from the model's own
+statistics. Off by default, as in the StarSSE reference code
+(`isadrtdinov/ens-for-transfer`, which carries an `update_bn` but never
+calls it: members are evaluated with their running statistics).
+
 Mini-batches come from `TransferBatches`: an explicit, seeded shuffle (and
 optional flip + pad-and-crop augmentation) so the data order of a member is
 a function of its seed alone, and cycles may last fractional epochs.
@@ -54,6 +62,7 @@ import numpy as np
 
 from supernet import metrics
 from supernet._validation import check_dataset, check_int, check_positive, nonfinite_weights
+from supernet.batchnorm import recompute_batchnorm_statistics
 from supernet.callbacks.snapshot_ensemble import reset_optimizer_state
 from supernet.models.resnet import transfer_model
 from supernet.schedules import CosineRestarts
@@ -379,13 +388,37 @@ def _finish(method, entries, members, probs, ds, settings, log):
     return members, record
 
 
-def _add_member(model, entry, ds, batch_size, members, probs, entries, log, label):
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def _fresh_batchnorm(member, entry, ds, batch_size):
+    """Recomputes `member`'s BatchNorm statistics on the training images; its cost joins the entry's."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    recompute_batchnorm_statistics(member, ds.x_train, batch_size)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    entry.update(bn_update_wall_s=wall, bn_update_cpu_s=cpu, wall_s=entry["wall_s"] + wall, cpu_s=entry["cpu_s"] + cpu)
+
+
+def _add_member(model, entry, ds, batch_size, members, probs, entries, log, label, bn_update_batch_size=None):
+    """Evaluates a trained member and keeps a copy of it if it is sound.
+
+    `bn_update_batch_size`: `None`, or the batch size with which the copy's
+    BatchNormalization statistics are recomputed on `ds.x_train` before it
+    is evaluated; `model` itself keeps its own.
+    """
     if entry["status"] == "ok":
-        member_probs, scores = _evaluate(model, ds, batch_size)
+        member = model
+        if bn_update_batch_size is not None:
+            member = _snapshot(model)
+            _fresh_batchnorm(member, entry, ds, bn_update_batch_size)
+        member_probs, scores = _evaluate(member, ds, batch_size)
         if member_probs is None:
             entry.update(status="failed", message=f"{label} predicts non-finite probabilities")
         else:
-            members.append(_snapshot(model))
+            members.append(_snapshot(model) if member is model else member)
             probs.append(member_probs)
         entry.update(scores)
         if log is not None and entry["status"] == "ok":
@@ -403,8 +436,9 @@ def _check_positive(**kwargs):
 # === Deep ensembles ===
 
 
-def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, start_labels, run_eagerly):
+def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, start_labels, run_eagerly, bn_update):
     _check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
+    bn_update = _check_bool("bn_update", bn_update)
     check_dataset(ds)
     steps = steps_for(epochs, len(ds.x_train), batch_size)
     members, probs, entries = [], [], []
@@ -420,8 +454,11 @@ def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weigh
             augment=augment, callbacks=callbacks, log=log, label=label, run_eagerly=run_eagerly,
         )
         entry.update(start_from=start_labels[k], head_seed=head_seed, data_seed=data_seed)
-        _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label)
-    settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment, seed=seed, steps_per_member=steps)
+        _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label, batch_size if bn_update else None)
+    settings = dict(
+        epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment, seed=seed,
+        steps_per_member=steps, bn_update=bn_update,
+    )
     return _finish(method, entries, members, probs, ds, settings, log)
 
 
@@ -441,6 +478,7 @@ def local_de(
     log=None,
     eval_batch_size=512,
     run_eagerly=False,
+    bn_update=False,
 ):
     """Local deep ensemble: members fine-tuned from ONE pre-trained checkpoint.
 
@@ -465,6 +503,12 @@ def local_de(
         eval_batch_size: batch size of the test-set predictions.
         run_eagerly: passed to `compile()`; eager steps skip graph tracing,
             which is faster for tiny models and short cycles (tests).
+        bn_update: bool; `True` recomputes each member's BatchNormalization
+            statistics on `ds.x_train` (un-augmented, batches of
+            `batch_size`) before it is evaluated and returned; its time
+            joins the member's `wall_s` / `cpu_s` (and is recorded as
+            `bn_update_wall_s` / `bn_update_cpu_s`). Off by default, as in
+            the reference code (see the module docstring).
 
     Returns:
         `(members, record)`; see the module docstring.
@@ -482,6 +526,7 @@ def local_de(
         "local_de", [pretrained] * num_members, ds, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
         weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
         run_eagerly=run_eagerly, eval_batch_size=eval_batch_size, start_labels=["pretrained"] * num_members,
+        bn_update=bn_update,
     )
 
 
@@ -500,6 +545,7 @@ def global_de(
     log=None,
     eval_batch_size=512,
     run_eagerly=False,
+    bn_update=False,
 ):
     """Global deep ensemble: one member per pre-trained checkpoint.
 
@@ -512,7 +558,8 @@ def global_de(
         pretrained_models: sequence of checkpoints (`keras.Model`s or
             callables returning one), one per member.
         ds, epochs, lr, batch_size, momentum, weight_decay, augment, seed,
-        callbacks, log, eval_batch_size: as in `local_de`.
+        callbacks, log, eval_batch_size, run_eagerly, bn_update: as in
+        `local_de`.
 
     Returns:
         `(members, record)`; see the module docstring.
@@ -527,15 +574,18 @@ def global_de(
         "global_de", pretrained_models, ds, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
         weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
         run_eagerly=run_eagerly, eval_batch_size=eval_batch_size, start_labels=[f"pretrained[{k}]" for k in range(len(pretrained_models))],
+        bn_update=bn_update,
     )
 
 
 # === Snapshot ensembles ===
 
 
-def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, run_eagerly):
+def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, run_eagerly, bn_update):
     check_int("num_members", num_members, 1)
     _check_positive(epochs=epochs, lr=lr, fge_lr=fge_lr, fge_epochs=fge_epochs, batch_size=batch_size)
+    bn_update = _check_bool("bn_update", bn_update)
+    bn_update_batch_size = batch_size if bn_update else None
     check_dataset(ds)
     if trainable not in _TRAINABLE:
         raise ValueError(f"Argument `trainable` must be one of {_TRAINABLE}. Received: trainable={trainable!r}")
@@ -564,7 +614,7 @@ def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fg
         model = _snapshot(first_member)
         entry = {"status": "ok", "message": "", "wall_s": 0.0, "cpu_s": 0.0, "steps": 0, "planned_steps": first_steps,
                  "trainable_params": None, "final_loss": None, "start_from": "first_member", "reused": True}
-    _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label)
+    _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label, bn_update_batch_size)
     first_weights = model.get_weights()
 
     for k in range(1, num_members):
@@ -587,13 +637,13 @@ def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fg
             data_seed=data_seed, batch_size=batch_size, augment=augment, callbacks=callbacks, log=log, label=label, run_eagerly=run_eagerly,
         )
         entry.update(start_from=start_from, data_seed=data_seed)
-        _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label)
+        _add_member(model, entry, ds, eval_batch_size, members, probs, entries, log, label, bn_update_batch_size)
     set_trainable(model, "all")
     settings = dict(
         epochs=epochs, lr=lr, fge_lr=fge_lr, fge_epochs=fge_epochs, trainable=trainable,
         last_k=last_k if trainable == "last_k_stages" else None, batch_size=batch_size, momentum=momentum,
         weight_decay=weight_decay, augment=augment, seed=seed, first_steps=first_steps, cycle_steps=cycle_steps,
-        schedule=schedule.get_config(),
+        schedule=schedule.get_config(), bn_update=bn_update,
     )
     return _finish(method, entries, members, probs, ds, settings, log)
 
@@ -617,6 +667,7 @@ def sse(
     log=None,
     eval_batch_size=512,
     run_eagerly=False,
+    bn_update=False,
 ):
     """Snapshot ensemble in transfer learning: a chain of cosine cycles.
 
@@ -642,8 +693,11 @@ def sse(
             head) to use as member 1 instead of training it, e.g. member 1
             of a `local_de`; its time is then recorded as 0 and
             `reused=True`.
+        bn_update: as in `local_de`. The cycles continue from the trained
+            model's own statistics, not from the recomputed ones (but a
+            `first_member` is taken as given, recomputed or not).
         batch_size, momentum, weight_decay, augment, seed, callbacks, log,
-        eval_batch_size: as in `local_de`.
+        eval_batch_size, run_eagerly: as in `local_de`.
 
     Returns:
         `(members, record)`; see the module docstring.
@@ -656,7 +710,7 @@ def sse(
         "sse", pretrained, ds, star=False, num_members=num_members, epochs=epochs, lr=lr, fge_lr=fge_lr,
         fge_epochs=fge_epochs, trainable="all", last_k=1, first_member=first_member, batch_size=batch_size,
         momentum=momentum, weight_decay=weight_decay, augment=augment, seed=seed, callbacks=callbacks, log=log,
-        eval_batch_size=eval_batch_size, run_eagerly=run_eagerly,
+        eval_batch_size=eval_batch_size, run_eagerly=run_eagerly, bn_update=bn_update,
     )
 
 
@@ -681,6 +735,7 @@ def star_sse(
     log=None,
     eval_batch_size=512,
     run_eagerly=False,
+    bn_update=False,
 ):
     """StarSSE: every later member runs one cycle starting from member 1.
 
@@ -695,7 +750,9 @@ def star_sse(
     Parameter-efficient StarSSE: with `trainable="head"` the cycles train
     only the head, with `"last_k_stages"` the last `last_k` stages and the
     head (see `set_trainable`); the frozen layers, BatchNormalization
-    statistics included, stay identical to member 1's. The record's
+    statistics included, stay identical to member 1's (with `bn_update`
+    every member's statistics are recomputed, the frozen layers' from the
+    same weights and images as member 1's, so these still agree). The record's
     per-member `wall_s` and `trainable_params` show the saving; compare
     with a `trainable="all"` run for the time ratio.
 
@@ -705,7 +762,7 @@ def star_sse(
         last_k: int >= 1, stages trained with `"last_k_stages"`.
         pretrained, ds, num_members, epochs, lr, fge_lr, fge_epochs,
         first_member, batch_size, momentum, weight_decay, augment, seed,
-        callbacks, log, eval_batch_size: as in `sse`.
+        callbacks, log, eval_batch_size, run_eagerly, bn_update: as in `sse`.
 
     Returns:
         `(members, record)`; see the module docstring.
@@ -722,5 +779,5 @@ def star_sse(
         "star_sse", pretrained, ds, star=True, num_members=num_members, epochs=epochs, lr=lr, fge_lr=fge_lr,
         fge_epochs=fge_epochs, trainable=trainable, last_k=last_k, first_member=first_member,
         batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment, seed=seed,
-        callbacks=callbacks, log=log, eval_batch_size=eval_batch_size, run_eagerly=run_eagerly,
+        callbacks=callbacks, log=log, eval_batch_size=eval_batch_size, run_eagerly=run_eagerly, bn_update=bn_update,
     )

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from supernet import data, transfer
+from supernet.batchnorm import recompute_batchnorm_statistics
 from supernet.models.resnet import resnet50_backbone, small_resnet, transfer_model
 from supernet.schedules import restart_cosine_lr
 
@@ -51,16 +52,21 @@ def tiny():
     return ds, source
 
 
-@pytest.fixture(scope="module", params=["star_sse", "sse"])
-def cyclic_run(request, tiny):
+def _cyclic(method, tiny, **kwargs):
     ds, source = tiny
     recorder = Recorder()
-    trainer = getattr(transfer, request.param)
-    members, record = trainer(
+    # `fit` shuffles the order of the batches with Python's `random`.
+    keras.utils.set_random_seed(0)
+    members, record = getattr(transfer, method)(
         source, ds, num_members=3, epochs=2, lr=0.05, fge_lr=0.1, fge_epochs=1,
-        **FAST, callbacks=[recorder], seed=3,
+        **FAST, callbacks=[recorder], seed=3, **kwargs,
     )
-    return request.param, members, record, recorder
+    return method, members, record, recorder
+
+
+@pytest.fixture(scope="module", params=["star_sse", "sse"])
+def cyclic_run(request, tiny):
+    return _cyclic(request.param, tiny)
 
 
 def test_cycle_starting_points(cyclic_run, tiny):
@@ -126,11 +132,12 @@ def test_local_and_global_de_starting_points(tiny):
     assert [m["start_from"] for m in record["members"]] == ["pretrained[0]", "pretrained[1]"]
 
 
-def test_peft_star_sse_leaves_frozen_stages_bit_identical(tiny):
+@pytest.mark.parametrize("bn_update", [False, True])
+def test_peft_star_sse_leaves_frozen_stages_bit_identical(tiny, bn_update):
     ds, source = tiny
     members, record = transfer.star_sse(
         source, ds, num_members=2, epochs=1, lr=0.05, fge_lr=0.1, fge_epochs=1,
-        **FAST, trainable="last_k_stages", last_k=1,
+        **FAST, trainable="last_k_stages", last_k=1, bn_update=bn_update,
     )
     first, spoke = members
     for layer in first.layers:
@@ -232,3 +239,92 @@ def test_set_trainable_keeps_layers_frozen_by_construction(tiny):
         assert not fixed.trainable, mode
     assert transfer._snapshot(model).layers[1].trainable is False
     assert model.layers[-1].trainable  # the head is trainable in every mode
+
+
+# === Fresh BatchNormalization statistics (`bn_update`) ===
+
+
+def _moving_statistics(model):
+    """Positions of the BatchNormalization moving means and variances in `get_weights()`."""
+    moving = {id(v) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+              for v in (layer.moving_mean, layer.moving_variance)}
+    return [i for i, v in enumerate(model.weights) if id(v) in moving]
+
+
+def _assert_fresh_statistics(plain, fresh, ds):
+    """`fresh` is `plain` (the same trained model) with statistics recomputed on the training images."""
+    moving = _moving_statistics(plain)
+    a, b = plain.get_weights(), fresh.get_weights()
+    assert [i for i in range(len(a)) if not np.array_equal(a[i], b[i])] == moving
+    # The stem's statistics from its inputs, computed directly (no normalisation upstream).
+    stem = keras.Model(fresh.input, fresh.get_layer("stem_bn").input)
+    inputs = np.asarray(keras.ops.convert_to_numpy(stem(ds.x_train, training=True)), np.float64)
+    bn = fresh.get_layer("stem_bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), inputs.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), inputs.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    # Every layer's, as the recomputation on a copy of the trained model.
+    reference = keras.models.clone_model(plain)
+    reference.set_weights(a)
+    recompute_batchnorm_statistics(reference, ds.x_train, BATCH)
+    for i in moving:
+        np.testing.assert_allclose(b[i], reference.get_weights()[i], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["star_sse", "sse"])
+def test_bn_update_cyclic_members_hold_training_statistics_and_training_is_unchanged(method, tiny):
+    _, plain_members, plain_record, plain_recorder = _cyclic(method, tiny)
+    _, members, record, recorder = _cyclic(method, tiny, bn_update=True)
+    # The trained model continues from its own statistics: every cycle starts
+    # where it would without the option, with the same schedule.
+    assert len(recorder.starts) == len(plain_recorder.starts) == 3
+    for a, b in zip(plain_recorder.starts, recorder.starts):
+        assert _same(a, b)
+    assert recorder.lrs == plain_recorder.lrs
+    assert record["settings"]["bn_update"] is True and plain_record["settings"]["bn_update"] is False
+    for plain, fresh, entry in zip(plain_members, members, record["members"]):
+        _assert_fresh_statistics(plain, fresh, tiny[0])
+        assert 0 < entry["bn_update_wall_s"] <= entry["wall_s"]
+    assert all("bn_update_wall_s" not in entry for entry in plain_record["members"])
+
+
+@pytest.mark.parametrize("method", ["local_de", "global_de"])
+def test_bn_update_deep_ensemble_members_hold_training_statistics(method, tiny):
+    ds, source = tiny
+    runs = {}
+    for bn_update in (False, True):
+        keras.utils.set_random_seed(0)  # the order of the batches
+        if method == "local_de":
+            runs[bn_update] = transfer.local_de(source, ds, num_members=1, epochs=0.4, lr=0.05, **FAST, bn_update=bn_update)
+        else:
+            runs[bn_update] = transfer.global_de([source], ds, epochs=0.4, lr=0.05, **FAST, bn_update=bn_update)
+    (plain,), _ = runs[False]
+    (fresh,), record = runs[True]
+    _assert_fresh_statistics(plain, fresh, ds)
+    assert record["settings"]["bn_update"] is True
+
+
+def test_bn_update_without_batchnorm_gives_identical_members(tiny):
+    ds, _ = tiny
+    image = keras.Input((8, 8, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(image))
+    source = keras.Model(image, keras.layers.Dense(4, name="head")(features))
+    runs = [transfer.local_de(source, ds, num_members=1, epochs=0.4, lr=0.05, **FAST, bn_update=b) for b in (False, True)]
+    (plain,), plain_record = runs[0]
+    (member,), record = runs[1]
+    assert _same(plain.get_weights(), member.get_weights())
+    assert record["members"][0]["accuracy"] == plain_record["members"][0]["accuracy"]
+
+
+@pytest.mark.parametrize("method", ["local_de", "global_de", "sse", "star_sse"])
+@pytest.mark.parametrize("bn_update", ["yes", 1, None])
+def test_bn_update_must_be_a_bool(method, bn_update, tiny):
+    ds, source = tiny
+    args = dict(epochs=1, lr=0.05, **FAST, bn_update=bn_update)
+    if method == "global_de":
+        call = lambda: transfer.global_de([source], ds, **args)  # noqa: E731
+    elif method == "local_de":
+        call = lambda: transfer.local_de(source, ds, num_members=1, **args)  # noqa: E731
+    else:
+        call = lambda: getattr(transfer, method)(source, ds, num_members=2, fge_lr=0.1, fge_epochs=1, **args)  # noqa: E731
+    with pytest.raises(ValueError, match=f"Argument `bn_update` must be a bool. Received: bn_update={bn_update!r}"):
+        call()

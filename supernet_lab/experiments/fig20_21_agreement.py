@@ -37,7 +37,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, data_notes, fge, group_scores, load_logged, smoke, test_probs,
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, bn_update_notes, data_notes, fge, group_scores, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -130,6 +130,7 @@ def report(records, out_dir):
         notes += [
             "The thesis's Figs. 20-21 show DenseNets; we use the thesis's Table-2 CNN. The figure values are not in the thesis text, so there is no thesis column.",
             f"Each net: {config['pretrain_epochs']} epochs of Adam (lr {config['pretrain_lr']}), batch {config['batch_size']}; FGE continues net 1 with SGD momentum {config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}, cycle {config['fge_cycle_epochs']} epoch(s) (Garipov et al. 2018, VGG-16 setting; not stated in the thesis).",
+            *bn_update_notes(config),
             "Agreement is measured on the test split.",
         ]
         table = reports.Table(

@@ -14,7 +14,13 @@ member 1, reused; then `M - 1` cycles restarting at `fge_lr` for
 `fge_epochs`), and parameter-efficient StarSSE (cycles train only the last
 stage and the head). Every method's members are also merged into a uniform
 soup and a greedy soup (`supernet.soups`, BatchNorm statistics recomputed
-on the training images; greedy selection on a held-out split).
+on the training images; greedy selection on a held-out split). With
+`bn_update=True` every member's BatchNorm statistics are recomputed on the
+training images too before it is scored (`supernet.transfer`'s
+`bn_update`; off in every preset, as in the source's code, which evaluates
+members with their running statistics). Member 1 of the cyclic methods is
+then local DE's member 1 with its recomputed statistics, so the cycles
+start from those (PEFT StarSSE's frozen BatchNorm layers run with them).
 
 Presets:
 
@@ -127,6 +133,9 @@ class Config:
     soups: bool = True
     run_eagerly: bool = False
     dry_run: bool = False
+    # Members' BatchNorm statistics recomputed on the training images
+    # (`supernet.transfer`'s `bn_update`).
+    bn_update: bool = False
 
 
 PRESETS = {
@@ -403,7 +412,7 @@ def main(config, context):
     common = dict(
         lr=config.lr, batch_size=config.batch_size, momentum=config.momentum, weight_decay=config.weight_decay,
         augment=config.augment and not one_step, seed=config.seed, log=context.log,
-        run_eagerly=config.run_eagerly,
+        run_eagerly=config.run_eagerly, bn_update=config.bn_update,
     )
     epochs = 1.0 if one_step else config.epochs
     num_members = 2 if one_step else config.num_members
@@ -567,6 +576,11 @@ def report(records, out_dir):
             "findings judged in the claims table. Soups recompute BatchNorm statistics on the training images; greedy "
             f"soups select on {config['validation_size']} held-out training images.",
         ]
+        if config.get("bn_update", False):
+            notes.append(
+                "Every member's BatchNorm statistics recomputed on the training images before scoring (`bn_update`); "
+                "the source's code scores members with their running statistics."
+            )
         if "global_de" not in methods:
             notes.append(
                 "Global DE and PEFT StarSSE not run in grid mode (one checkpoint)." if grid

@@ -65,8 +65,8 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores,
-    load_logged, smoke, steps_per_epoch,
+    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, bn_update_notes, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps,
+    group_scores, load_logged, smoke, steps_per_epoch,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -377,6 +377,7 @@ def _footnotes(config):
         f"{config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}) with a cycle of "
         f"{config['fge_cycle_epochs']} epoch(s) (Garipov: 2-4 epochs of 391 steps)."
     )
+    notes += bn_update_notes(config)
     notes.append("FGE run r starts from independent net r, which is itself a member of the independent group (saves training); the thesis does not say how its FGE groups were started.")
     notes.append("Accuracies are on the test split; the thesis reports validation accuracy (its validation set is CIFAR-10's test set).")
     notes.append("SuperNet head: down-scaling factor chosen by validation NLL (thesis: by hand), head re-trained on cached features with Adam.")

@@ -49,7 +49,9 @@ import keras
 import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, hms
-from supernet_lab.experiments._conv import CLAIMS_NOTE, SMOKE_FGE, FGEConfig, data_notes, fge, load_logged, smoke, test_probs
+from supernet_lab.experiments._conv import (
+    CLAIMS_NOTE, SMOKE_FGE, FGEConfig, bn_update_notes, data_notes, fge, load_logged, smoke, test_probs,
+)
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
 from supernet.callbacks import retrain_last_layers, retrain_layer_by_layer
@@ -272,6 +274,7 @@ def report(records, out_dir):
             "The thesis's reference is a DenseNet that reached 90.56% in 3:16:00 CPU; ours is one Table-2 CNN trained with Adam for exactly the pipeline's CPU time, so the comparison is at equal CPU, not at equal accuracy.",
             f"Base net {config['base_epochs']} Adam epochs (not stated in the thesis); last layers retrained {tuple(config['base_retrain_epochs'])} epochs (thesis Table 3: 3/3/3/4); snapshots' last {config['snapshot_retrain_layers']} layer(s) retrained {config['snapshot_retrain_epochs']} epoch(s) each; head {config['head_epochs']} epochs.",
             f"FGE (not specified in the thesis): SGD momentum {config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}, cycle {config['fge_cycle_epochs']} epoch(s), as Garipov et al. 2018 for VGG-16.",
+            *bn_update_notes(config),
             "CPU time: process CPU seconds (all threads) on this machine's 2 shared cores, scoring passes excluded; the thesis's is sacct CPUTime of GPU jobs on Prometheus. Compare ratios, not absolute times.",
             "Accuracies are on the test split; the thesis reports validation accuracy.",
         ]

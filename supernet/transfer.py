@@ -289,7 +289,10 @@ def _train_cycle(model, optimizer, ds, *, steps, start_step, data_seed, batch_si
     steps_per_epoch = steps_for(1, len(ds.x_train), batch_size)
     progress = _Progress(log, label, max(steps_per_epoch, steps // 5), steps)
     wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks])
+    # The batches are already in their seeded order: Keras's own shuffle of a
+    # `PyDataset` would reorder them with Python's global `random`.
+    model.fit(batches, epochs=1, verbose=0, shuffle=False,
+              callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks])
     entry = {
         "wall_s": time.perf_counter() - wall,
         "cpu_s": time.process_time() - cpu,

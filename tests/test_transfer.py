@@ -55,7 +55,6 @@ def tiny():
 def _cyclic(method, tiny, **kwargs):
     ds, source = tiny
     recorder = Recorder()
-    # `fit` shuffles the order of the batches with Python's `random`.
     keras.utils.set_random_seed(0)
     members, record = getattr(transfer, method)(
         source, ds, num_members=3, epochs=2, lr=0.05, fge_lr=0.1, fge_epochs=1,
@@ -292,7 +291,7 @@ def test_bn_update_deep_ensemble_members_hold_training_statistics(method, tiny):
     ds, source = tiny
     runs = {}
     for bn_update in (False, True):
-        keras.utils.set_random_seed(0)  # the order of the batches
+        keras.utils.set_random_seed(0)
         if method == "local_de":
             runs[bn_update] = transfer.local_de(source, ds, num_members=1, epochs=0.4, lr=0.05, **FAST, bn_update=bn_update)
         else:
@@ -301,6 +300,19 @@ def test_bn_update_deep_ensemble_members_hold_training_statistics(method, tiny):
     (fresh,), record = runs[True]
     _assert_fresh_statistics(plain, fresh, ds)
     assert record["settings"]["bn_update"] is True
+
+
+def test_member_is_a_function_of_its_seed_not_of_pythons_global_random(tiny):
+    import random
+
+    ds, source = tiny
+    weights = []
+    for state in (0, 1):
+        keras.utils.set_random_seed(0)
+        random.seed(state)
+        (member,), _ = transfer.local_de(source, ds, num_members=1, epochs=1, lr=0.05, **FAST, seed=3)
+        weights.append(member.get_weights())
+    assert _same(*weights)
 
 
 def test_bn_update_without_batchnorm_gives_identical_members(tiny):

@@ -27,7 +27,9 @@ on this machine (2 shared cores, load ~2.5 from other users): the dense
 240-560-560 net 12.9 s wall / 8.1 s CPU, the four-branch fused net about
 7 s CPU. The `cpu` preset uses E1 = 10, E2 = 4 (regime I: 14 epochs):
 ~10x8 + 4x8 + 4x3 + 10x7 ~ 200 CPU-seconds, 2-4 minutes wall per seed. The
-`paper` preset uses E1 = 39, E2 = 10 and regime I for 50 epochs.
+`paper` preset uses E1 = 39, E2 = 10 and regime I for 50 epochs: 580-800
+CPU-seconds per seed as recorded (18-33 minutes wall beside two or three
+other single-threaded runs on the 2 cores).
 """
 
 import dataclasses

@@ -131,7 +131,8 @@ class SnapshotEnsemble(keras.callbacks.Callback):
     `1 / (1 - momentum)` steps (100 at Keras's default 0.99), during which
     the weights kept moving, so they lag behind a snapshot's weights.
     `bn_data` gives each snapshot the statistics of its own weights, as SWA
-    does for its weight average (Izmailov et al. 2018, `bn_update`). The FGE reference code (Garipov et al. 2018, `fge.py` of
+    does for its weight average (Izmailov et al. 2018, `bn_update`). The
+    FGE reference code (Garipov et al. 2018, `fge.py` of
     `dnn-mode-connectivity`) evaluates its snapshots with their running
     statistics and recomputes them only for points on connecting curves
     (`update_bn`), hence the default `None`.

@@ -60,7 +60,8 @@ seed is ~2.5 CPU-hours (~2.5 hours wall on one thread), so start it at the
 beginning of a session. `paper_tng` runs all of Table 9 (20 Newsgroups is
 ~5x cheaper per parameter: the first epoch of all seven sizes x three
 models took ~260 CPU-s in the same timing, tracing included) for up to
-200 epochs with early stopping (patience 20).
+200 epochs with early stopping (patience 20): one seed as recorded is ~53
+CPU-minutes (~2 hours wall beside two or three other single-threaded runs).
 The `cpu` preset runs 4 of the 7 Fashion-MNIST sizes (53k, 360k, 1257k,
 2837k) for 2 epochs plus 2 head epochs, 3-4 minutes per seed; `cpu_tng` 4
 sizes (300k, 1.15M, 3.09M, 7.3M) for 4 epochs plus 2 head epochs, with Adam

@@ -230,6 +230,7 @@ def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
     assert record["status"] == "ok" and record["config"]["lr_schedule"] == "cosine"
 
 
+@pytest.mark.slow
 def test_table5_holdout_head_is_compared_with_the_train_set_head_on_the_same_kept_members(tmp_path):
     overrides = {"head_data": "holdout", "head_holdout_size": 0.25}
     first = experiment.run_experiment(

@@ -54,7 +54,8 @@ head epoch:
 
 With early stopping after ~20-40 epochs (patience 5-10) and two 10-epoch
 heads per K (the thesis's unscaled one and ours), one seed costs about 35
-CPU-minutes for `paper_small` and 90 for `paper_medium`. For the large root
+CPU-minutes for `paper_small` (recorded: 19-31 CPU-minutes, 38-70 minutes
+wall beside two or three other runs) and 90 for `paper_medium`. For the large root
 the single net alone (patience 20, 50+ epochs) is ~2 CPU-hours:
 `paper_large_k1_k6` is ~2.5 and `paper_large_k2_k4` ~2.5 CPU-hours per seed.
 """

@@ -304,13 +304,14 @@ ROWS = (
 
 
 def _rows(runs):
-    """`ROWS` whose metrics the runs hold, the SuperModel's labelled by its head's training data."""
-    holdout = runs.config.get("head_data", "train") == "holdout"
-    return [
-        (key, "SuperModel, head re-trained on held-out data (stacking)" if holdout and key == "supermodel" else label, thesis)
-        for key, label, thesis in ROWS
-        if runs.runs[-1]["metrics"].get(key) is not None
-    ]
+    """`ROWS` whose metrics the runs hold; with a held-out head, the thesis's numbers stand beside the train-set head."""
+    if runs.config.get("head_data", "train") != "holdout":
+        return [row for row in ROWS if row[0] != "supermodel_train_head"]
+    relabelled = {
+        "supermodel_train_head": (ROWS[3][1], "supermodel"),
+        "supermodel": ("SuperModel, head re-trained on held-out data (stacking)", None),
+    }
+    return [(key, *relabelled.get(key, (label, thesis))) for key, label, thesis in ROWS]
 
 
 def report(records, out_dir):

@@ -21,6 +21,13 @@ def check_int(name, value, minimum):
     return int(value)
 
 
+def check_bool(name, value):
+    """`value` is a bool (Python's or NumPy's); returned as Python's."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
 def check_positive(name, value):
     """`value` is a finite real number > 0."""
     if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value <= 0:

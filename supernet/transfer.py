@@ -61,7 +61,7 @@ import keras
 import numpy as np
 
 from supernet import metrics
-from supernet._validation import check_dataset, check_int, check_positive, nonfinite_weights
+from supernet._validation import check_bool, check_dataset, check_int, check_positive, nonfinite_weights
 from supernet.batchnorm import recompute_batchnorm_statistics
 from supernet.callbacks.snapshot_ensemble import reset_optimizer_state
 from supernet.models.resnet import transfer_model
@@ -391,12 +391,6 @@ def _finish(method, entries, members, probs, ds, settings, log):
     return members, record
 
 
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
-    return bool(value)
-
-
 def _fresh_batchnorm(member, entry, ds, batch_size):
     """Recomputes `member`'s BatchNorm statistics on the training images; its cost joins the entry's."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -441,7 +435,7 @@ def _check_positive(**kwargs):
 
 def _independent(method, sources, ds, *, epochs, lr, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, start_labels, run_eagerly, bn_update):
     _check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
-    bn_update = _check_bool("bn_update", bn_update)
+    bn_update = check_bool("bn_update", bn_update)
     check_dataset(ds)
     steps = steps_for(epochs, len(ds.x_train), batch_size)
     members, probs, entries = [], [], []
@@ -587,7 +581,7 @@ def global_de(
 def _cyclic(method, pretrained, ds, *, star, num_members, epochs, lr, fge_lr, fge_epochs, trainable, last_k, first_member, batch_size, momentum, weight_decay, augment, seed, callbacks, log, eval_batch_size, run_eagerly, bn_update):
     check_int("num_members", num_members, 1)
     _check_positive(epochs=epochs, lr=lr, fge_lr=fge_lr, fge_epochs=fge_epochs, batch_size=batch_size)
-    bn_update = _check_bool("bn_update", bn_update)
+    bn_update = check_bool("bn_update", bn_update)
     bn_update_batch_size = batch_size if bn_update else None
     check_dataset(ds)
     if trainable not in _TRAINABLE:

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from supernet._validation import check_finite_weights
+from supernet._validation import check_bool, check_finite_weights
 from supernet.layers.frozen_model import FrozenModel
 
 COMBINERS = ("softmax", "log_prob", "majority")
@@ -165,8 +165,7 @@ class Ensemble(keras.Model):
         members = _validate_members(members)
         if combiner not in COMBINERS:
             raise ValueError(f"Argument `combiner` must be one of {COMBINERS}. Received: combiner={combiner!r}")
-        if not isinstance(train_members, bool):
-            raise ValueError(f"Argument `train_members` must be a bool. Received: train_members={train_members!r}")
+        train_members = check_bool("train_members", train_members)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
             raise ValueError(f"Argument `eps` must be a float in (0, 1). Received: eps={eps!r}")
         check_finite_weights("members", members)

@@ -6,7 +6,7 @@ import tensorflow as tf
 from supernet import metrics
 from supernet.layers import GroupedDense
 from supernet.losses import MemberwiseCrossentropy
-from supernet.models import PartitionedMLP, mlp, partition_widths
+from supernet.models import PartitionedMLP, build_supernet, mlp, mlp_params, partition_widths, scale_widths
 from test_case import (
     assert_config_round_trip,
     assert_saved_model_predicts_same,
@@ -199,6 +199,62 @@ def test_partition_widths(widths, k, expected):
 def test_partition_widths_bad_arguments(widths, k):
     with pytest.raises(ValueError, match="num_members"):
         partition_widths(widths, k)
+
+
+# === mlp_params / scale_widths ===
+
+
+@pytest.mark.parametrize("hidden_units, k", [([7], 1), ([5, 3], 1), ([5, 3], 4), ([6, 4, 2], 3)])
+def test_mlp_params_counts_the_built_models(hidden_units, k):
+    expected = mlp_params(9, hidden_units, 4, num_members=k)
+    merged = PartitionedMLP(9, hidden_units, 4, num_members=k, head="merged")
+    merged.build((None, 9))
+    assert merged.count_params() == expected
+    members = [mlp(9, hidden_units, 4) for _ in range(k)]
+    assert build_supernet(members).count_params() == expected
+    if k == 1:
+        assert members[0].count_params() == expected
+
+
+def _nearest_count_by_enumeration(widths, target, input_dim, num_classes, k):
+    """The count nearest `target` over every width vector round(s * w / k) can take."""
+    # round(s * w / k) steps at s = (n + 0.5) * k / w: evaluate just past every step.
+    steps = sorted({(n + 0.5) * k / w for w in widths for n in range(0, 400)})
+    counts = [mlp_params(input_dim, [max(1, int(round(s * (1 + 1e-9) * w / k))) for w in widths], num_classes, k)
+              for s in [steps[0] / 2, *steps]]
+    return min(abs(c - target) for c in counts)
+
+
+@pytest.mark.parametrize("widths, target, k", [([8, 4], 5_000, 1), ([8, 4], 5_000, 3), ([3, 7, 7], 20_000, 6), ([10], 123, 2)])
+def test_scale_widths_finds_the_nearest_count(widths, target, k):
+    result = scale_widths(widths, target, input_dim=30, num_classes=5, num_members=k)
+    assert result.params == mlp_params(30, result.widths, 5, num_members=k)
+    assert result.widths == [max(1, int(round(result.scale * w / k))) for w in widths]
+    assert abs(result.params - target) == _nearest_count_by_enumeration(widths, target, 30, 5, k)
+
+
+def test_scale_widths_matches_the_thesis_pairing():
+    """Thesis Table 8's largest pair: 554-1292-1292 and 6 x 200-466-466, both ~2.84M parameters."""
+    single = scale_widths([45, 105, 105], 2_837_000, input_dim=784, num_classes=10)
+    members = scale_widths(single.widths, single.params, input_dim=784, num_classes=10, num_members=6)
+    assert (single.widths, members.widths) == ([554, 1292, 1292], [200, 466, 466])
+    assert abs(members.params / single.params - 1) < 0.001
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(widths=[], target_params=10), "widths"),
+        (dict(widths=[4, 0], target_params=10), "widths"),
+        (dict(widths=[4], target_params=0), "target_params"),
+        (dict(widths=[4], target_params=10, num_members=0), "num_members"),
+        (dict(widths=[4], target_params=10, input_dim=0), "input_dim"),
+    ],
+)
+def test_scale_widths_bad_arguments(kwargs, match):
+    kwargs = {"input_dim": 3, "num_classes": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        scale_widths(kwargs.pop("widths"), kwargs.pop("target_params"), **kwargs)
 
 
 # === Merged head ===

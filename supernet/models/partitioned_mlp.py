@@ -1,5 +1,7 @@
 """Partitioned MLPs: K member MLPs trained as one fused Keras model."""
 
+import collections
+
 import keras
 import numpy as np
 
@@ -29,6 +31,85 @@ def partition_widths(widths, num_members):
             "branches: a branch would have no units."
         )
     return split
+
+
+def mlp_params(input_dim, hidden_units, num_classes, num_members=1):
+    """Trainable parameters of K member MLPs joined by one softmax layer.
+
+    Each member has the hidden layers `hidden_units`; the softmax layer reads
+    the concatenation of the members' last hidden layers, as in a SuperNet
+    (`build_supernet`) or a `PartitionedMLP(head="merged")`. With
+    `num_members=1` this is the count of a plain `mlp`.
+
+    Example:
+    >>> mlp_params(784, [200, 466, 466], 10, num_members=6)
+    2837698
+    """
+    check_int("input_dim", input_dim, 1)
+    check_int("num_classes", num_classes, 1)
+    check_int("num_members", num_members, 1)
+    sizes = [input_dim, *(int(u) for u in hidden_units)]
+    if len(sizes) < 2 or min(sizes[1:]) < 1:
+        raise ValueError(f"Argument `hidden_units` must list positive widths. Received: hidden_units={list(hidden_units)}")
+    hidden = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return int(num_members * hidden + (num_members * sizes[-1] + 1) * num_classes)
+
+
+ScaledWidths = collections.namedtuple("ScaledWidths", ["widths", "params", "scale"])
+
+
+def scale_widths(widths, target_params, *, input_dim, num_classes, num_members=1):
+    """Scale a net's widths to a parameter budget, optionally split into K branches.
+
+    Finds the factor `s` for which the member widths `round(s * w / K)` (at
+    least 1) give the parameter count (`mlp_params`) nearest
+    `target_params`. With `num_members=1` this sizes a plain MLP of the
+    shape of `widths`; with `num_members=K` it sizes the K branches of a
+    partitioned net that has as many parameters as an MLP, which is how the
+    thesis compares a classical net with a SuperModel "with a similar number
+    of parameters" (section 3.5, Tables 8 and 9).
+
+    Args:
+        widths: hidden widths giving the shape, e.g. `[1200, 2800, 2800]`.
+        target_params: int, the parameter budget.
+        input_dim: int, number of input features.
+        num_classes: int, number of classes.
+        num_members: int K >= 1, number of branches.
+
+    Returns:
+        `ScaledWidths(widths, params, scale)`: one member's widths, the
+        parameter count they give and the factor `s`.
+
+    Example:
+    >>> single = scale_widths([45, 105, 105], 2_837_000, input_dim=784, num_classes=10)
+    >>> single.widths, single.params
+    ([554, 1292, 1292], 2835436)
+    >>> scale_widths(single.widths, single.params, input_dim=784, num_classes=10, num_members=6).widths
+    [200, 466, 466]
+    """
+    check_int("target_params", target_params, 1)
+    check_int("num_members", num_members, 1)
+    widths = [float(w) for w in widths]
+    if not widths or min(widths) <= 0:
+        raise ValueError(f"Argument `widths` must list positive widths. Received: widths={widths}")
+
+    def widths_at(scale):
+        return [max(1, int(round(scale * w / num_members))) for w in widths]
+
+    def count(scale):
+        return mlp_params(input_dim, widths_at(scale), num_classes, num_members)
+
+    # The count is non-decreasing in the scale: bisect (geometrically) to the
+    # jump across the target, then keep the side whose count is nearer.
+    low, high = 1e-3, 1e3
+    for _ in range(80):
+        middle = np.sqrt(low * high)
+        if count(middle) < target_params:
+            low = middle
+        else:
+            high = middle
+    scale = min((low, high), key=lambda s: abs(count(s) - target_params))
+    return ScaledWidths(widths_at(scale), count(scale), float(scale))
 
 
 def _per_layer(value, num_layers, name):

@@ -16,7 +16,8 @@ Matching parameters. Removing the connections between branches removes
 parameters, so 6 branches with the classical net's neurons split six ways
 have fewer. The branch widths are `round(s * classical_width / 6)` with `s`
 found by bisection so that the SuperModel (6 branches + one merged softmax
-layer) has the classical net's parameter count within 2% (`_match_widths`).
+layer) has the classical net's parameter count within 2%
+(`supernet.models.scale_widths`).
 The classical factor is found the same way from the thesis's target counts.
 
 Datasets (`Config.dataset`):
@@ -83,7 +84,7 @@ import numpy as np
 from supernet_lab.experiments._common import SMOKE_FMNIST, DataConfig, by_preset, fit_classifier, load_dataset, split_scores
 from supernet_lab.findings import Claim
 from supernet import reports
-from supernet.models.partitioned_mlp import PartitionedMLP, mlp
+from supernet.models.partitioned_mlp import PartitionedMLP, mlp, scale_widths
 from supernet.training import fit_members, scores, supermodel
 
 NAME = "table8_9_size_sweep"
@@ -305,71 +306,6 @@ CLAIMS = (
 )
 
 
-# === Parameter matching ===
-
-
-def _dense_params(input_dim, widths, num_classes):
-    """Trainable parameters of a dense MLP (kernels and biases)."""
-    sizes = [input_dim, *widths, num_classes]
-    return int(sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])))
-
-
-def _supermodel_params(input_dim, member_widths, num_members, num_classes):
-    """Parameters of K equal branches joined by one merged softmax layer."""
-    sizes = [input_dim, *member_widths]
-    hidden = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-    return int(num_members * hidden + (num_members * member_widths[-1] + 1) * num_classes)
-
-
-def _bisect_scale(widths_of, count, target, lo=1e-3, hi=1e3, steps=80):
-    """The scale s whose rounded widths give the parameter count nearest `target`.
-
-    `count(widths_of(s))` is non-decreasing in s; bisection brackets the
-    target, then the two neighbouring integer-width solutions are compared.
-    """
-    for _ in range(steps):
-        mid = np.sqrt(lo * hi)
-        if count(widths_of(mid)) < target:
-            lo = mid
-        else:
-            hi = mid
-    best = min((lo, hi), key=lambda s: abs(count(widths_of(s)) - target))
-    widths = widths_of(best)
-    return float(best), widths, count(widths)
-
-
-def _match_widths(input_dim, num_classes, base_widths, target, num_members):
-    """Classical widths for `target` parameters and branch widths matching them.
-
-    Returns:
-        dict with `classical_widths`, `classical_params`, `factor` (classical
-        widths / base widths), `member_widths`, `supermodel_params` and
-        `member_scale` (branch widths / (classical widths / K)).
-    """
-
-    def classical(s):
-        return [max(1, int(round(s * w))) for w in base_widths]
-
-    factor, widths, params = _bisect_scale(
-        classical, lambda w: _dense_params(input_dim, w, num_classes), target
-    )
-
-    def members(s):
-        return [max(1, int(round(s * w / num_members))) for w in widths]
-
-    scale, member_widths, member_params = _bisect_scale(
-        members, lambda w: _supermodel_params(input_dim, w, num_members, num_classes), params
-    )
-    return {
-        "classical_widths": widths,
-        "classical_params": params,
-        "factor": factor,
-        "member_widths": member_widths,
-        "supermodel_params": member_params,
-        "member_scale": scale,
-    }
-
-
 # === Training ===
 
 
@@ -474,7 +410,11 @@ def main(config, context):
     results = {}
     for target, dropout in config.sizes:
         label = _size_label(target)
-        match = _match_widths(input_dim, num_classes, config.base_widths, target, config.num_members)
+        classical = scale_widths(config.base_widths, target, input_dim=input_dim, num_classes=num_classes)
+        members = scale_widths(classical.widths, classical.params, input_dim=input_dim, num_classes=num_classes,
+                               num_members=config.num_members)
+        match = {"classical_widths": classical.widths, "classical_params": classical.params, "factor": classical.scale,
+                 "member_widths": members.widths, "supermodel_params": members.params, "member_scale": members.scale}
         error = abs(match["supermodel_params"] / match["classical_params"] - 1)
         context.log(
             f"size {label}: classical {match['classical_widths']} ({match['classical_params']} params), "

@@ -1007,9 +1007,9 @@ def _save(fig, path):
 
 
 def plot_curves(
-    histories, metric, path, *, title="", xlabel="epoch", markers=None
+    histories, metric, path, *, title="", xlabel="epoch", markers=None, x=None
 ):
-    """Line plot of one metric per run against the epoch (1-based).
+    """Line plot of one metric per run against the epoch (1-based) or given x values.
 
     Reference: thesis Figs. 7, 11, 16 and 17 (accuracy of members and
     ensembles during training).
@@ -1023,6 +1023,9 @@ def plot_curves(
         xlabel: x-axis label.
         markers: optional `{label: (x, y)}` drawn as dots, e.g. the
             SuperNet's final accuracy.
+        x: optional `{run_label: [x value per epoch]}`, e.g. cumulative CPU
+            seconds (thesis Figs. 1 and 4 plot against training time); runs
+            not in it are plotted against the epoch.
 
     Returns:
         The `Path` written.
@@ -1043,9 +1046,15 @@ def plot_curves(
         )
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = x or {}
     for run, values in usable.items():
         values = np.asarray(values, dtype=float)
-        ax.plot(np.arange(1, len(values) + 1), values, label=str(run))
+        xs = np.asarray(x[run], dtype=float) if run in x else np.arange(1, len(values) + 1)
+        if xs.shape != values.shape:
+            raise ValueError(
+                f"Run {run!r} has {len(values)} values of `{metric}` but {len(xs)} x values."
+            )
+        ax.plot(xs, values, label=str(run))
     for label, (x, y) in (markers or {}).items():
         ax.plot([x], [y], "o", markersize=7, label=str(label), zorder=3)
     ax.set_xlabel(xlabel)

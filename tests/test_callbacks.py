@@ -156,8 +156,24 @@ def test_epoch_timer_records_every_epoch_across_fit_calls():
     pause = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(0.05))
     model.fit(x, y, epochs=2, callbacks=[pause, timer], verbose=0)
     model.fit(x, y, epochs=5, initial_epoch=2, callbacks=[pause, timer], verbose=0)
-    assert len(timer.seconds) == 5
+    assert len(timer.seconds) == len(timer.cpu_seconds) == 5
     assert all(s >= 0.05 for s in timer.seconds)
+
+
+def _busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_epoch_timer_counts_cpu_time_not_waiting():
+    x, y = _data()
+    timer = EpochTimer()
+    work = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: _busy(0.2) if epoch == 0 else time.sleep(0.2))
+    _tiny_model().fit(x, y, epochs=2, callbacks=[work, timer], verbose=0)
+    busy, waiting = timer.cpu_seconds
+    assert busy >= 0.2 and min(timer.seconds) >= 0.2
+    assert waiting < busy - 0.1, "sleeping costs no CPU time"
 
 
 def test_epoch_scores_equal_the_metrics_of_the_model_after_each_epoch():

@@ -351,6 +351,19 @@ def test_plot_curves(tmp_path):
         reports.plot_curves(histories, "nope", tmp_path / "x.png")
 
 
+def test_plot_curves_against_given_x_values(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(reports, "_save", lambda fig, path: figures.append(fig) or path)
+    histories = {"normal": {"acc": [0.5, 0.6, 0.7]}, "boost": {"acc": [0.65, 0.72]}}
+    reports.plot_curves(histories, "acc", tmp_path / "t.png", xlabel="CPU seconds", x={"boost": [40.0, 45.5]})
+    normal, boost = figures[0].axes[0].lines
+    np.testing.assert_array_equal(normal.get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(boost.get_xdata(), [40.0, 45.5])
+    np.testing.assert_array_equal(boost.get_ydata(), [0.65, 0.72])
+    with pytest.raises(ValueError, match="2 values of `acc` but 3 x values"):
+        reports.plot_curves(histories, "acc", tmp_path / "t.png", x={"boost": [1, 2, 3]})
+
+
 def test_plot_agreement_matrix(tmp_path):
     m = np.array([[100.0, 91.2, 88.0], [91.2, 100.0, 90.5],
                   [88.0, 90.5, 100.0]])

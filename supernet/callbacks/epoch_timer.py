@@ -1,4 +1,4 @@
-"""Wall-clock time of every training epoch."""
+"""Wall-clock and CPU time of every training epoch."""
 
 import time
 
@@ -7,7 +7,7 @@ import keras
 
 @keras.saving.register_keras_serializable(package="supernet")
 class EpochTimer(keras.callbacks.Callback):
-    """Records the wall seconds of every epoch, across `fit()` calls.
+    """Records the wall and CPU seconds of every epoch, across `fit()` calls.
 
     Each epoch's time runs from `on_epoch_begin` to `on_epoch_end`, so it
     includes the validation pass of that epoch and the work of the callbacks
@@ -17,7 +17,11 @@ class EpochTimer(keras.callbacks.Callback):
     a new timer for a new run.
 
     Attributes:
-        seconds: list of floats, one per epoch run, in the order they ran.
+        seconds: list of floats, wall seconds, one per epoch run, in the
+            order they ran.
+        cpu_seconds: list of floats, the process's CPU seconds (all
+            threads) over the same spans: the thesis's time axis, which
+            does not depend on what else the machine runs.
 
     Example:
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
@@ -37,12 +41,15 @@ class EpochTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.seconds = []
+        self.cpu_seconds = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
     def get_config(self):
         return {}

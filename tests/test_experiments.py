@@ -267,3 +267,19 @@ def test_table6_heads_can_be_retried_on_the_members_of_an_earlier_run(tmp_path):
     assert set(second["reused_models"]) == {"members_fmnist", "members_tng"}
     assert second["metrics"]["fmnist"]["members"] == first["metrics"]["fmnist"]["members"]
     assert "train_members_fmnist" in second["timings"]
+
+
+@pytest.mark.parametrize(
+    "boost_cpu_seconds, expected_epoch, expected_val",
+    [([3.0, 3.0], 2, 0.2), ([15.0], 3, 0.3), ([20.0], 4, 0.4), ([40.0], None, None)],
+)
+def test_boost_is_compared_with_normal_training_at_the_cpu_time_it_ends(boost_cpu_seconds, expected_epoch, expected_val):
+    """Five normal epochs of 10 CPU-s; a boost of the epoch-2 snapshot starts at 20 s."""
+    from supernet_lab.experiments._conv import same_cpu_time
+
+    result = same_cpu_time([0.1, 0.2, 0.3, 0.4, 0.5], [10.0] * 5, 2, boost_cpu_seconds)
+    assert result == {
+        "boost_end_cpu_s": 20.0 + sum(boost_cpu_seconds),
+        "normal_epoch_same_cpu_time": expected_epoch,
+        "normal_val_same_cpu_time": expected_val,
+    }

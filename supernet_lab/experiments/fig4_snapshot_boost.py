@@ -29,15 +29,9 @@ Test-friendly override of the `paper` preset (one step on generated data):
 
 import dataclasses
 
-import keras
-
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes
-from supernet_lab.experiments._conv import (
-    ConvConfig, boost_snapshots, check_snapshots, data_notes, fit, load_logged, report_boost, smoke, test_accuracy,
-    thesis_net,
-)
+from supernet_lab.experiments._conv import BoostConfig, data_notes, report_boost, smoke, train_and_boost_snapshots
 from supernet_lab.findings import Claim
-from supernet.callbacks import EpochTimer, SnapshotWeights
 
 NAME = "fig4_snapshot_boost"
 DESCRIPTION = "Snapshots of a Table-2 CNN boosted layer by layer (last 4 layers x 4 epochs) vs continued training"
@@ -47,14 +41,9 @@ THESIS_SNAPSHOT_EPOCHS = (4, 19, 70, 107)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(ConvConfig):
+class Config(BoostConfig):
     epochs: int = 125
     snapshot_epochs: tuple = THESIS_SNAPSHOT_EPOCHS
-    boost_layers: int = 4
-    boost_epochs: int = 4
-    learning_rate: float = 1e-3
-    boost_learning_rate: float = 1e-3
-    l2: float = 1e-4
 
 
 CPU_SNAPSHOT_EPOCHS = (2, 5, 9, 14)
@@ -115,26 +104,8 @@ CLAIMS = tuple(
 
 
 def main(config, context):
-    ds = load_logged(config, context)
-    snapshot_epochs = check_snapshots(config.snapshot_epochs, config.epochs)
-
-    def build():
-        return thesis_net(ds, config)
-
-    model = build()
-    snapshots = SnapshotWeights(snapshot_epochs)
-    timer = EpochTimer()
-    with context.stage("normal_training"):
-        history = fit(
-            model, ds, optimizer=keras.optimizers.Adam(config.learning_rate), epochs=config.epochs,
-            batch_size=config.batch_size, log=context.log, callbacks=[snapshots, timer],
-        )
-    normal_test = test_accuracy(model, ds)
-    with context.stage("boost_snapshots"):
-        return boost_snapshots(
-            build, snapshots.weights, history.history, ds, config, context.log,
-            epoch_seconds=timer.seconds, epoch_cpu_seconds=timer.cpu_seconds, test_accuracy=normal_test,
-        )
+    result, _, _ = train_and_boost_snapshots(config, context)
+    return result
 
 
 # === Report ===

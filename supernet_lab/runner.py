@@ -681,7 +681,9 @@ def current_runs(module, records):
     experiment's `Config` since it was written, then compared, seed aside,
     with the config of the preset's newest record, and so is the Keras
     backend (backends differ in their numbers); runs of any other config or
-    backend stay in the store but leave the tables.
+    backend stay in the store but leave the tables. `reuse_models` (where
+    a seed's trained members were loaded from, listed in the record's
+    `reused_models`) is not compared.
 
     Args:
         module: the experiment module (its `Config` gives the defaults).
@@ -694,7 +696,9 @@ def current_runs(module, records):
 
     def settings(record):
         config = {**defaults, **(record.get("config") or {})}
+        # The seed, and the run folder a seed's members were reused from (each seed has its own).
         config.pop("seed", None)
+        config.pop("reuse_models", None)
         return json.dumps([config, record.get("backend")], sort_keys=True, default=str)
 
     runs = reports.latest_runs(records)

@@ -208,6 +208,9 @@ def test_tables_show_only_the_presets_latest_configuration():
     assert kept == [before_field, other_preset, rerun]
     # Before the rerun, the old seed 0 is the newest record: the table shows it alone.
     assert experiment.current_runs(module, [before_field, old]) == [old]
+    # Seeds whose members were reused from their own earlier runs share one configuration.
+    reused = [record(seed, epochs=10, reuse_models=f"out/runs/e/cpu-seed{seed}") for seed in (0, 1)]
+    assert experiment.current_runs(module, reused) == reused
 
 
 def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):

@@ -51,6 +51,11 @@ Presets:
   held-out 10% of the training set that the members do not train on
   (`head_data="holdout"`); expected to take about the time of
   `cpu_best_100` per seed (~50 min).
+- `cpu_best_100_holdout_auto`: the same with both heads' copied weights
+  down-scaled by the factor that minimises the validation NLL
+  (`head_downscale="auto"`). Meant to re-use the members of a
+  `cpu_best_100_holdout` run of the same seed (`--set
+  reuse_models=<its run folder>`): ~5 min per seed.
 - `paper`: up to 100 member epochs with patience 10, head 10 epochs.
 """
 
@@ -130,6 +135,7 @@ PRESETS = {
     # set, the head re-trained on the other 10% only, so it learns from the
     # members' predictions on data they were not fit on.
     "cpu_best_100_holdout": dataclasses.replace(_CPU_BEST, epochs=100, head_data="holdout"),
+    "cpu_best_100_holdout_auto": dataclasses.replace(_CPU_BEST, epochs=100, head_data="holdout", head_downscale="auto"),
     "paper": Config(),
 }
 

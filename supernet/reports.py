@@ -1055,8 +1055,8 @@ def plot_curves(
                 f"Run {run!r} has {len(values)} values of `{metric}` but {len(xs)} x values."
             )
         ax.plot(xs, values, label=str(run))
-    for label, (x, y) in (markers or {}).items():
-        ax.plot([x], [y], "o", markersize=7, label=str(label), zorder=3)
+    for label, (marker_x, marker_y) in (markers or {}).items():
+        ax.plot([marker_x], [marker_y], "o", markersize=7, label=str(label), zorder=3)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     if title:

@@ -18,7 +18,8 @@ Scale of the `cpu` preset: the same data and net as `fig4_snapshot_boost`'s
 (2,000 CIFAR-10 images, 1,800 train / 200 validation / 400 test, 30 epochs
 at ~9.5 s), snapshots at the thesis's epochs scaled to 30 (7, 11, 19, 26),
 4 last-layer epochs each (cheaper than a normal epoch), 4 more for Fig. 3
-and three t-SNE maps of the 400 test images: about 7 minutes wall per seed.
+and three t-SNE maps of the 400 test images: about 7 minutes wall per seed,
+estimated from `fig4_snapshot_boost`'s measured epochs (not yet timed).
 The `paper` preset trains 80 epochs on the full data, snapshots at the
 thesis's epochs, t-SNE on the whole test set.
 

@@ -27,9 +27,9 @@ Presets:
   fused 6 x 40-60-60 model 5.6 s wall / 4.0 s CPU; with three SuperModel
   heads, two re-trainings and four t-SNE maps of 1500 points one seed is
   ~3.5 min.
-- `paper`: 60 epochs, snapshots 20/40/60: 250-360 CPU-seconds per seed as
-  recorded (7-10 minutes wall beside two or three other single-threaded
-  runs on the 2 cores).
+- `paper`: 60 epochs, snapshots 20/40/60: 160-360 CPU-seconds per seed as
+  recorded (3-10 minutes wall, one thread, beside one to three other runs;
+  the cheaper seeds ran on a faster host).
 """
 
 import dataclasses

@@ -189,13 +189,17 @@ class RunContext:
         return model, info
 
     def cached_model(self, name, key, train):
-        """A Keras model from the run folder's cache, or trained by `train()` and stored there.
+        """A Keras model from the output folder's cache, or trained by `train()` and stored there.
 
-        For models that later runs in the same run folder can load instead
-        of train (e.g. pre-trained networks): `key` is a JSON-able
-        dict of everything that determines the model (config fields, data
-        size, seed, member index ...). `train()` returns `(model, info)`;
-        the model is saved as `run_dir/cache/<name>_<hash of key>.keras` and
+        For models that later runs can load instead of train (e.g.
+        pre-trained networks): the cache is shared by every experiment and
+        seed written to the same output folder, so two experiments built on
+        the same nets train them once. `key` is a JSON-able dict of
+        everything that determines the model (config fields, data size,
+        seed, member index ...), and `name` says what it is: two callers
+        that pass the same name and key get the same model. `train()`
+        returns `(model, info)`; the model is saved as
+        `out_dir/cache/<name>_<hash of key>.keras` and
         `{"key": key, "info": info}` beside it as `.json`. When both files
         exist and the stored key equals `key`, the model is loaded
         (uncompiled) instead of trained. Each file is written under a
@@ -227,7 +231,7 @@ class RunContext:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
         canonical = _canonical_json(key)
         key = json.loads(canonical)  # as stored: tuples become lists
-        folder, file = self.run_dir / "cache", f"{name}_{hashlib.sha1(canonical.encode()).hexdigest()[:12]}"
+        folder, file = self.out_dir / "cache", f"{name}_{hashlib.sha1(canonical.encode()).hexdigest()[:12]}"
         model_path, key_path = folder / f"{file}.keras", folder / f"{file}.json"
         stored = json.loads(key_path.read_text()) if key_path.exists() else {}
         seed = None if self.config is None else self.config.seed

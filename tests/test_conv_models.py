@@ -146,3 +146,19 @@ def test_vgg16_one_train_step_and_save_load(vgg, tmp_path):
 def test_vgg16_bad_args(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         vgg16(**kwargs)
+
+
+def test_thesis_cnn_mixed_precision_keeps_float32_weights_and_softmax(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = thesis_cnn(input_shape=(8, 8, 3), num_classes=3, dtype="mixed_bfloat16")
+    assert {layer.compute_dtype for layer in model.layers[:-1]} == {"bfloat16"}
+    assert model.layers[-1].compute_dtype == "float32"
+    assert {w.dtype for w in model.weights} == {"float32"}
+    x, _ = _images(4, 3)
+    x = x[:, :8, :8]
+    probs = model.predict(x, verbose=0)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert_saved_model_predicts_same(model, x, tmp_path)
+    # The default follows the global policy, here float32.
+    assert {layer.compute_dtype for layer in thesis_cnn(input_shape=(8, 8, 3)).layers} == {"float32"}

@@ -293,7 +293,7 @@ _KEY = {"seed": 0, "dataset_kwargs": (("num_train", 60),), "size": 60, "k": 1}
 
 def _cache_entries(context):
     """The names of the files in `context`'s cache."""
-    return sorted(p.name for p in (context.run_dir / "cache").iterdir())
+    return sorted(p.name for p in (context.out_dir / "cache").iterdir())
 
 
 def test_cached_model_is_loaded_by_a_later_run(tmp_path):
@@ -315,6 +315,21 @@ def test_cached_model_is_loaded_by_a_later_run(tmp_path):
     assert after_first == after_again
 
 
+def test_cached_model_is_shared_by_experiments_in_one_output_folder(tmp_path):
+    calls = []
+    model, _ = _context(tmp_path).cached_model("net_1", _KEY, _trained(calls))
+    other = experiment.RunContext(
+        "other", "cpu", tmp_path / "runs" / "other" / "cpu-seed0", tmp_path, reports.StageTimer(), verbose=False, config=_Config()
+    )
+    loaded, info = other.cached_model("net_1", _KEY, _trained(calls))
+    assert calls == [1] and info["cached"] is True and other.cached_models == {"net_1": "loaded"}
+    x = np.ones((2, 6), "float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # Another output folder has its own cache.
+    _context(tmp_path / "elsewhere").cached_model("net_1", _KEY, _trained(calls))
+    assert calls == [1, 1]
+
+
 def test_cached_model_of_another_key_is_trained(tmp_path):
     calls = []
     _context(tmp_path).cached_model("net_1", _KEY, _trained(calls))
@@ -329,7 +344,7 @@ def test_stale_or_half_written_cache_entry_is_trained_again(tmp_path, damage):
     calls = []
     first = _context(tmp_path)
     first.cached_model("net_1", _KEY, _trained(calls))
-    [key_file, model_file] = [first.run_dir / "cache" / name for name in _cache_entries(first)]
+    [key_file, model_file] = [first.out_dir / "cache" / name for name in _cache_entries(first)]
     if damage == "stale key":
         key_file.write_text(json.dumps({"key": dict(_KEY, size=59), "info": {"epochs_run": 5}}))
     else:

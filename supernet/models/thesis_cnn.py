@@ -5,7 +5,7 @@ import numbers
 import keras
 
 
-def thesis_cnn(input_shape=(32, 32, 3), num_classes=10, l2=1e-4, bn_momentum=0.99, name="thesis_cnn"):
+def thesis_cnn(input_shape=(32, 32, 3), num_classes=10, l2=1e-4, bn_momentum=0.99, dtype=None, name="thesis_cnn"):
     """The CNN of thesis Table 2, as a plain `keras.Sequential`.
 
     Three blocks of two 3x3 convolutions (32, 64 and 128 filters), each
@@ -26,6 +26,10 @@ def thesis_cnn(input_shape=(32, 32, 3), num_classes=10, l2=1e-4, bn_momentum=0.9
             few hundred steps need less, e.g. 0.9 (PyTorch's default): with
             0.99 the moving statistics still hold most of their initial
             values and held-out accuracy stays near chance.
+        dtype: `None` (the global dtype policy) or a dtype policy, e.g.
+            `"mixed_bfloat16"`, for every layer but the softmax layer, which
+            computes in `float32` so that probabilities and the loss keep
+            full precision (as the Keras mixed-precision guide advises).
         name: model name.
 
     Returns:
@@ -66,16 +70,17 @@ def thesis_cnn(input_shape=(32, 32, 3), num_classes=10, l2=1e-4, bn_momentum=0.9
                     padding="same",
                     activation="elu",
                     kernel_regularizer=regularizer,
+                    dtype=dtype,
                     name=f"block{block}_conv{conv}",
                 ),
-                keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{block}_bn{conv}"),
+                keras.layers.BatchNormalization(momentum=bn_momentum, dtype=dtype, name=f"block{block}_bn{conv}"),
             ]
         layers += [
-            keras.layers.MaxPooling2D(2, name=f"block{block}_pool"),
-            keras.layers.Dropout(rate, name=f"block{block}_dropout"),
+            keras.layers.MaxPooling2D(2, dtype=dtype, name=f"block{block}_pool"),
+            keras.layers.Dropout(rate, dtype=dtype, name=f"block{block}_dropout"),
         ]
     layers += [
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(num_classes, activation="softmax", name="predictions"),
+        keras.layers.Flatten(dtype=dtype, name="flatten"),
+        keras.layers.Dense(num_classes, activation="softmax", dtype=None if dtype is None else "float32", name="predictions"),
     ]
     return keras.Sequential(layers, name=name)

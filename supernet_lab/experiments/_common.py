@@ -121,16 +121,24 @@ def split_scores(model, ds, split="test"):
     return scores(y, model.predict(x, verbose=0, batch_size=1024))
 
 
-# === Pre-trained nets ===
+# === Table-2 CNNs ===
 
 
-def pretrained_cnn(k, ds, config, context, *, prefix="pretrain"):
-    """Independent Table-2 net `k`, trained with Adam, kept in the run folder's cache if `config.cache`.
+def thesis_net(ds, config, **kwargs):
+    """A Table-2 CNN for `ds` with `config.l2`, `config.bn_momentum` and `config.dtype_policy`."""
+    return thesis_cnn(
+        ds.input_shape, ds.num_classes, l2=config.l2, bn_momentum=config.bn_momentum, dtype=config.dtype_policy, **kwargs
+    )
+
+
+def pretrained_cnn(k, ds, config, context):
+    """Independent Table-2 net `k`, trained with Adam, kept in the output folder's cache if `config.cache`.
 
     With `config.cache` the net and its training time are stored by
-    `context.cached_model` as `{prefix}_{k}`, keyed by `k` and the config's
-    data fields, `pretrain_epochs`, `pretrain_lr` and `bn_momentum`, so
-    later runs of that setting load it. Without it they last only until the
+    `context.cached_model` as `pretrain_{k}`, keyed by `k`, the config's
+    data fields, `pretrain_epochs`, `pretrain_lr`, `bn_momentum`, `l2` and
+    `dtype_policy`, so later runs of that setting, of any experiment, load
+    it. Without it they last only until the
     run is stored (`context.resumable`): a killed run still skips the nets
     it finished.
 
@@ -140,15 +148,15 @@ def pretrained_cnn(k, ds, config, context, *, prefix="pretrain"):
 
     def train():
         keras.utils.set_random_seed(1000 * config.seed + k)
-        model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
+        model = thesis_net(ds, config)
         model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
         cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
         return model, cost
 
     if config.cache:
-        key = {f: getattr(config, f) for f in _DATA_FIELDS + ("pretrain_epochs", "pretrain_lr", "bn_momentum")}
-        return context.cached_model(f"{prefix}_{k}", dict(key, k=k), train)
-    model, cost = context.resumable(f"{prefix}_{k}", train)
+        key = {f: getattr(config, f) for f in _DATA_FIELDS + ("pretrain_epochs", "pretrain_lr", "bn_momentum", "l2", "dtype_policy")}
+        return context.cached_model(f"pretrain_{k}", dict(key, k=k), train)
+    model, cost = context.resumable(f"pretrain_{k}", train)
     return model, dict(cost, cached=False)
 
 

@@ -47,7 +47,6 @@ THESIS_OPTIMIZERS = ("adagrad", "rmsprop", "nadam", "adam")
 class Config(HeadConfig, ConvConfig):
     optimizers: tuple = (("adagrad", 0.01), ("rmsprop", 0.001), ("nadam", 0.002), ("adam", 0.001))
     epochs: int = 200
-    l2: float = 1e-4
 
 
 PRESETS = {

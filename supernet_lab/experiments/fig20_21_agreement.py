@@ -9,20 +9,24 @@ which explains their weaker SuperNets (Table 13).
 
 Protocol (one seed): six Table-2 CNNs (`supernet.models.thesis_cnn`) are
 trained from different initialisations with Adam for `pretrain_epochs`
-(cached in `context.run_dir/cache` as `.keras` files keyed by the
-configuration, so reruns skip them). FGE continues independent net 1 with a
-fresh SGD (momentum `fge_momentum`) following
+(`_common.pretrained_cnn`: cached in the output folder as `.keras` files
+keyed by the configuration, so reruns, and `table13_fge_supernet` on the
+same setting, skip them). FGE continues independent net 1 with a fresh SGD
+(momentum `fge_momentum`) following
 `supernet.schedules.FGECyclic(fge_lr_max, fge_lr_min, cycle)` and
 `SnapshotEnsemble` collects six members at the cycle minima (the pre-trained
-net itself is not a member). Both matrices are stored in the metrics, so
+net itself is not a member); with an `fge_lr_grid` the peak rate is first
+chosen on the validation split (`_conv.choose_fge_lr`), with `bn_update`
+every member's BatchNorm statistics are recomputed on the training images. Both matrices are stored in the metrics, so
 `report` redraws the figures (mean over seeds) from the records alone.
 
 Presets and cost (an epoch's measured cost: `_conv`):
 
 - `smoke`: synthetic 32x32x3 data, 3 + 3 models, 1 epoch, eager steps.
-- `cpu`: real CIFAR-10, stratified training subset of 4000 images (test
-  split scaled alike to 800), 6 nets x 4 epochs + 6 FGE cycles of 1 epoch:
-  ~30 epochs of 4000 images (~21 s each), ~11 minutes per seed.
+- `cpu`: the nets of `table13_fge_supernet`'s `cpu` preset (the same data,
+  training and FGE settings; its three nets are this run's first three
+  when both write to one output folder), six of them. Expected cost per
+  seed, one thread: CPU_COST.
 - `paper`: full CIFAR-10 (50000 train / 10000 test), 100 epochs per net
   (the thesis trains its nets "up to 200 epochs"; the figures' DenseNets'
   schedule is not given), FGE as Garipov et al. for VGG-16 (cycle 2 epochs,
@@ -37,7 +41,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, bn_update_notes, data_notes, fge, group_scores, load_logged, smoke, test_probs,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, data_notes, fge, group_scores, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -57,7 +61,7 @@ class Config(PretrainedConfig):
 
 PRESETS = {
     "smoke": Config(**smoke(64, 64), **SMOKE_FGE, num_models=3, pretrain_epochs=1, cache=False),
-    "cpu": Config(subset=4000, pretrain_epochs=4, fge_cycle_epochs=1, bn_momentum=0.9),
+    "cpu": Config(**CPU_FGE, pretrain_epochs=CPU_PRETRAIN_EPOCHS),
     "paper": Config(),
 }
 
@@ -87,8 +91,9 @@ def main(config, context):
         raise ValueError(f"Argument `num_models` must be >= 2. Received: num_models={config.num_models}")
     ds = load_logged(config, context)
     with context.stage("train_independent"):
-        nets = [pretrained_cnn(k, ds, config, context, prefix="net")[0] for k in range(config.num_models)]
+        nets = [pretrained_cnn(k, ds, config, context)[0] for k in range(config.num_models)]
     with context.stage("fge"):
+        config, lr_choice = choose_fge_lr(nets[0], ds, config, seed=1000 * config.seed + 99, log=context.log)
         snapshots, cost = fge(nets[0], config.num_models, ds, config, seed=1000 * config.seed + 100)
         context.log(f"  {len(snapshots)} FGE members at steps {cost['steps']}")
     with context.stage("score"):
@@ -99,6 +104,8 @@ def main(config, context):
             f"{', '.join(f'{100 * a:.1f}' for a in r['member_accuracy'])}, softmax vote {100 * r['softmax_vote']:.2f}%"
         )
     result["fge_snapshot_steps"] = cost["steps"]
+    if lr_choice:
+        result["fge_lr_choice"] = lr_choice
     result["agreement_gap"] = result["fge"]["mean_agreement"] - result["independent"]["mean_agreement"]
     return result
 

@@ -12,9 +12,10 @@ Protocol (one seed):
 
 1. Independent nets: `num_independent` Table-2 nets
    (`supernet.models.thesis_cnn`) trained from different initialisations with
-   Adam for `pretrain_epochs` epochs. Trained nets are cached in
-   `context.run_dir/cache` (a `.keras` file plus its measured training
-   time, keyed by the configuration) so a rerun skips them.
+   Adam for `pretrain_epochs` epochs (`_common.pretrained_cnn`). Trained
+   nets are cached in the output folder (a `.keras` file plus its measured
+   training time, keyed by the configuration), so a rerun, or
+   `fig20_21_agreement` on the same setting, skips them.
 2. FGE run `r` (one per entry of `fge_members`): starts from independent
    net `r` (FGE needs a pre-trained net; re-using the independent nets as
    starting points saves three trainings), is compiled with a fresh SGD
@@ -22,7 +23,10 @@ Protocol (one seed):
    `supernet.schedules.FGECyclic(fge_lr_max, fge_lr_min, cycle)` with a
    cycle of `fge_cycle_epochs` epochs, and `SnapshotEnsemble` collects a
    member at every cycle minimum (mid-cycle); training stops right after
-   the last member. The pre-trained net itself is not a member.
+   the last member. The pre-trained net itself is not a member. With an
+   `fge_lr_grid`, the peak rate is first chosen on the validation split
+   from net 1 (`_conv.choose_fge_lr`); with `bn_update`, every member's
+   BatchNorm statistics are recomputed on the training images.
 3. Snapshot Ensemble: a fresh Table-2 net trained with SGD and
    `supernet.schedules.SnapshotCosine(snapshot_lr, T, snapshot_cycles)`,
    a member at the end of every cosine cycle. Its budget `T` equals the
@@ -41,12 +45,16 @@ Presets and cost (an epoch's and a prediction's measured cost: `_conv`):
 
 - `smoke`: synthetic 32x32x3 data (64 train / 32 val / 64 test), 1 epoch,
   three FGE runs and groups of 2-3 members, eager train steps; checks the code path only.
-- `cpu`: real CIFAR-10, stratified training subset of 4000 images (400 of
-  them held out for validation; the test split is scaled alike to 800
-  images), pre-training 4 epochs, FGE cycles of 1 epoch, groups of 3/4/5
-  FGE members and 3 independent nets as in the thesis, a 3-cycle Snapshot
-  Ensemble. About 31 epochs of 3600 images (~19 s each) plus ~3 min of
-  predictions and head fits: ~13 minutes per seed.
+- `cpu` (`_conv.CPU_SCALE`): real CIFAR-10, stratified training subset of
+  10,000 images (1,000 held out for validation; 2,000 test images),
+  convolutions in bfloat16, pre-training 20 epochs (~68% test accuracy),
+  FGE cycles of 2 epochs as in the reference, its peak rate chosen from
+  1e-2, 3e-3, 1e-3 and 3e-4 (the reference's 1e-2 throws Adam-trained
+  nets out of their basin: members end below their start), every
+  snapshot's BatchNorm statistics recomputed (short cycles leave the
+  running statistics of an earlier point), groups of 3/4/5 FGE members
+  and 3 independent nets as in the thesis, a 3-cycle Snapshot Ensemble.
+  Expected cost per seed, one thread: CPU_COST.
 - `paper`: the thesis's setting as far as it is stated: full CIFAR-10
   (45000 train / 5000 val / 10000 test), 100 pre-training epochs (the
   thesis trains its Table-2 nets "up to 200 epochs"; the FGE pre-training
@@ -63,14 +71,14 @@ import math
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn, thesis_net
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, PretrainedConfig, bn_update_notes, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps,
     group_scores, load_logged, smoke, steps_per_epoch,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
-from supernet.models import build_supernet, choose_downscale, thesis_cnn
+from supernet.models import build_supernet, choose_downscale
 from supernet.models.supernet import HEAD_NAME, merged_logits
 from supernet.schedules import SnapshotCosine
 
@@ -106,7 +114,7 @@ PRESETS = {
         **smoke(96, 64), **SMOKE_FGE, validation_size=32, pretrain_epochs=1, num_independent=3, fge_members=(2, 2, 2),
         snapshot_cycles=2, head_epochs=1, cache=False,
     ),
-    "cpu": Config(subset=4000, validation_size=400, pretrain_epochs=4, fge_cycle_epochs=1, head_epochs=5, bn_momentum=0.9),
+    "cpu": Config(**CPU_FGE, pretrain_epochs=CPU_PRETRAIN_EPOCHS, head_epochs=5),
     "paper": Config(),
 }
 
@@ -179,7 +187,7 @@ def _snapshot_ensemble(ds, config):
     budget = config.pretrain_epochs * steps_per_epoch(ds, config) + fge_steps(cycles, ds, config)
     total = cycles * math.ceil(budget / cycles)
     keras.utils.set_random_seed(1000 * config.seed + 200)
-    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
+    model = thesis_net(ds, config)
     schedule = SnapshotCosine(config.snapshot_lr, total_steps=total, num_cycles=cycles)
     model.compile(keras.optimizers.SGD(schedule, momentum=config.snapshot_momentum), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
     models, cost = collect_snapshots(model, schedule, cycles, ds, config, total)
@@ -260,6 +268,7 @@ def main(config, context):
 
     fge_groups = {}
     with context.stage("fge"):
+        config, lr_choice = choose_fge_lr(nets[0], ds, config, seed=1000 * config.seed + 99, log=context.log)
         for run, members in enumerate(config.fge_members):
             label = f"FGE {run + 1}"
             fge_groups[label], cost = fge(nets[run], members, ds, config, seed=1000 * config.seed + 100 + run)
@@ -290,6 +299,7 @@ def main(config, context):
         "fge_labels": fge_labels,
         "steps_per_epoch": steps_per_epoch(ds, config),
         "fge_cycle_steps": fge_cycle_steps(ds, config),
+        **({"fge_lr_choice": lr_choice} if lr_choice else {}),
         "summary": {
             "fge_supernet_mean": float(np.mean([groups[l]["supernet"] for l in fge_labels])),
             "fge_supernet_max": float(np.max([groups[l]["supernet"] for l in fge_labels])),

@@ -28,11 +28,13 @@ pipeline's total; its accuracy-vs-CPU curve is stored.
 Presets and cost (an epoch's measured cost: `_conv`):
 
 - `smoke`: synthetic 32x32x3 data, 1 epoch everywhere, 2 snapshots, eager.
-- `cpu`: real CIFAR-10, stratified training subset of 4000 images (400 held
-  out for validation, test split scaled alike to 800), base 6 epochs, last
-  four layers 1 epoch each, 6 FGE cycles of 1 epoch, snapshots' last layer
-  1 epoch each, head 5 epochs: ~20 epoch-equivalents (~6 min), then the
-  single net for the same CPU time: ~13 minutes per seed.
+- `cpu`: the data, precision, base training and FGE settings of
+  `table13_fge_supernet`'s `cpu` preset (base 20 epochs; FGE peak rate
+  chosen on the validation split, its search counted in the pipeline's
+  CPU time; BatchNorm statistics recomputed per snapshot), last four
+  layers 3/3/3/4 epochs as in Table 3, snapshots' last layer 1 epoch each,
+  head 5 epochs, then the single net for the same CPU time. Expected cost
+  per seed, one thread: CPU_COST.
 - `paper`: full CIFAR-10 (45000/5000/10000), base 100 epochs (not stated
   in the thesis), layer-by-layer 3/3/3/4 (Table 3), FGE cycle 2 epochs with
   lr 1e-2 -> 5e-4 (Garipov et al., VGG-16), snapshots' last layer 4 epochs
@@ -48,14 +50,14 @@ import time
 import keras
 import numpy as np
 
-from supernet_lab.experiments._common import by_preset, bn_momentum_notes, hms
+from supernet_lab.experiments._common import by_preset, bn_momentum_notes, hms, thesis_net
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, SMOKE_FGE, FGEConfig, bn_update_notes, data_notes, fge, load_logged, smoke, test_probs,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, FGEConfig, bn_update_notes, choose_fge_lr, data_notes, fge, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
 from supernet.callbacks import retrain_last_layers, retrain_layer_by_layer
-from supernet.models import build_supernet, fit_head, thesis_cnn
+from supernet.models import build_supernet, fit_head
 
 NAME = "table14_fge_pipeline"
 DESCRIPTION = "CIFAR-10: train + layer retraining + 6 FGE snapshots + SuperNet vs one net for the same CPU time"
@@ -87,10 +89,7 @@ PRESETS = {
         **smoke(96, 64), **SMOKE_FGE, validation_size=32, base_epochs=1, base_retrain_epochs=(1,), fge_members=2,
         snapshot_retrain_epochs=1, head_epochs=1, max_single_epochs=3,
     ),
-    "cpu": Config(
-        subset=4000, validation_size=400, base_epochs=6, base_retrain_epochs=(1, 1, 1, 1), fge_cycle_epochs=1,
-        snapshot_retrain_epochs=1, head_epochs=5, bn_momentum=0.9,
-    ),
+    "cpu": Config(**CPU_FGE, base_epochs=CPU_PRETRAIN_EPOCHS, snapshot_retrain_epochs=1, head_epochs=5),
     "paper": Config(),
 }
 
@@ -145,7 +144,7 @@ def _accuracy(model, ds, eager):
 def _adam_net(ds, config, seed):
     """A fresh Table-2 CNN compiled with Adam, Keras seeded with `seed` first."""
     keras.utils.set_random_seed(seed)
-    model = thesis_cnn(input_shape=ds.input_shape, num_classes=ds.num_classes, bn_momentum=config.bn_momentum)
+    model = thesis_net(ds, config)
     model.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
     return model
 
@@ -170,6 +169,7 @@ def main(config, context):
         scores["base_retrained"] = _accuracy(base, ds, eager)
 
     with context.stage("fge"):
+        config, lr_choice = choose_fge_lr(base, ds, config, seed=1000 * config.seed + 99, log=context.log)
         members, cost = fge(base, config.fge_members, ds, config, seed=1000 * config.seed + 100)
         context.log(f"  {len(members)} FGE members at steps {cost['steps']}")
     with context.stage("score_snapshots"):
@@ -220,6 +220,7 @@ def main(config, context):
         "snapshots": scores["snapshots"],
         "snapshots_retrained": scores["snapshots_retrained"],
         "snapshot_steps": cost["steps"],
+        **({"fge_lr_choice": lr_choice} if lr_choice else {}),
         "pipeline_cpu_s": pipeline,
         "pipeline_total_cpu_s": budget,
         "single_net": {

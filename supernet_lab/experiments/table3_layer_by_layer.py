@@ -74,7 +74,6 @@ class Config(ConvConfig):
     epochs_per_stage: tuple = THESIS_EPOCHS_PER_STAGE
     learning_rate: float = 1e-3
     stage_learning_rate: float = 1e-3
-    l2: float = 1e-4
 
 
 PRESETS = {

@@ -292,26 +292,26 @@ def test_fge_learning_rate_is_chosen_by_the_validation_nll_of_a_short_run():
     import dataclasses
 
     import keras
-    import numpy as np
 
     from supernet import data
     from supernet.models import thesis_cnn
     from supernet_lab.experiments._conv import SMOKE_FGE, FGEConfig, choose_fge_lr
 
     config = FGEConfig(
-        dataset="synthetic", validation_size=16, **SMOKE_FGE, fge_lr_max=1e-2, fge_lr_min=5e-4, fge_lr_grid=(1e-3, 1.0)
+        dataset="synthetic", validation_size=16, **{**SMOKE_FGE, "fge_lr_grid": (1e-3, 1e-2)}, fge_lr_max=1e-2, fge_lr_min=5e-4
     )
     ds = data.load("synthetic", validation_size=16, num_train=48, num_test=8, input_shape=(8, 8, 3), num_classes=3)
     keras.utils.set_random_seed(0)
     base = thesis_cnn(input_shape=(8, 8, 3), num_classes=3)
     chosen, choice = choose_fge_lr(base, ds, config, seed=1)
     nll = choice["validation_nll"]
-    assert sorted(nll) == ["0.001", "1.0"] and nll["0.001"] > 0
-    assert nll["1.0"] is None or nll["1.0"] > nll["0.001"]
-    assert chosen.fge_lr_max == choice["fge_lr_max"]
+    assert sorted(nll) == ["0.001", "0.01"] and all(v > 0 for v in nll.values())
+    assert choice["fge_lr_max"] == float(min(nll, key=nll.get)) == chosen.fge_lr_max
     assert chosen.fge_lr_min == pytest.approx(chosen.fge_lr_max * 5e-4 / 1e-2)
-    # An SGD peak rate of 1.0 from a fresh net diverges or wanders; 1e-3 barely moves it.
-    assert choice["fge_lr_max"] == 1e-3
+    assert dataclasses.replace(chosen, fge_lr_max=1e-2, fge_lr_min=5e-4) == config, "only the rates change"
+    # A rate that blows the weights up scores None and loses.
+    _, choice = choose_fge_lr(base, ds, dataclasses.replace(config, fge_lr_grid=(1e-3, 1e12)), seed=1)
+    assert choice["validation_nll"]["1000000000000.0"] is None and choice["fge_lr_max"] == 1e-3
     assert choose_fge_lr(base, ds, dataclasses.replace(config, fge_lr_grid=()), seed=1) == (
         dataclasses.replace(config, fge_lr_grid=()), {}
     )

@@ -6,14 +6,14 @@ boosting snapshots layer by layer (thesis Figs. 4 and 5); Fast Geometric
 Ensembling from a pre-trained net; and the report pieces these experiments
 share.
 
-Costs the experiments' presets are scaled by, measured once on this machine
-(2 shared cores, load ~4-4.5 from other users): one epoch of `thesis_cnn`
-(batch 64) on 4,500 CIFAR-10 training images plus 500 validation images took
-22.7 s wall / 17.9 s CPU, and predicting 1,000 images 2.8 s; one epoch
-(batch 128, Adam) on 5,000 images took 26.8 s wall / 18.3 s CPU, and 1,000
-test predictions 2.7 s wall.
+The cost the `cpu` presets are planned by: one epoch of `thesis_cnn` in
+bfloat16 (batch 64, Adam, one thread, the other core busy) on 9,000 CIFAR-10
+images took ~17 CPU-s (~20 s wall) on a CPU with bfloat16 matrix units
+(Intel AMX), 25 CPU-s in float32. On a CPU without them bfloat16 can be
+slower than float32: pass `--set dtype_policy=float32` there.
 """
 
+import collections
 import dataclasses
 import math
 import time
@@ -157,8 +157,9 @@ def smoke(num_train, num_test):
 
 
 # FGE smoke runs: small batches, one-epoch cycles and eager steps (tracing a
-# train step of the CNN costs ~5 s; two eager steps cost less).
-SMOKE_FGE = {"batch_size": 32, "fge_cycle_epochs": 1, "run_eagerly": True}
+# train step of the CNN costs ~5 s; two eager steps cost less); the peak rate
+# chosen and the BatchNorm statistics recomputed, as in `CPU_FGE`.
+SMOKE_FGE = {"batch_size": 32, "fge_cycle_epochs": 1, "run_eagerly": True, "fge_lr_grid": (1e-2, 1e-3), "bn_update": True}
 
 
 def load_logged(config, context):
@@ -363,7 +364,8 @@ def choose_fge_lr(base, ds, config, *, seed, log=None):
         probs = np.stack([m.predict(ds.x_val, batch_size=512, verbose=0) for m in members])
         nll[repr(lr)] = float(metrics.nll(ds.y_val, metrics.softmax_vote(probs))) if np.isfinite(probs).all() else None
         if log is not None:
-            log(f"FGE peak learning rate {lr:g}: validation NLL of two members {nll[repr(lr)]}")
+            score = "diverged" if nll[repr(lr)] is None else f"{nll[repr(lr)]:.4f}"
+            log(f"FGE peak learning rate {lr:g}: validation NLL of two members {score}")
     finite = {lr: v for lr, v in nll.items() if v is not None}
     if not finite:
         raise RuntimeError(f"Every FGE learning rate of the grid {config.fge_lr_grid} diverged.")
@@ -542,6 +544,19 @@ def bn_update_notes(cfg):
         "Every snapshot's BatchNorm statistics recomputed on the training images before evaluation (`bn_update`); "
         "Garipov et al.'s FGE code evaluates snapshots with their running statistics."
     ]
+
+
+def fge_lr_text(cfg, records):
+    """The FGE learning rates of `records` for a footnote: `"lr a -> b"`, or the per-seed choices of `fge_lr_grid`."""
+    if not cfg.get("fge_lr_grid"):
+        return f"lr {cfg['fge_lr_max']} -> {cfg['fge_lr_min']}"
+    chosen = collections.Counter(r["metrics"]["fge_lr_choice"]["fge_lr_max"] for r in records)
+    seeds = ", ".join(f"{lr:g} in {n} seed(s)" for lr, n in sorted(chosen.items()))
+    grid = ", ".join(f"{lr:g}" for lr in cfg["fge_lr_grid"])
+    return (
+        f"peak lr chosen per seed from {grid} by the validation NLL of a two-member run ({seeds}), "
+        f"low lr the peak x {cfg['fge_lr_min'] / cfg['fge_lr_max']:g}"
+    )
 
 
 def stage_times(runs, stages, lead="Wall / CPU s per seed"):

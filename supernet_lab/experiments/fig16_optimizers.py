@@ -14,10 +14,10 @@ last epoch; softmax and majority voting of the four are recorded too.
 Learning rates are the Keras 2 defaults of the thesis's time (adagrad 0.01,
 rmsprop 0.001, nadam 0.002, adam 0.001); the thesis does not list them.
 
-Scale of the `cpu` preset (an epoch's measured cost: `_conv`). It trains on
-a stratified subset of 2,500 training images (2,250 train / 250 validation;
-500 test) for 12 epochs (~12 s each): 4 x 12 x 12 s ~ 10 minutes, plus ~1
-minute for the SuperNet head, about 11 minutes wall per seed. The `paper`
+Scale of the `cpu` preset (`_conv.CPU_SCALE`): a stratified subset of
+10,000 training images (9,000 train / 1,000 validation; 2,000 test),
+convolutions in bfloat16, 15 epochs per net. Expected cost per seed, one
+thread: about 20 CPU-minutes (from `_conv`'s epoch cost). The `paper`
 preset uses the full data and 200 epochs.
 
 Test-friendly override of the `paper` preset (one step on generated data):
@@ -30,7 +30,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, ENSEMBLE_METHODS, ConvConfig, HeadConfig, data_notes, ensemble_rows, load_logged, make_optimizer,
+    CLAIMS_NOTE, CPU_SCALE, ENSEMBLE_METHODS, ConvConfig, HeadConfig, data_notes, ensemble_rows, load_logged, make_optimizer,
     smoke, stage_times, thesis_net, train,
 )
 from supernet_lab.findings import Claim
@@ -51,7 +51,7 @@ class Config(HeadConfig, ConvConfig):
 
 PRESETS = {
     "smoke": Config(**smoke(120, 40), optimizers=(("rmsprop", 0.001), ("adam", 0.001)), epochs=1, head_epochs=1),
-    "cpu": Config(subset=2500, epochs=12, bn_momentum=0.9),
+    "cpu": Config(**CPU_SCALE, epochs=15),
     "paper": Config(),
 }
 # Test accuracy after the last epoch, methods paired within a seed. Beating

@@ -15,11 +15,11 @@ stands in, as in Table 3 and Fig. 4. The length of a last-layer run is not
 stated; we train it `boost_epochs` = 4 epochs (one stage of Fig. 4's boost).
 
 Scale of the `cpu` preset: the same data and net as `fig4_snapshot_boost`'s
-(2,000 CIFAR-10 images, 1,800 train / 200 validation / 400 test, 30 epochs
-at ~9.5 s), snapshots at the thesis's epochs scaled to 30 (7, 11, 19, 26),
-4 last-layer epochs each (cheaper than a normal epoch), 4 more for Fig. 3
-and three t-SNE maps of the 400 test images: about 7 minutes wall per seed,
-estimated from `fig4_snapshot_boost`'s measured epochs (not yet timed).
+(`_conv.CPU_SCALE`: 9,000 train / 1,000 validation / 2,000 test CIFAR-10
+images, bfloat16 convolutions, 30 epochs), snapshots at the thesis's epochs
+scaled to 30 (7, 11, 19, 26), 4 last-layer epochs each (cheaper than a
+normal epoch), 4 more for Fig. 3 and three t-SNE maps of the 2,000 test
+images. Expected cost per seed, one thread: about 15 CPU-minutes (from `_conv`'s epoch cost).
 The `paper` preset trains 80 epochs on the full data, snapshots at the
 thesis's epochs, t-SNE on the whole test set.
 
@@ -32,7 +32,9 @@ import dataclasses
 import keras
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes
-from supernet_lab.experiments._conv import BoostConfig, boost, data_notes, predict, report_boost, smoke, train_and_boost_snapshots
+from supernet_lab.experiments._conv import (
+    CPU_SCALE, BoostConfig, boost, data_notes, predict, report_boost, smoke, train_and_boost_snapshots,
+)
 from supernet_lab.findings import Claim
 from supernet import reports
 
@@ -59,7 +61,7 @@ CPU_SNAPSHOT_EPOCHS = (7, 11, 19, 26)
 PRESETS = {
     # The `cpu` snapshots, which the claims read.
     "smoke": Config(**smoke(120, 40), epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, boost_epochs=1, tsne_points=40),
-    "cpu": Config(subset=2000, epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, bn_momentum=0.9, tsne_points=400),
+    "cpu": Config(**CPU_SCALE, epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, tsne_points=2000),
     "paper": Config(),
 }
 

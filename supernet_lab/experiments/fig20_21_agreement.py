@@ -26,7 +26,8 @@ Presets and cost (an epoch's measured cost: `_conv`):
 - `cpu`: the nets of `table13_fge_supernet`'s `cpu` preset (the same data,
   training and FGE settings; its three nets are this run's first three
   when both write to one output folder), six of them. Expected cost per
-  seed, one thread: CPU_COST.
+  seed, one thread: about 35 CPU-minutes, ~20 when
+  `table13_fge_supernet` has trained the first three nets (from `_conv`'s epoch cost).
 - `paper`: full CIFAR-10 (50000 train / 10000 test), 100 epochs per net
   (the thesis trains its nets "up to 200 epochs"; the figures' DenseNets'
   schedule is not given), FGE as Garipov et al. for VGG-16 (cycle 2 epochs,
@@ -41,7 +42,8 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, data_notes, fge, group_scores, load_logged, smoke, test_probs,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, fge_lr_text,
+    data_notes, fge, group_scores, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -60,7 +62,7 @@ class Config(PretrainedConfig):
 
 
 PRESETS = {
-    "smoke": Config(**smoke(64, 64), **SMOKE_FGE, num_models=3, pretrain_epochs=1, cache=False),
+    "smoke": Config(**smoke(64, 64), **SMOKE_FGE, validation_size=16, num_models=3, pretrain_epochs=1, cache=False),
     "cpu": Config(**CPU_FGE, pretrain_epochs=CPU_PRETRAIN_EPOCHS),
     "paper": Config(),
 }
@@ -136,7 +138,7 @@ def report(records, out_dir):
         )
         notes += [
             "The thesis's Figs. 20-21 show DenseNets; we use the thesis's Table-2 CNN. The figure values are not in the thesis text, so there is no thesis column.",
-            f"Each net: {config['pretrain_epochs']} epochs of Adam (lr {config['pretrain_lr']}), batch {config['batch_size']}; FGE continues net 1 with SGD momentum {config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}, cycle {config['fge_cycle_epochs']} epoch(s) (Garipov et al. 2018, VGG-16 setting; not stated in the thesis).",
+            f"Each net: {config['pretrain_epochs']} epochs of Adam (lr {config['pretrain_lr']}), batch {config['batch_size']}; FGE continues net 1 with SGD momentum {config['fge_momentum']}, {fge_lr_text(config, runs.runs)}, cycle {config['fge_cycle_epochs']} epoch(s) (Garipov et al. 2018, VGG-16 setting; not stated in the thesis).",
             *bn_update_notes(config),
             "Agreement is measured on the test split.",
         ]

@@ -13,13 +13,13 @@ axis is training time: wall and CPU seconds per epoch are recorded too,
 since boosting epochs back-propagate through one layer only and are cheaper,
 and a second figure plots the curves against CPU time.
 
-Scale of the `cpu` preset (an epoch's measured cost: `_conv`). It uses a
-stratified subset of 2,000 training images (1,800 train / 200 validation;
-400 test), 30 epochs of normal training (~9.5 s each, ~5 min) and snapshots
-at epochs 2, 5, 9 and 14, each boosted for 4 x 4 epochs (64 boosting epochs
-at roughly half the cost, ~5-6 min): about 11 minutes wall per seed. Normal
-training runs to the last snapshot + 16 epochs so every boosted curve has a
-normal-training counterpart. The `paper` preset uses the full data, the
+Scale of the `cpu` preset (`_conv.CPU_SCALE`): a stratified subset of
+10,000 training images (9,000 train / 1,000 validation; 2,000 test),
+convolutions in bfloat16, 30 epochs of normal training and snapshots at
+epochs 2, 5, 9 and 14, each boosted for 4 x 4 epochs (64 boosting epochs,
+each cheaper than a normal one). Normal training runs to the last snapshot
++ 16 epochs so every boosted curve has a normal-training counterpart.
+Expected cost per seed, one thread: about 20 CPU-minutes (from `_conv`'s epoch cost). The `paper` preset uses the full data, the
 thesis's snapshot epochs and 125 epochs of normal training (the thesis does
 not state the total; its last boosted curve ends at epoch 107 + 16 = 123).
 
@@ -30,7 +30,7 @@ Test-friendly override of the `paper` preset (one step on generated data):
 import dataclasses
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes
-from supernet_lab.experiments._conv import BoostConfig, data_notes, report_boost, smoke, train_and_boost_snapshots
+from supernet_lab.experiments._conv import CPU_SCALE, BoostConfig, data_notes, report_boost, smoke, train_and_boost_snapshots
 from supernet_lab.findings import Claim
 
 NAME = "fig4_snapshot_boost"
@@ -51,7 +51,7 @@ CPU_SNAPSHOT_EPOCHS = (2, 5, 9, 14)
 PRESETS = {
     # The `cpu` snapshots, which the claims read; 14 + 2 x 1 boost epochs = 16.
     "smoke": Config(**smoke(120, 40), epochs=16, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, boost_layers=2, boost_epochs=1),
-    "cpu": Config(subset=2000, epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, bn_momentum=0.9),
+    "cpu": Config(**CPU_SCALE, epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS),
     "paper": Config(),
 }
 # The boosted snapshots are stored by snapshot epoch, and `paper` snapshots at

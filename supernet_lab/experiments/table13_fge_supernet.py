@@ -54,7 +54,8 @@ Presets and cost (an epoch's and a prediction's measured cost: `_conv`):
   snapshot's BatchNorm statistics recomputed (short cycles leave the
   running statistics of an earlier point), groups of 3/4/5 FGE members
   and 3 independent nets as in the thesis, a 3-cycle Snapshot Ensemble.
-  Expected cost per seed, one thread: CPU_COST.
+  Expected cost per seed, one thread: about 35 CPU-minutes, ~20 when
+  `fig20_21_agreement` has trained the nets (from `_conv`'s epoch cost).
 - `paper`: the thesis's setting as far as it is stated: full CIFAR-10
   (45000 train / 5000 val / 10000 test), 100 pre-training epochs (the
   thesis trains its Table-2 nets "up to 200 epochs"; the FGE pre-training
@@ -73,8 +74,9 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn, thesis_net
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps,
-    group_scores, load_logged, smoke, steps_per_epoch,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, fge_lr_text,
+    collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores, load_logged, smoke,
+    steps_per_epoch,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -365,14 +367,14 @@ def report(records, out_dir):
                 f"(FGE: its pre-training plus the FGE cycles). {CLAIMS_NOTE}"
             ),
             source="thesis Table 13 (validation accuracy; K and member columns as printed)",
-            footnotes=_footnotes(config),
+            footnotes=_footnotes(config, runs.runs),
         )
         written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
 
     return written
 
 
-def _footnotes(config):
+def _footnotes(config, records):
     notes = bn_momentum_notes(config) + data_notes(
         config, generated="a code-path check, numbers are meaningless",
         subset="Training subset of {subset} CIFAR-10 images ({validation_size} held out for validation), test split scaled "
@@ -384,7 +386,7 @@ def _footnotes(config):
     )
     notes.append(
         f"FGE hyper-parameters are not in the thesis; ours follow Garipov et al. 2018 for VGG-16 (SGD momentum "
-        f"{config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}) with a cycle of "
+        f"{config['fge_momentum']}, {fge_lr_text(config, records)}) with a cycle of "
         f"{config['fge_cycle_epochs']} epoch(s) (Garipov: 2-4 epochs of 391 steps)."
     )
     notes += bn_update_notes(config)

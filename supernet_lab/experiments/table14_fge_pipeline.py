@@ -34,7 +34,7 @@ Presets and cost (an epoch's measured cost: `_conv`):
   CPU time; BatchNorm statistics recomputed per snapshot), last four
   layers 3/3/3/4 epochs as in Table 3, snapshots' last layer 1 epoch each,
   head 5 epochs, then the single net for the same CPU time. Expected cost
-  per seed, one thread: CPU_COST.
+  per seed, one thread: about 25 CPU-minutes (from `_conv`'s epoch cost).
 - `paper`: full CIFAR-10 (45000/5000/10000), base 100 epochs (not stated
   in the thesis), layer-by-layer 3/3/3/4 (Table 3), FGE cycle 2 epochs with
   lr 1e-2 -> 5e-4 (Garipov et al., VGG-16), snapshots' last layer 4 epochs
@@ -52,7 +52,8 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, hms, thesis_net
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, FGEConfig, bn_update_notes, choose_fge_lr, data_notes, fge, load_logged, smoke, test_probs,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, FGEConfig, bn_update_notes, choose_fge_lr, fge_lr_text, data_notes,
+    fge, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -274,7 +275,7 @@ def report(records, out_dir):
         notes += [
             "The thesis's reference is a DenseNet that reached 90.56% in 3:16:00 CPU; ours is one Table-2 CNN trained with Adam for exactly the pipeline's CPU time, so the comparison is at equal CPU, not at equal accuracy.",
             f"Base net {config['base_epochs']} Adam epochs (not stated in the thesis); last layers retrained {tuple(config['base_retrain_epochs'])} epochs (thesis Table 3: 3/3/3/4); snapshots' last {config['snapshot_retrain_layers']} layer(s) retrained {config['snapshot_retrain_epochs']} epoch(s) each; head {config['head_epochs']} epochs.",
-            f"FGE (not specified in the thesis): SGD momentum {config['fge_momentum']}, lr {config['fge_lr_max']} -> {config['fge_lr_min']}, cycle {config['fge_cycle_epochs']} epoch(s), as Garipov et al. 2018 for VGG-16.",
+            f"FGE (not specified in the thesis): SGD momentum {config['fge_momentum']}, {fge_lr_text(config, runs.runs)}, cycle {config['fge_cycle_epochs']} epoch(s), as Garipov et al. 2018 for VGG-16.",
             *bn_update_notes(config),
             "CPU time: process CPU seconds (all threads) on this machine's 2 shared cores, scoring passes excluded; the thesis's is sacct CPUTime of GPU jobs on Prometheus. Compare ratios, not absolute times.",
             "Accuracies are on the test split; the thesis reports validation accuracy.",

@@ -318,3 +318,56 @@ def test_fge_learning_rate_is_chosen_by_the_validation_nll_of_a_short_run():
     no_validation = data.load("synthetic", validation_size=0, num_train=48, num_test=8, input_shape=(8, 8, 3), num_classes=3)
     with pytest.raises(ValueError, match="needs a validation split"):
         choose_fge_lr(base, no_validation, config, seed=1)
+
+
+def test_starsse_source_checkpoints_are_checked_against_their_records(tmp_path):
+    import json
+
+    from supernet_lab.experiments import starsse_sources
+    from supernet_lab.experiments.starsse_sources import checkpoint_path, load_checkpoints, source_task
+
+    for seed in (0, 1):
+        record = experiment.run_experiment("starsse_sources", "smoke", seed=seed, out_dir=tmp_path, verbose=False)
+        path = checkpoint_path(tmp_path, "smoke", seed)
+        info = json.loads(path.with_suffix(".json").read_text())
+        assert info["sha256"] == record["metrics"]["sha256"] == starsse_sources.sha256(path)
+    config = starsse_sources.PRESETS["smoke"]
+    _, _, x_test, y_test = source_task(config)
+    folder = checkpoint_path(tmp_path, "smoke", 0).parent
+    models, infos = load_checkpoints(folder, 2, config.source_classes, x_test, y_test)
+    assert [i["seed"] for i in infos] == [0, 1]
+    assert [i["checked_accuracy"] for i in infos] == pytest.approx([i["source_accuracy"] for i in infos], abs=1e-9)
+    assert models[0].output_shape == (None, 2)
+
+    with pytest.raises(ValueError, match="3 source checkpoints needed, 2 found"):
+        load_checkpoints(folder, 3, config.source_classes, x_test, y_test)
+    with pytest.raises(ValueError, match=r"trained on classes \[0, 1\], not \[3, 4\]"):
+        load_checkpoints(folder, 2, (3, 4), x_test, y_test)
+    entry = folder / "smoke-seed1.json"
+    info = json.loads(entry.read_text())
+    entry.write_text(json.dumps(dict(info, source_accuracy=info["source_accuracy"] + 0.2)))
+    with pytest.raises(ValueError, match="its record says"):
+        load_checkpoints(folder, 2, config.source_classes, x_test, y_test)
+    entry.write_text(json.dumps(info))
+    with open(folder / "smoke-seed1.keras", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        load_checkpoints(folder, 2, config.source_classes, x_test, y_test)
+
+
+@pytest.mark.slow
+def test_starsse_transfer_fine_tunes_the_recorded_source_checkpoints(tmp_path):
+    from supernet_lab.experiments.starsse_sources import checkpoint_path
+
+    for seed in (0, 1):
+        experiment.run_experiment("starsse_sources", "smoke", seed=seed, out_dir=tmp_path, verbose=False)
+    overrides = {
+        "source": "files", "source_dir": str(checkpoint_path(tmp_path, "smoke", 0).parent), "source_classes": (0, 1),
+        "target_classes": (2, 3), "fge_grid": ((1.0, 1.0), (2.0, 1.0)), "grid_peft": True,
+    }
+    record = experiment.run_experiment("starsse_transfer", "smoke", seed=0, out_dir=tmp_path, overrides=overrides, verbose=False)
+    pretrain = record["metrics"]["pretrain"]
+    assert [c["seed"] for c in pretrain["checkpoints"]] == [0, 1] and pretrain["global_de"] is True
+    methods = record["metrics"]["methods"]
+    assert {"local_de", "global_de", "sse", "star_sse", "peft_star_sse"} <= set(methods)
+    assert methods["peft_star_sse"]["best_point"] == methods["star_sse"]["best_point"]

@@ -51,6 +51,15 @@ Presets:
   Here every fine-tuning and cycle lasts 30 epochs, with 3 members and
   one cycle setting (2 x lr, 1 x epochs): ~210 epochs of 2,500 images,
   ~30-40 min.
+- `cpu_sources`: the question the `cpu` presets cannot answer, with a
+  real basin: the four `starsse_sources` `cpu` checkpoints (ResNet-14s
+  trained 40 epochs on all 25,000 source images; files committed under
+  `reports/starsse_sources/checkpoints/`, each checked against its record
+  on load), fine-tuned 20 epochs; SSE and StarSSE each at its best point
+  of a 2 x 2 grid (fge_lr in {1, 2} x lr, fge_epochs in {0.5, 1} x
+  epochs) chosen on the held-out images, PEFT StarSSE at StarSSE's point,
+  local and global DE, soups. ~520 fine-tuning epochs of 2,500 images at
+  ~6 CPU-s: about an hour per seed.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of
@@ -70,6 +79,7 @@ import numpy as np
 
 from supernet_lab.experiments._beyond import class_task
 from supernet_lab.experiments._common import by_preset, timed_fit
+from supernet_lab.experiments.starsse_sources import load_checkpoints
 from supernet_lab.findings import Claim
 from supernet import data, metrics, reports, soups, transfer
 from supernet.models.resnet import resnet50_backbone, small_resnet
@@ -104,8 +114,11 @@ class Config:
     target_train_size: int = 2500
     validation_size: int = 500
     # Pre-trained checkpoints. "pretrain": small ResNets trained here;
+    # "files": the `starsse_sources` checkpoints in `source_dir` (seeds
+    # 0..num_members-1), checked against their records;
     # "resnet50": keras.applications ResNet50 with `weights`.
     source: str = "pretrain"
+    source_dir: str = ""
     stages: tuple = (1, 1, 1)
     width: int = 16
     pretrain_epochs: float = 10.0
@@ -125,8 +138,10 @@ class Config:
     # Grid mode: `((fge_lr_factor, fge_epochs_factor), ...)`. When given,
     # SSE and StarSSE run at every point, each method's point is chosen by
     # its ensemble accuracy on the held-out split, and only checkpoint 0 is
-    # pre-trained (no global DE, no PEFT row).
+    # pre-trained (no global DE, no PEFT row) unless the checkpoints are
+    # files; `grid_peft` adds PEFT StarSSE at StarSSE's chosen point.
     fge_grid: tuple = ()
+    grid_peft: bool = False
     peft_trainable: str = "last_k_stages"
     peft_last_k: int = 1
     augment: bool = True
@@ -150,6 +165,11 @@ PRESETS = {
     "cpu_grid": Config(fge_grid=((1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0))),
     # A first fine-tuning three times as long (see the module docstring).
     "cpu_converged": Config(epochs=30.0, num_members=3, fge_grid=((2.0, 1.0),)),
+    # From the converged `starsse_sources` checkpoints (see the module docstring).
+    "cpu_sources": Config(
+        source="files", source_dir="reports/starsse_sources/checkpoints", stages=(2, 2, 2), epochs=20.0,
+        fge_grid=((1.0, 0.5), (2.0, 0.5), (1.0, 1.0), (2.0, 1.0)), grid_peft=True,
+    ),
     "paper": Config(
         dataset="cifar100", validation_size=2000, source="resnet50", weights="imagenet", resize_to=224,
         num_members=5, epochs=25.0, lr=0.005, batch_size=256,
@@ -320,9 +340,28 @@ def _pretrain(config, source, k, context):
     return context.cached_model(f"pretrained_{k}", key, train)
 
 
+def _source_folder(folder):
+    """`folder` as given if it exists (absolute or from the working directory), else from the repository root."""
+    path = Path(folder)
+    return path if path.is_absolute() or path.exists() else Path(__file__).resolve().parents[2] / path
+
+
 def _checkpoints(config, source, context):
     """`(checkpoints, info)`: checkpoint 0 for local methods, all for global DE."""
     info = {"source_accuracy": [], "pretrain_wall_s": [], "global_de": True}
+    if config.source == "files":
+        if not config.source_dir:
+            raise ValueError("Config `source='files'` needs `source_dir`, a folder of `starsse_sources` checkpoints.")
+        models, infos = load_checkpoints(
+            _source_folder(config.source_dir), config.num_members, config.source_classes, source.x_test, source.y_test,
+            log=context.log,
+        )
+        info["source_accuracy"] = [i["checked_accuracy"] for i in infos]
+        info["pretrain_wall_s"] = [i["wall_s"] for i in infos]
+        info["pretrain_cpu_s"] = [i["cpu_s"] for i in infos]
+        info["checkpoints"] = [{"seed": i["seed"], "preset": i["preset"], "sha256": i["sha256"]} for i in infos]
+        info["global_de"] = len(models) > 1
+        return models, info
     if config.source == "pretrain":
         models = []
         # Grid mode compares local methods only: checkpoint 0 is enough.
@@ -335,7 +374,7 @@ def _checkpoints(config, source, context):
         info["global_de"] = len(models) > 1
         return models, info
     if config.source != "resnet50":
-        raise ValueError(f"Config `source` must be 'pretrain' or 'resnet50'. Received: source={config.source!r}")
+        raise ValueError(f"Config `source` must be 'pretrain', 'files' or 'resnet50'. Received: source={config.source!r}")
     weights = None if config.dry_run or config.weights in (None, "None", "none", "") else config.weights
     resize = config.resize_to or None
 
@@ -475,6 +514,14 @@ def main(config, context):
             if "soups" in chosen:
                 soup_results[method] = chosen.pop("soups")
             results[method] = {**chosen, "best_point": [grid[best]["fge_lr_factor"], grid[best]["fge_epochs_factor"]]}
+        if config.grid_peft and "star_sse" in results:
+            lr_factor, epochs_factor = results["star_sse"]["best_point"]
+            with context.stage("peft_star_sse"):
+                member_models["peft_star_sse"], results["peft_star_sse"] = cyclic_method(
+                    "peft_star_sse", "peft_star_sse", trainable=config.peft_trainable, last_k=config.peft_last_k,
+                    fge_lr=lr_factor * config.lr, fge_epochs=epochs_factor * epochs,
+                )
+            results["peft_star_sse"]["best_point"] = [lr_factor, epochs_factor]
     else:
         for method, extra in (
             ("sse", {}),

@@ -142,6 +142,23 @@ def load_checkpoints(folder, count, source_classes, x_test, y_test, *, tolerance
     return models, infos
 
 
+def train_source(x, y, num_classes, *, stages, width, epochs, lr, batch_size, momentum, weight_decay, augment, seeds,
+                 name, run_eagerly=False, callbacks=()):
+    """A `small_resnet` trained from scratch: SGD, one cosine cycle from `lr` to 0 over `epochs`.
+
+    `seeds` is `(initialisation seed, data order and augmentation seed)`.
+    Returns `(model, {"wall_s", "cpu_s", "steps"})`.
+    """
+    init_seed, order_seed = (int(s) for s in seeds)
+    model = small_resnet(x.shape[1:], num_classes, stages=stages, width=width, seed=init_seed, name=name)
+    steps = transfer.steps_for(epochs, len(y), batch_size)
+    optimizer = keras.optimizers.SGD(CosineRestarts(lr, steps), momentum=momentum, weight_decay=weight_decay)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=run_eagerly)
+    batches = transfer.TransferBatches(x, y, batch_size, steps, seed=order_seed, augment=augment)
+    cost = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks])
+    return model, dict(cost, steps=steps)
+
+
 class _EpochProgress(keras.callbacks.Callback):
     """Logs the loss once per epoch's worth of steps of a one-`fit`-epoch run."""
 
@@ -161,19 +178,15 @@ def main(config, context):
     x, y, x_test, y_test = source_task(config)
     num_classes = len(config.source_classes)
     context.log(f"source task: {len(y)} training / {len(y_test)} test images of classes {list(config.source_classes)}")
-    init_seed, order_seed = np.random.default_rng([config.seed, 100]).integers(0, 2**20, size=2)
-    model = small_resnet(
-        x.shape[1:], num_classes, stages=config.stages, width=config.width, seed=int(init_seed), name=f"source_{config.seed}"
-    )
-    steps = transfer.steps_for(config.epochs, len(y), config.batch_size)
-    optimizer = keras.optimizers.SGD(
-        CosineRestarts(config.lr, steps), momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-    batches = transfer.TransferBatches(x, y, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
     progress = _EpochProgress(context.log, transfer.steps_for(1.0, len(y), config.batch_size), config.epochs)
     with context.stage("pretrain"):
-        cost = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), progress])
+        model, cost = train_source(
+            x, y, num_classes, stages=config.stages, width=config.width, epochs=config.epochs, lr=config.lr,
+            batch_size=config.batch_size, momentum=config.momentum, weight_decay=config.weight_decay,
+            augment=config.augment, seeds=np.random.default_rng([config.seed, 100]).integers(0, 2**20, size=2),
+            name=f"source_{config.seed}", run_eagerly=config.run_eagerly, callbacks=[progress],
+        )
+    steps = cost.pop("steps")
     with context.stage("score"):
         accuracy = metrics.accuracy(y_test, transfer.predict_probs(model, x_test))
     context.log(f"source test accuracy {accuracy:.4f}")

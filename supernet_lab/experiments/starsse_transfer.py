@@ -78,12 +78,11 @@ import keras
 import numpy as np
 
 from supernet_lab.experiments._beyond import class_task
-from supernet_lab.experiments._common import by_preset, timed_fit
-from supernet_lab.experiments.starsse_sources import load_checkpoints
+from supernet_lab.experiments._common import by_preset
+from supernet_lab.experiments.starsse_sources import load_checkpoints, train_source
 from supernet_lab.findings import Claim
 from supernet import data, metrics, reports, soups, transfer
-from supernet.models.resnet import resnet50_backbone, small_resnet
-from supernet.schedules import CosineRestarts
+from supernet.models.resnet import resnet50_backbone
 
 NAME = "starsse_transfer"
 DESCRIPTION = "Transfer learning ensembles: local/global DE, SSE, StarSSE, PEFT StarSSE and their soups"
@@ -326,15 +325,15 @@ def _pretrain(config, source, k, context):
     }
 
     def train():
-        init_seed, order_seed = np.random.default_rng([config.seed, 100 + k]).integers(0, 2**20, size=2)
-        model = small_resnet(source.input_shape, source.num_classes, stages=config.stages, width=config.width, seed=int(init_seed), name=f"pretrained_{k}")
-        steps = transfer.steps_for(config.pretrain_epochs, len(source.x_train), config.batch_size)
-        optimizer = keras.optimizers.SGD(CosineRestarts(config.pretrain_lr, steps), momentum=0.9, weight_decay=5e-4)
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-        batches = transfer.TransferBatches(source.x_train, source.y_train, config.batch_size, steps, seed=int(order_seed), augment=config.augment)
-        wall = timed_fit(model, batches, epochs=1, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])["wall_s"]
+        model, cost = train_source(
+            source.x_train, source.y_train, source.num_classes, stages=config.stages, width=config.width,
+            epochs=config.pretrain_epochs, lr=config.pretrain_lr, batch_size=config.batch_size, momentum=0.9,
+            weight_decay=5e-4, augment=config.augment, seeds=np.random.default_rng([config.seed, 100 + k]).integers(0, 2**20, size=2),
+            name=f"pretrained_{k}", run_eagerly=config.run_eagerly,
+        )
+        wall = cost["wall_s"]
         epoch_s = wall / max(config.pretrain_epochs, 1e-9)
-        context.log(f"checkpoint {k}: pre-trained {steps} steps in {wall:.1f}s ({epoch_s:.1f}s per epoch)")
+        context.log(f"checkpoint {k}: pre-trained {cost['steps']} steps in {wall:.1f}s ({epoch_s:.1f}s per epoch)")
         return model, {"wall_s": wall, "epoch_wall_s": epoch_s}
 
     return context.cached_model(f"pretrained_{k}", key, train)

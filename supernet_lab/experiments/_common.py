@@ -150,7 +150,12 @@ def pretrained_cnn(k, ds, config, context):
         keras.utils.set_random_seed(1000 * config.seed + k)
         model = thesis_net(ds, config)
         model.compile(keras.optimizers.Adam(config.pretrain_lr), "sparse_categorical_crossentropy", run_eagerly=config.run_eagerly)
-        cost = timed_fit(model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0)
+        context.log(f"pre-training net {k}: {config.pretrain_epochs} epochs")
+        progress = epoch_logger(context.log, config.pretrain_epochs, keys=("loss",))
+        cost = timed_fit(
+            model, ds.x_train, ds.y_train, batch_size=config.batch_size, epochs=config.pretrain_epochs, verbose=0,
+            callbacks=[progress],
+        )
         return model, cost
 
     if config.cache:

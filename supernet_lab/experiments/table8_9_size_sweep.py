@@ -57,9 +57,9 @@ epochs would take over 6 hours per seed. The `paper_*` presets split Table
 thesis's grid. Timed with one other single-threaded run beside it
 (`--set epochs=1 --set head_epochs=1`), one `paper_2837k` epoch costs 29
 CPU-s for each of its three models and the head's setup and epoch 20,
-i.e. up to ~2.5 CPU-hours per seed; a recorded seed took 81 CPU-minutes
-(101 minutes wall on one thread beside one other run), so start it at the
-beginning of a session. `paper_tng` runs all of Table 9 (20 Newsgroups is
+i.e. up to ~2.5 CPU-hours per seed; the recorded seeds took 72-81
+CPU-minutes (91-101 minutes wall on one thread beside one other run), so
+start it at the beginning of a session. `paper_tng` runs all of Table 9 (20 Newsgroups is
 ~5x cheaper per parameter: the first epoch of all seven sizes x three
 models took ~260 CPU-s in the same timing, tracing included) for up to
 200 epochs with early stopping (patience 20): one seed as recorded is ~53

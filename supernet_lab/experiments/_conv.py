@@ -553,9 +553,10 @@ def fge_lr_text(cfg, records):
     chosen = collections.Counter(r["metrics"]["fge_lr_choice"]["fge_lr_max"] for r in records)
     seeds = ", ".join(f"{lr:g} in {n} seed(s)" for lr, n in sorted(chosen.items()))
     grid = ", ".join(f"{lr:g}" for lr in cfg["fge_lr_grid"])
+    search_cpu = np.mean([r["metrics"]["fge_lr_choice"]["cpu_s"] for r in records])
     return (
-        f"peak lr chosen per seed from {grid} by the validation NLL of a two-member run ({seeds}), "
-        f"low lr the peak x {cfg['fge_lr_min'] / cfg['fge_lr_max']:g}"
+        f"peak lr chosen per seed from {grid} by the validation NLL of a two-member run ({seeds}; the search took "
+        f"{search_cpu:.0f} CPU-s per seed), low lr the peak x {cfg['fge_lr_min'] / cfg['fge_lr_max']:g}"
     )
 
 

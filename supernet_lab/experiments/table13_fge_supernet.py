@@ -54,8 +54,9 @@ Presets and cost (an epoch's and a prediction's measured cost: `_conv`):
   snapshot's BatchNorm statistics recomputed (short cycles leave the
   running statistics of an earlier point), groups of 3/4/5 FGE members
   and 3 independent nets as in the thesis, a 3-cycle Snapshot Ensemble.
-  Expected cost per seed, one thread: about 35 CPU-minutes, ~20 when
-  `fig20_21_agreement` has trained the nets (from `_conv`'s epoch cost).
+  Cost per seed, one thread (seed 0): 43 CPU-minutes, of which pre-training
+  18, the learning-rate search 7, the FGE runs 7 and the Snapshot Ensemble
+  8; ~25 when `fig20_21_agreement` has trained the nets.
 - `paper`: the thesis's setting as far as it is stated: full CIFAR-10
   (45000 train / 5000 val / 10000 test), 100 pre-training epochs (the
   thesis trains its Table-2 nets "up to 200 epochs"; the FGE pre-training
@@ -360,7 +361,7 @@ def report(records, out_dir):
                 f"Preset `{preset}`, mean ± std over {n} seed(s). Test accuracy (%) of each member, of the SuperNet "
                 f"(copied head, automatic down-scaling, head re-trained {config['head_epochs']} epochs) and of voting. "
                 f"FGE run r continues independent net r ({config['pretrain_epochs']} Adam epochs) with FGECyclic SGD "
-                f"(lr {config['fge_lr_max']} -> {config['fge_lr_min']}, cycle {config['fge_cycle_epochs']} epoch(s)); the "
+                f"({fge_lr_text(config, runs.runs)}; cycle {config['fge_cycle_epochs']} epoch(s)); the "
                 f"Snapshot Ensemble trains from scratch with SnapshotCosine (lr {config['snapshot_lr']}, "
                 f"{config['snapshot_cycles']} cycles) for as many updates as pre-training plus a "
                 f"{config['snapshot_cycles']}-member FGE run. Train CPU: process CPU seconds of the group's training "

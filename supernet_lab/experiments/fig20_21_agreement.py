@@ -25,9 +25,10 @@ Presets and cost (an epoch's measured cost: `_conv`):
 - `smoke`: synthetic 32x32x3 data, 3 + 3 models, 1 epoch, eager steps.
 - `cpu`: the nets of `table13_fge_supernet`'s `cpu` preset (the same data,
   training and FGE settings; its three nets are this run's first three
-  when both write to one output folder), six of them. Expected cost per
-  seed, one thread: about 35 CPU-minutes, ~20 when
-  `table13_fge_supernet` has trained the first three nets (from `_conv`'s epoch cost).
+  when both write to one output folder), six of them. Cost per seed, one
+  thread (seed 0, the first three nets loaded from table13's run): 31
+  CPU-minutes, of which pre-training three nets 19 and the learning-rate
+  search plus FGE 12; ~50 with all six nets to train.
 - `paper`: full CIFAR-10 (50000 train / 10000 test), 100 epochs per net
   (the thesis trains its nets "up to 200 epochs"; the figures' DenseNets'
   schedule is not given), FGE as Garipov et al. for VGG-16 (cycle 2 epochs,

@@ -1,4 +1,4 @@
-"""Source networks for `starsse_transfer`: small ResNets pre-trained to convergence on CIFAR-10 classes 0-4.
+"""Source networks for `starsse_transfer`: small ResNets pre-trained on all CIFAR-10 images of classes 0-4.
 
 StarSSE's argument (Sadrtdinov et al. 2023) is about staying in, or leaving,
 the basin of a well pre-trained network; the paper starts from ImageNet
@@ -14,7 +14,8 @@ with momentum and weight decay on a cosine schedule from `lr` to 0 over
 pad-and-crop augmentation (`supernet.transfer.TransferBatches`); scored on
 the CIFAR-10 test images of those classes. The checkpoint is written to
 `<out>/starsse_sources/checkpoints/<preset>-seed<seed>.keras` with a `.json`
-beside it (its SHA-256, source test accuracy, config and commit), which
+beside it (its SHA-256, source test accuracy and config; the run's record
+holds the commit), which
 `starsse_transfer` checks before it uses the file (`source="files"`). The
 committed checkpoints under `reports/starsse_sources/checkpoints/` let any
 clone skip the pre-training.
@@ -45,7 +46,7 @@ from supernet.models.resnet import small_resnet
 from supernet.schedules import CosineRestarts
 
 NAME = "starsse_sources"
-DESCRIPTION = "Source checkpoints for starsse_transfer: small ResNets pre-trained to convergence on CIFAR-10 classes 0-4"
+DESCRIPTION = "Source checkpoints for starsse_transfer: small ResNets pre-trained on all CIFAR-10 images of classes 0-4"
 REPRODUCES = "Sadrtdinov et al. 2023 (StarSSE): the pre-trained networks its transfer experiments start from"
 
 

@@ -166,7 +166,7 @@ PRESETS = {
     "cpu_converged": Config(epochs=30.0, num_members=3, fge_grid=((2.0, 1.0),)),
     # From the converged `starsse_sources` checkpoints (see the module docstring).
     "cpu_sources": Config(
-        source="files", source_dir="reports/starsse_sources/checkpoints", stages=(2, 2, 2), epochs=20.0,
+        source="files", source_dir="reports/starsse_sources/checkpoints", epochs=20.0,
         fge_grid=((1.0, 0.5), (2.0, 0.5), (1.0, 1.0), (2.0, 1.0)), grid_peft=True,
     ),
     "paper": Config(

@@ -228,10 +228,7 @@ class RunContext:
         """
         import keras
 
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
-        canonical = _canonical_json(key)
-        key = json.loads(canonical)  # as stored: tuples become lists
-        folder, file = self.out_dir / "cache", f"{name}_{hashlib.sha1(canonical.encode()).hexdigest()[:12]}"
+        name, key, folder, file = self._cache_entry(name, key)
         model_path, key_path = folder / f"{file}.keras", folder / f"{file}.json"
         stored = json.loads(key_path.read_text()) if key_path.exists() else {}
         seed = None if self.config is None else self.config.seed
@@ -248,6 +245,47 @@ class RunContext:
             _reseed(seed, name + "/after")
         self.cached_models[name] = "loaded" if cached else "trained"
         return model, dict(info, cached=cached)
+
+    def cached_value(self, name, key, compute):
+        """A JSON-able value from the output folder's cache, or computed by `compute()` and stored there.
+
+        `cached_model` for results that are not models, e.g. a
+        hyper-parameter chosen by trial runs from a cached net: the same
+        folder, `name` and `key` rules and re-seeding. The value is stored
+        as `out_dir/cache/<name>_<hash of key>.json` holding
+        `{"key": key, "value": value}`, written under a temporary name and
+        renamed into place. The record lists it in `cached_models` too.
+
+        Returns:
+            `(value, cached)`: `cached` is True when the value was loaded.
+        """
+        name, key, folder, file = self._cache_entry(name, key)
+        path = folder / f"{file}.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        seed = None if self.config is None else self.config.seed
+        cached = stored.get("key") == key and "value" in stored
+        if cached:
+            value = stored["value"]
+            self.log(f"{name}: loaded from {path}")
+        else:
+            if seed is not None:
+                _reseed(seed, name)
+            value = compute()
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f"{file}.tmp{os.getpid()}.json"
+            tmp.write_text(json.dumps({"key": key, "value": value}))
+            os.replace(tmp, path)
+        if seed is not None:
+            _reseed(seed, name + "/after")
+        self.cached_models[name] = "loaded" if cached else "computed"
+        return value, cached
+
+    def _cache_entry(self, name, key):
+        """`(name, key, folder, file)` of a cache entry: the name made file-safe, the key as stored (tuples become lists)."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+        canonical = _canonical_json(key)
+        file = f"{name}_{hashlib.sha1(canonical.encode()).hexdigest()[:12]}"
+        return name, json.loads(canonical), self.out_dir / "cache", file
 
     @property
     def resume_dir(self):

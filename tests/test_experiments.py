@@ -371,3 +371,40 @@ def test_starsse_transfer_fine_tunes_the_recorded_source_checkpoints(tmp_path):
     methods = record["metrics"]["methods"]
     assert {"local_de", "global_de", "sse", "star_sse", "peft_star_sse"} <= set(methods)
     assert methods["peft_star_sse"]["best_point"] == methods["star_sse"]["best_point"]
+
+
+def test_pretrained_fge_lr_reuses_the_choice_for_the_same_net(tmp_path, monkeypatch):
+    import dataclasses
+
+    import keras
+
+    from supernet import data
+    from supernet.models import thesis_cnn
+    from supernet_lab.experiments import _conv
+    from supernet_lab.experiments._conv import SMOKE_FGE, PretrainedConfig, fge_lr_text, pretrained_fge_lr
+
+    config = PretrainedConfig(dataset="synthetic", validation_size=16, **{**SMOKE_FGE, "fge_lr_grid": (1e-3, 1e-2)})
+    ds = data.load("synthetic", validation_size=16, num_train=48, num_test=8, input_shape=(8, 8, 3), num_classes=3)
+    keras.utils.set_random_seed(0)
+    base = thesis_cnn(input_shape=(8, 8, 3), num_classes=3)
+    searches = []
+    search = _conv.choose_fge_lr
+    monkeypatch.setattr(_conv, "choose_fge_lr", lambda *a, **k: searches.append(1) or search(*a, **k))
+
+    def context(name):
+        return experiment.RunContext(
+            name, "cpu", tmp_path / "runs" / name, tmp_path, reports.StageTimer(), verbose=False, config=config
+        )
+
+    first, choice = pretrained_fge_lr(base, ds, config, context("table13_fge_supernet"), seed=99)
+    again, reused = pretrained_fge_lr(base, ds, config, context("fig20_21_agreement"), seed=99)
+    assert searches == [1], "the second experiment searched again"
+    assert first == again and first.fge_lr_max == choice["fge_lr_max"] in (1e-3, 1e-2)
+    assert choice["cached"] is False and reused == dict(choice, cached=True)
+    pretrained_fge_lr(base, ds, config, context("fig20_21_agreement"), seed=100)
+    pretrained_fge_lr(base, ds, dataclasses.replace(config, cache=False), context("fig20_21_agreement"), seed=99)
+    assert searches == [1, 1, 1], "another search seed, or no cache, searches"
+
+    records = [{"metrics": {"fge_lr_choice": c}} for c in (choice, reused)]
+    text = fge_lr_text(dataclasses.asdict(config), records)
+    assert f"took {choice['cpu_s']:.0f} CPU-s per seed" in text and "1 seed(s) reused the choice" in text

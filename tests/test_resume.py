@@ -356,3 +356,30 @@ def test_stale_or_half_written_cache_entry_is_trained_again(tmp_path, damage):
     _, info = _context(tmp_path).cached_model("net_1", _KEY, _trained(calls))
     assert calls == [1, 1] and info["cached"] is True
     assert _cache_entries(again) == [key_file.name, model_file.name], "no temporary file left"
+
+
+def test_cached_value_is_computed_once_per_key_and_output_folder(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"rate": 1e-3, "scores": [0.5, None]}
+
+    first = _context(tmp_path)
+    value, cached = first.cached_value("lr choice", _KEY, compute)
+    after_first = np.random.uniform()
+    assert value == {"rate": 1e-3, "scores": [0.5, None]} and cached is False
+    assert first.cached_models == {"lr_choice": "computed"}
+    [entry] = _cache_entries(first)
+    assert entry.startswith("lr_choice_") and entry.endswith(".json"), "no temporary file left"
+    again = _context(tmp_path)
+    loaded, cached = again.cached_value("lr choice", _KEY, compute)
+    assert calls == [1] and cached is True and loaded == value and again.cached_models == {"lr_choice": "loaded"}
+    # The random state after the call does not depend on whether the value was computed or loaded.
+    assert np.random.uniform() == after_first
+    # Another key, or a stale entry, is computed again.
+    _context(tmp_path).cached_value("lr choice", dict(_KEY, size=61), compute)
+    assert calls == [1, 1]
+    path = first.out_dir / "cache" / entry
+    path.write_text(json.dumps({"key": dict(_KEY, size=59), "value": 0}))
+    assert _context(tmp_path).cached_value("lr choice", _KEY, compute) == (value, False) and calls == [1, 1, 1]

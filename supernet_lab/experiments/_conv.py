@@ -374,6 +374,29 @@ def choose_fge_lr(base, ds, config, *, seed, log=None):
     return dataclasses.replace(config, fge_lr_max=best, fge_lr_min=best * ratio), choice
 
 
+def pretrained_fge_lr(base, ds, config, context, *, seed):
+    """`choose_fge_lr` for net 0 of `_common.pretrained_cnn`, the choice kept beside the net in the cache.
+
+    Experiments that start FGE from the same cached net (same
+    `PretrainedConfig` fields, same `seed`) search once: later runs load
+    the choice (`context.cached_value`), marked `"cached": True`, its
+    `wall_s` / `cpu_s` those of the run that searched. Without
+    `config.cache` the search runs every time.
+    """
+    if not config.fge_lr_grid:
+        return config, {}
+    if not config.cache:
+        return choose_fge_lr(base, ds, config, seed=seed, log=context.log)
+    key = {f.name: getattr(config, f.name) for f in dataclasses.fields(PretrainedConfig)}
+    choice, cached = context.cached_value(
+        "fge_lr_choice", dict(key, search_seed=seed), lambda: choose_fge_lr(base, ds, config, seed=seed, log=context.log)[1]
+    )
+    ratio = config.fge_lr_min / config.fge_lr_max
+    chosen = choice["fge_lr_max"]
+    context.log(f"FGE peak learning rate {chosen:g}" + (" (the cached choice of an earlier run)" if cached else ""))
+    return dataclasses.replace(config, fge_lr_max=chosen, fge_lr_min=chosen * ratio), dict(choice, cached=cached)
+
+
 def test_probs(models, ds, eager):
     """Each model's probabilities on `ds`'s test split, stacked; predictions eager as `eager`."""
     probs = []
@@ -553,10 +576,13 @@ def fge_lr_text(cfg, records):
     chosen = collections.Counter(r["metrics"]["fge_lr_choice"]["fge_lr_max"] for r in records)
     seeds = ", ".join(f"{lr:g} in {n} seed(s)" for lr, n in sorted(chosen.items()))
     grid = ", ".join(f"{lr:g}" for lr in cfg["fge_lr_grid"])
-    search_cpu = np.mean([r["metrics"]["fge_lr_choice"]["cpu_s"] for r in records])
+    searched = [r["metrics"]["fge_lr_choice"] for r in records if not r["metrics"]["fge_lr_choice"].get("cached")]
+    reused = len(records) - len(searched)
+    cost = f"; the search took {np.mean([c['cpu_s'] for c in searched]):.0f} CPU-s per seed" if searched else ""
+    cost += f"; {reused} seed(s) reused the choice an earlier run made for the same net" if reused else ""
     return (
-        f"peak lr chosen per seed from {grid} by the validation NLL of a two-member run ({seeds}; the search took "
-        f"{search_cpu:.0f} CPU-s per seed), low lr the peak x {cfg['fge_lr_min'] / cfg['fge_lr_max']:g}"
+        f"peak lr chosen per seed from {grid} by the validation NLL of a two-member run ({seeds}{cost}), "
+        f"low lr the peak x {cfg['fge_lr_min'] / cfg['fge_lr_max']:g}"
     )
 
 

@@ -16,7 +16,8 @@ same setting, skip them). FGE continues independent net 1 with a fresh SGD
 `supernet.schedules.FGECyclic(fge_lr_max, fge_lr_min, cycle)` and
 `SnapshotEnsemble` collects six members at the cycle minima (the pre-trained
 net itself is not a member); with an `fge_lr_grid` the peak rate is first
-chosen on the validation split (`_conv.choose_fge_lr`), with `bn_update`
+chosen on the validation split (`_conv.choose_fge_lr`; a choice made for
+the same cached net, e.g. by `table13_fge_supernet`, is reused), with `bn_update`
 every member's BatchNorm statistics are recomputed on the training images. Both matrices are stored in the metrics, so
 `report` redraws the figures (mean over seeds) from the records alone.
 
@@ -43,7 +44,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, fge_lr_text,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, fge_lr_text, pretrained_fge_lr,
     data_notes, fge, group_scores, load_logged, smoke, test_probs,
 )
 from supernet_lab.findings import Claim
@@ -96,7 +97,7 @@ def main(config, context):
     with context.stage("train_independent"):
         nets = [pretrained_cnn(k, ds, config, context)[0] for k in range(config.num_models)]
     with context.stage("fge"):
-        config, lr_choice = choose_fge_lr(nets[0], ds, config, seed=1000 * config.seed + 99, log=context.log)
+        config, lr_choice = pretrained_fge_lr(nets[0], ds, config, context, seed=1000 * config.seed + 99)
         snapshots, cost = fge(nets[0], config.num_models, ds, config, seed=1000 * config.seed + 100)
         context.log(f"  {len(snapshots)} FGE members at steps {cost['steps']}")
     with context.stage("score"):

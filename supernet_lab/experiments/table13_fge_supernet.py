@@ -25,7 +25,8 @@ Protocol (one seed):
    member at every cycle minimum (mid-cycle); training stops right after
    the last member. The pre-trained net itself is not a member. With an
    `fge_lr_grid`, the peak rate is first chosen on the validation split
-   from net 1 (`_conv.choose_fge_lr`); with `bn_update`, every member's
+   from net 1 (`_conv.choose_fge_lr`, kept in the cache beside the net for
+   later runs on it); with `bn_update`, every member's
    BatchNorm statistics are recomputed on the training images.
 3. Snapshot Ensemble: a fresh Table-2 net trained with SGD and
    `supernet.schedules.SnapshotCosine(snapshot_lr, T, snapshot_cycles)`,
@@ -75,7 +76,7 @@ import numpy as np
 
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn, thesis_net
 from supernet_lab.experiments._conv import (
-    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, choose_fge_lr, fge_lr_text,
+    CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, fge_lr_text, pretrained_fge_lr,
     collect_snapshots, data_notes, fge, fge_cycle_steps, fge_steps, group_scores, load_logged, smoke,
     steps_per_epoch,
 )
@@ -271,7 +272,7 @@ def main(config, context):
 
     fge_groups = {}
     with context.stage("fge"):
-        config, lr_choice = choose_fge_lr(nets[0], ds, config, seed=1000 * config.seed + 99, log=context.log)
+        config, lr_choice = pretrained_fge_lr(nets[0], ds, config, context, seed=1000 * config.seed + 99)
         for run, members in enumerate(config.fge_members):
             label = f"FGE {run + 1}"
             fge_groups[label], cost = fge(nets[run], members, ds, config, seed=1000 * config.seed + 100 + run)

@@ -272,6 +272,29 @@ def test_table6_heads_can_be_retried_on_the_members_of_an_earlier_run(tmp_path):
     assert "train_members_fmnist" in second["timings"]
 
 
+@pytest.mark.slow
+def test_table6_holdout_heads_are_compared_with_train_set_heads_on_the_same_members(tmp_path):
+    record = experiment.run_experiment(
+        "table6_head_init", "smoke", seed=0, out_dir=tmp_path, overrides={"head_l2s": (0.0,)}, verbose=False
+    )
+    for tag in ("fmnist", "tng"):
+        result = record["metrics"][tag]
+        assert result["head_data"] == {"protocol": "holdout", "members_train": 240, "head_train": 80}
+        assert set(result["heads"]) == {"random", "copy", "copy_hand", "copy_auto"}
+        assert set(result["train_set_heads"]) == {"copy_hand", "copy_auto"}
+        held, thesis = result["heads"]["copy_hand"]["none"], result["train_set_heads"]["copy_hand"]["none"]
+        assert held["downscale"] == thesis["downscale"] == 6.0, "same members, same copied start"
+        assert held["initial_val_nll"] == pytest.approx(thesis["initial_val_nll"])
+        assert held["curves"] != thesis["curves"], "the two heads trained on the same data"
+    table = tmp_path / "table6_head_init" / "table6_head_init_smoke_head_data.md"
+    assert "held-out" in table.read_text() and "members' training set (thesis)" in table.read_text()
+    module = experiment.load_module("table6_head_init")
+    judged = {f.claim.id: f for f in findings.judge_all(module.NAME, module.CLAIMS, [record])}
+    assert {f"{tag}_holdout_{init}_{c}" for tag in ("fmnist", "tng") for init in ("copy_hand", "copy_auto")
+            for c in ("higher_accuracy", "lower_nll")} <= set(judged)
+    assert {f.verdict for f in judged.values()} == {"not judged"}
+
+
 @pytest.mark.parametrize(
     "boost_cpu_seconds, expected_epoch, expected_val",
     [([3.0, 3.0], 2, 0.2), ([15.0], 3, 0.3), ([20.0], 4, 0.4), ([40.0], None, None)],

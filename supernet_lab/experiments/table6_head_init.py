@@ -13,6 +13,15 @@ The trained members are kept in the run folder (`models/`); `--set
 reuse_models=<run folder>` trains heads on them again without re-training
 them, e.g. to try other head settings.
 
+Held-out heads (ours; stacking, Wolpert 1992). With `head_data="holdout"` a
+stratified, seeded `head_holdout_size` of each training set is held out
+(`supernet.data.holdout_split`); the members train on the rest and the twelve
+heads are re-trained on the held-out part, whose member predictions are as
+confident as on new data. Two heads of the thesis's protocol (copied +
+down-scaled by hand or by `"auto"`, no regularisation) are also re-trained on
+the members' own training set, so that the two protocols are compared on the
+same members (`metrics.<dataset>.train_set_heads`).
+
 Reported per head, as the thesis's "validation accuracy / validation error
 for the best score": the epoch with the highest validation accuracy
 (first one on ties, epochs 1..head_epochs), its validation accuracy and its
@@ -21,7 +30,8 @@ validation loss as Keras reports it, with the head's L2 penalty
 cross-entropy (`val_nll`) and the test accuracy at that epoch.
 
 Presets:
-- `smoke`: synthetic 784-dim / 300-dim (20 classes) data, tiny members.
+- `smoke`: synthetic 784-dim / 300-dim (20 classes) data, tiny members,
+  held-out heads.
 - `cpu`: full Fashion-MNIST (54k/6k/10k) and 20 Newsgroups (10182/1132/7532,
   TF-IDF 10000 words), thesis architectures; members capped at 3 (F-MNIST)
   and 5 (TNG) epochs, heads at 3 (F-MNIST) and 5 (TNG) epochs instead of
@@ -37,6 +47,9 @@ Presets:
   F-MNIST members 23 min (early stopping at epoch ~45), 12 heads 20 min,
   TNG members 6 min (~40 epochs), TNG heads 4 min. Expect ~40 min per seed
   alone.
+- `paper_holdout`: `paper` with held-out heads (10% of each training set);
+  the members see 10% less data and the heads ~9x fewer examples, so expect
+  ~35 min per seed.
 """
 
 import dataclasses
@@ -108,6 +121,11 @@ class Config:
     head_learning_rate: float = 1e-3
     hand_downscale: float = 6.0
     head_l2s: tuple = (0.0, 0.01, 0.001)
+    # "train": heads re-trained on the members' training set (the thesis's
+    # protocol); "holdout": on a held-out `head_holdout_size` (fraction or
+    # count) of it that the members do not train on.
+    head_data: str = "train"
+    head_holdout_size: object = 0.1
     # An earlier run's folder (e.g. out/runs/table6_head_init/paper-seed0): its
     # trained members are loaded instead of trained, to try head variants.
     reuse_models: str = ""
@@ -122,10 +140,12 @@ def _smoke(tag, num_classes, input_dim, hidden_units):
 
 
 PRESETS = {
-    # All three head regularisations (the default), so that every claim's metrics are recorded.
-    "smoke": Config(**_smoke("fmnist", 10, 784, (8, 12, 12)), **_smoke("tng", 20, 300, (6, 6))),
+    # All three head regularisations (the default) and held-out heads, so that every claim's metrics are recorded.
+    "smoke": Config(**_smoke("fmnist", 10, 784, (8, 12, 12)), **_smoke("tng", 20, 300, (6, 6)), head_data="holdout",
+                    head_holdout_size=0.25),
     "cpu": Config(fmnist_epochs=3, fmnist_head_epochs=3, tng_epochs=5, tng_head_epochs=5),
     "paper": Config(),
+    "paper_holdout": Config(head_data="holdout"),
 }
 
 # The thesis's Table 6 claims as pairwise comparisons of two heads trained on
@@ -204,6 +224,26 @@ CLAIMS = tuple(
             unit="%",
             datasets=(f"{tag}_dataset",),
         ),
+        # Held-out presets only (they alone store `train_set_heads`): the two
+        # head protocols on the same members, as in `table5_loss_statistics`.
+        *(
+            Claim(
+                f"{tag}_holdout_{init}_{claim_id}",
+                "A combiner trained on the members' predictions for data they did not see generalises better than "
+                f"one trained on their own training data: the held-out head's validation {label} is {word} the "
+                "train-set head's.",
+                "stacked generalisation (Wolpert 1992)", _head(tag, init, "none", metric), compare=compare,
+                minus=f"metrics.{tag}.train_set_heads.{init}.none.{metric}",
+                label=f"{DATASET_LABELS[tag]}, {dict(INITS)[init]}, no regularisation: held-out head - train-set head, "
+                f"validation {label}",
+                datasets=(f"{tag}_dataset",), **display,
+            )
+            for init in ("copy_hand", "copy_auto")
+            for claim_id, metric, compare, label, word, display in (
+                ("higher_accuracy", "val_accuracy", ">", "accuracy", "above", dict(scale=100, unit=" points")),
+                ("lower_nll", "val_nll", "<", "cross-entropy", "below", {}),
+            )
+        ),
     )
 )
 
@@ -254,7 +294,12 @@ def _stage(tag, config, context):
             seed=config.seed,
             **dict(getattr(config, f"{tag}_dataset_kwargs")),
         )
+    held_out = None
+    if config.head_data == "holdout":
+        ds, held_out = data.holdout_split(ds, config.head_holdout_size, seed=config.seed)
     context.log(ds.summary())
+    if held_out is not None:
+        context.log(f"heads re-trained on {len(held_out[1])} held-out training examples the members do not see")
 
     def train():
         model = PartitionedMLP(
@@ -292,40 +337,42 @@ def _stage(tag, config, context):
     with context.stage(f"features_{tag}"):
         reference = build_supernet(model, init="random", seed=config.seed)
         features = supernet_features(reference)
-        train = (features.predict(ds.x_train, verbose=0, batch_size=1024), ds.y_train)
+        members_train = (features.predict(ds.x_train, verbose=0, batch_size=1024), ds.y_train)
+        train = members_train if held_out is None else (features.predict(held_out[0], verbose=0, batch_size=1024), held_out[1])
         val = (features.predict(ds.x_val, verbose=0, batch_size=1024), ds.y_val)
         test = (features.predict(ds.x_test, verbose=0, batch_size=1024), ds.y_test)
 
-    heads = {}
-    auto_downscale = None
+    def head(init, l2, head_train):
+        kwargs = {"init": "random" if init == "random" else "copy", "l2": l2, "seed": config.seed}
+        if init == "copy_hand":
+            kwargs["downscale"] = config.hand_downscale
+        elif init == "copy_auto":
+            kwargs.update(downscale="auto", validation_data=(ds.x_val, ds.y_val))
+        supernet = build_supernet(model, **kwargs)
+        result = _train_head(
+            supernet, head_train, val, test, epochs=getattr(config, f"{tag}_head_epochs"),
+            batch_size=config.head_batch_size, learning_rate=config.head_learning_rate,
+        )
+        result["downscale"] = supernet.supernet_info["downscale"]
+        context.log(
+            f"  {init:9s} {_reg_label(l2):17s}: best val acc {result['val_accuracy']:.4f} "
+            f"(epoch {result['best_epoch']}), val NLL {result['val_nll']:.4f}, f={result['downscale']:.3g}"
+        )
+        return result
+
     with context.stage(f"heads_{tag}"):
-        for init, _ in INITS:
-            heads[init] = {}
-            for l2 in config.head_l2s:
-                kwargs = {"init": "random" if init == "random" else "copy", "l2": l2, "seed": config.seed}
-                if init == "copy_hand":
-                    kwargs["downscale"] = config.hand_downscale
-                elif init == "copy_auto":
-                    kwargs.update(downscale="auto", validation_data=(ds.x_val, ds.y_val))
-                supernet = build_supernet(model, **kwargs)
-                result = _train_head(
-                    supernet,
-                    train,
-                    val,
-                    test,
-                    epochs=getattr(config, f"{tag}_head_epochs"),
-                    batch_size=config.head_batch_size,
-                    learning_rate=config.head_learning_rate,
-                )
-                result["downscale"] = supernet.supernet_info["downscale"]
-                if init == "copy_auto":
-                    auto_downscale = result["downscale"]
-                heads[init][_reg_key(l2)] = result
-                context.log(
-                    f"  {init:9s} {_reg_label(l2):17s}: best val acc {result['val_accuracy']:.4f} "
-                    f"(epoch {result['best_epoch']}), val NLL {result['val_nll']:.4f}, f={result['downscale']:.3g}"
-                )
-    return {"members": members, "heads": heads, "auto_downscale": auto_downscale}
+        heads = {init: {_reg_key(l2): head(init, l2, train) for l2 in config.head_l2s} for init, _ in INITS}
+    result = {
+        "members": members,
+        "heads": heads,
+        "auto_downscale": heads["copy_auto"][_reg_key(config.head_l2s[-1])]["downscale"],
+        "head_data": {"protocol": config.head_data, "members_train": len(ds.x_train), "head_train": len(train[1])},
+    }
+    if held_out is not None:
+        with context.stage(f"train_set_heads_{tag}"):
+            context.log("  the same members, heads re-trained on their own training set (thesis protocol):")
+            result["train_set_heads"] = {init: {"none": head(init, 0.0, members_train)} for init in ("copy_hand", "copy_auto")}
+    return result
 
 
 def main(config, context):
@@ -360,6 +407,15 @@ def report(records, out_dir):
         def head_time(tag):
             return f"wall {cell(f'timings.heads_{tag}.wall_s', 1)} s / CPU {cell(f'timings.heads_{tag}.cpu_s', 1)} s"
 
+        holdout = config.get("head_data", "train") == "holdout"
+        protocol = (
+            f" Heads re-trained on a held-out {config['head_holdout_size']} of each training set that the members did "
+            f"not train on (F-MNIST {cell('metrics.fmnist.head_data.head_train', 0)} examples, TNG "
+            f"{cell('metrics.tng.head_data.head_train', 0)}; stacking, ours), not on the members' training set as in "
+            "the thesis."
+            if holdout else ""
+        )
+
         table = reports.Table(
             title=f"Table 6: SuperModel last-layer initialisation and L2, best validation accuracy / validation loss ({preset})",
             columns=["head regularisation", "head initialisation", "F-MNIST (ours)", "F-MNIST (thesis)", "TNG (ours)",
@@ -372,7 +428,7 @@ def report(records, out_dir):
                 f"cross-entropy at that epoch. Members (F-MNIST {members('fmnist', 10)}; TNG {members('tng', 20)}) are "
                 f"trained once per dataset and shared by all 12 heads. Auto down-scaling chose f = "
                 f"{cell('metrics.fmnist.auto_downscale', 2)} (F-MNIST) and f = {cell('metrics.tng.auto_downscale', 2)} "
-                f"(TNG). Head training, all 12 heads: F-MNIST {head_time('fmnist')}, TNG {head_time('tng')}."
+                f"(TNG). Head training, all 12 heads: F-MNIST {head_time('fmnist')}, TNG {head_time('tng')}.{protocol}"
             ),
             source="thesis Table 6",
             footnotes=[
@@ -403,7 +459,31 @@ def report(records, out_dir):
             ],
         )
         written += reports.write_table(table, out_dir / NAME / f"{NAME}_{preset}")
+        if holdout:
+            written += reports.write_table(_protocol_table(runs), out_dir / NAME / f"{NAME}_{preset}_head_data")
     return written
+
+
+def _protocol_table(runs):
+    """Held-out heads beside heads of the thesis's protocol (re-trained on the members' training set), same members."""
+    rows = []
+    for tag in ("fmnist", "tng"):
+        for init in ("copy_hand", "copy_auto"):
+            for key, protocol in (("heads", "held-out"), ("train_set_heads", "members' training set (thesis)")):
+                path = f"metrics.{tag}.{key}.{init}.none"
+                rows.append([DATASET_LABELS[tag], dict(INITS)[init], protocol]
+                            + [runs.cell(f"{path}.{m}", digits=4) for m in ("val_accuracy", "val_nll", "test_accuracy")])
+    return reports.Table(
+        title=f"Table 6, heads re-trained on held-out data vs on the members' training set ({runs.preset})",
+        columns=["dataset", "head initialisation", "head trained on", "val acc", "val NLL", "test acc"],
+        rows=rows,
+        caption=(
+            f"Preset `{runs.preset}`, mean ± std over {runs.n} seed(s); no head regularisation; both heads of a row pair "
+            "sit on the same members and are scored at their epoch of best validation accuracy. The claims table "
+            "judges the paired differences over the seeds."
+        ),
+        source="ours (stacking, Wolpert 1992); the thesis re-trains heads on the members' training set",
+    )
 
 
 if __name__ == "__main__":

@@ -295,6 +295,26 @@ def test_table6_holdout_heads_are_compared_with_train_set_heads_on_the_same_memb
     assert {f.verdict for f in judged.values()} == {"not judged"}
 
 
+@pytest.mark.slow
+def test_table8_holdout_head_is_scored_beside_the_train_set_head_on_the_same_members(tmp_path):
+    overrides = {"sizes": ((2_837_000, 0.2),), "head_holdout_size": 0.25}
+    record = experiment.run_experiment(
+        "table8_9_size_sweep", "smoke", seed=0, out_dir=tmp_path, overrides=overrides, verbose=False
+    )
+    result = record["metrics"]["results"]["2837000"]
+    supermodel = result["supermodel"]
+    assert supermodel["head_data"] == {"members_train": 360, "head_train": 120}
+    assert {"val_accuracy", "val_nll", "accuracy", "nll"} <= set(supermodel["train_set_head"])
+    assert supermodel["train_set_head"]["val_nll"] != supermodel["val_nll"], "the two heads trained on the same data"
+    table = (tmp_path / "table8_9_size_sweep" / "table8_9_size_sweep_smoke_head_data.md").read_text()
+    assert "held-out" in table and "members' training set (thesis)" in table
+    with pytest.raises(ValueError, match="`head_data` must be 'train' or 'holdout'"):
+        experiment.run_experiment(
+            "table8_9_size_sweep", "smoke", seed=0, out_dir=tmp_path, overrides=dict(overrides, head_data="test"),
+            verbose=False, render=False,
+        )
+
+
 @pytest.mark.parametrize(
     "boost_cpu_seconds, expected_epoch, expected_val",
     [([3.0, 3.0], 2, 0.2), ([15.0], 3, 0.3), ([20.0], 4, 0.4), ([40.0], None, None)],

@@ -523,7 +523,8 @@ def _notes(config, targets):
         notes.append("Smoke preset: synthetic data and tiny sizes; numbers only test the code path.")
     elif len(targets) < len(thesis_sizes):
         split = ", ".join(f"`{name}`" for name, c in PRESETS.items()
-                          if name.startswith("paper") and c.dataset == dataset and c.epochs == config["epochs"])
+                          if name.startswith("paper") and c.dataset == dataset and c.epochs == config["epochs"]
+                          and c.head_data == "train")
         notes.append(f"This preset runs {len(targets)} of the thesis's {len(thesis_sizes)} sizes"
                      + (f"; the presets {split} together run all of them." if config["epochs"] >= 100 else "."))
     thesis_epochs = 200 if dataset == "newsgroups20" else 100

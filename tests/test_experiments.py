@@ -273,6 +273,25 @@ def test_table6_heads_can_be_retried_on_the_members_of_an_earlier_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_table4_heads_can_be_retried_on_the_kept_members_of_an_earlier_run(tmp_path):
+    overrides = {"sizes": ("small",)}
+    first = experiment.run_experiment(
+        "table4_partitioning", "smoke", seed=0, out_dir=tmp_path, overrides=overrides, verbose=False, render=False
+    )
+    run_dir = tmp_path / "runs" / "table4_partitioning" / "smoke-seed0"
+    assert [p.name for p in (run_dir / "models").glob("*.keras")] == ["members_small_k6.keras"]
+    second = experiment.run_experiment(
+        "table4_partitioning", "smoke", seed=0, out_dir=tmp_path, verbose=False, render=False,
+        overrides=dict(overrides, reuse_models=str(run_dir), head_epochs=2),
+    )
+    assert set(second["reused_models"]) == {"members_small_k6"}
+    before, after = first["metrics"]["results"]["small"]["k6"], second["metrics"]["results"]["small"]["k6"]
+    for key in ("softmax_vote", "mean_member_accuracy", "epochs", "best_epochs", "copied_head"):
+        assert after[key] == before[key]
+    assert after["nll"] != before["nll"], "the head trained a different number of epochs"
+
+
+@pytest.mark.slow
 def test_table6_holdout_heads_are_compared_with_train_set_heads_on_the_same_members(tmp_path):
     record = experiment.run_experiment(
         "table6_head_init", "smoke", seed=0, out_dir=tmp_path, overrides={"head_l2s": (0.0,)}, verbose=False

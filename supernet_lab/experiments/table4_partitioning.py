@@ -19,6 +19,10 @@ division, e.g. 1200-2800-2800 / 6 = 200-466-466):
   down-scaled by a factor chosen on validation NLL, is trained on the same
   members and reported beside it as ours (`extra_downscale`).
 
+The members of each K > 1 are kept in the run folder
+(`models/members_<size>_k<K>.keras`); `--set reuse_models=<run folder>`
+(same seed) loads them instead of training them, to try other heads.
+
 Reported per (size, K): test accuracy and loss of the single network /
 SuperModel, and the CPU time of member training plus head re-training
 (stages `"{size}_k{K}_members"` and `"{size}_k{K}_head"`), beside the
@@ -104,6 +108,9 @@ class Config(DataConfig):
     # on the same members, reported beside it as ours (e.g. "auto").
     downscale: object = "auto"
     extra_downscale: object = None
+    # An earlier run's folder (same seed) whose kept members (K > 1) to reuse,
+    # e.g. to try other heads; the single networks are re-trained.
+    reuse_models: str = ""
     batch_size: int = 128
     learning_rate: float = 1e-3
 
@@ -183,8 +190,13 @@ def _train_row(config, ds, context, size, k, widths, dropout, patience):
             history, stop = fit_classifier(model, ds, **fit)
             return dict(split_scores(model, ds), epochs=len(history.history["loss"]), best_epoch=int(stop.best_epoch) + 1,
                         params=int(model.count_params()))
-        model = PartitionedMLP(ds.input_shape[0], widths, ds.num_classes, num_members=k, dropout=dropout, seed=config.seed)
-        fitted = fit_members(model, ds, **fit)
+
+        def train():
+            model = PartitionedMLP(ds.input_shape[0], widths, ds.num_classes, num_members=k, dropout=dropout, seed=config.seed)
+            fitted = fit_members(model, ds, **fit)
+            return model, {"epochs": len(fitted["history"]["loss"]), "best_epochs": [int(e) for e in fitted["best_epochs"]]}
+
+        model, fitted = context.trained_model(f"members_{size}_k{k}", train)
         member_probs = model.predict(ds.x_test, verbose=0, batch_size=1024)
     heads = {}
     for name, downscale in (("head", config.downscale), ("extra_head", config.extra_downscale)):
@@ -200,8 +212,8 @@ def _train_row(config, ds, context, size, k, widths, dropout, patience):
         extra = heads["extra_head"][1]
         row["extra"] = dict(extra["after"], downscale=extra["downscale"])
     row.update(
-        epochs=len(fitted["history"]["loss"]),
-        best_epochs=[int(e) for e in fitted["best_epochs"]],
+        epochs=fitted["epochs"],
+        best_epochs=fitted["best_epochs"],
         params=int(supernet.count_params()),
         copied_head=merged["before"],
         softmax_vote=scores(ds.y_test, member_probs),

@@ -235,6 +235,45 @@ class Seeds:
         return reports.format_mean_std(s["mean"], s["std"], s["n"], scale=scale, digits=digits)
 
 
+def holdout_head_claims(prefix, held_out, train_set, label, *, accuracy="accuracy", nll="nll", **claim):
+    """The two stacking claims: a head re-trained on held-out data beats one re-trained on the members' training data.
+
+    For experiments with a held-out head protocol (`supernet.data.holdout_split`)
+    that also score a head of the thesis's protocol on the same members.
+    Stacking's premise (Wolpert 1992): a combiner fit on the members'
+    predictions for data they were trained on learns their training-set
+    confidence, not their confidence on new data.
+
+    Args:
+        prefix: the claims' ids start with it.
+        held_out, train_set: functions of a metric name giving the dotted
+            record path of that metric for each head.
+        label: what is compared, e.g. `"SuperModel at 2.84M"`, or `""`.
+        accuracy, nll: the names of the validation accuracy and
+            cross-entropy metrics.
+        **claim: further `Claim` fields, e.g. `datasets`.
+
+    Returns:
+        `(accuracy claim, cross-entropy claim)`.
+    """
+    from supernet_lab.findings import Claim
+
+    return tuple(
+        Claim(
+            f"{prefix}_{claim_id}",
+            "A combiner trained on the members' predictions for data they did not see generalises better than one "
+            f"trained on their own training data: the held-out head's validation {what} is {word} the train-set "
+            "head's.",
+            "stacked generalisation (Wolpert 1992)", held_out(metric), compare=compare, minus=train_set(metric),
+            label=f"{label + ': ' if label else ''}held-out head - train-set head, validation {what}", **display, **claim,
+        )
+        for claim_id, metric, compare, what, word, display in (
+            ("higher_accuracy", accuracy, ">", "accuracy", "above", dict(scale=100, unit=" points")),
+            ("lower_nll", nll, "<", "cross-entropy", "below", {}),
+        )
+    )
+
+
 def by_preset(records):
     """`Seeds` of each preset of `records` that has successful runs, presets in sorted order.
 

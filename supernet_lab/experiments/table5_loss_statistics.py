@@ -68,7 +68,8 @@ import numpy as np
 
 from supernet_lab.experiments._beyond import member_probs
 from supernet_lab.experiments._common import (
-    SMOKE_FMNIST, MembersConfig, by_preset, load_dataset, loss_edges, loss_histogram, losses_from_histogram,
+    SMOKE_FMNIST, MembersConfig, by_preset, holdout_head_claims, load_dataset, loss_edges, loss_histogram,
+    losses_from_histogram,
 )
 from supernet import data, metrics, reports, training
 from supernet.models import PartitionedMLP, build_supernet
@@ -174,24 +175,9 @@ CLAIMS = (
             ("reaches_thesis_best", "accuracy", "validation"), ("reaches_thesis_best_on_test", "test_accuracy", "test"),
         )
     ),
-    # Held-out presets only (they alone store `supermodel_train_head`): the
-    # two head protocols on the same members. Stacking's premise: a combiner
-    # fit on the members' predictions for data they were trained on learns
-    # their training-set confidence, not their confidence on new data.
-    *(
-        Claim(
-            claim_id,
-            "A combiner trained on the members' predictions for data they did not see generalises better than one "
-            f"trained on their own training data: the held-out head's validation {label} is {word} the train-set "
-            "head's.",
-            "stacked generalisation (Wolpert 1992)", f"metrics.supermodel.{metric}", compare=compare,
-            minus=f"metrics.supermodel_train_head.{metric}",
-            label=f"held-out head - train-set head, validation {label}", **display,
-        )
-        for claim_id, metric, compare, label, word, display in (
-            ("holdout_head_higher_accuracy", "accuracy", ">", "accuracy", "above", dict(scale=100, unit=" points")),
-            ("holdout_head_lower_nll", "nll", "<", "cross-entropy", "below", {}),
-        )
+    # Held-out presets only (they alone store `supermodel_train_head`).
+    *holdout_head_claims(
+        "holdout_head", lambda m: f"metrics.supermodel.{m}", lambda m: f"metrics.supermodel_train_head.{m}", ""
     ),
 )
 

@@ -58,7 +58,7 @@ import keras
 import numpy as np
 
 from supernet_lab.experiments._beyond import member_probs
-from supernet_lab.experiments._common import by_preset
+from supernet_lab.experiments._common import by_preset, holdout_head_claims
 from supernet import data, metrics, reports, training
 from supernet.callbacks import EpochScores
 from supernet.models import PartitionedMLP, build_supernet, fit_head, supernet_features
@@ -224,24 +224,15 @@ CLAIMS = tuple(
             unit="%",
             datasets=(f"{tag}_dataset",),
         ),
-        # Held-out presets only (they alone store `train_set_heads`): the two
-        # head protocols on the same members, as in `table5_loss_statistics`.
+        # Held-out presets only (they alone store `train_set_heads`).
         *(
-            Claim(
-                f"{tag}_holdout_{init}_{claim_id}",
-                "A combiner trained on the members' predictions for data they did not see generalises better than "
-                f"one trained on their own training data: the held-out head's validation {label} is {word} the "
-                "train-set head's.",
-                "stacked generalisation (Wolpert 1992)", _head(tag, init, "none", metric), compare=compare,
-                minus=f"metrics.{tag}.train_set_heads.{init}.none.{metric}",
-                label=f"{DATASET_LABELS[tag]}, {dict(INITS)[init]}, no regularisation: held-out head - train-set head, "
-                f"validation {label}",
-                datasets=(f"{tag}_dataset",), **display,
-            )
+            claim
             for init in ("copy_hand", "copy_auto")
-            for claim_id, metric, compare, label, word, display in (
-                ("higher_accuracy", "val_accuracy", ">", "accuracy", "above", dict(scale=100, unit=" points")),
-                ("lower_nll", "val_nll", "<", "cross-entropy", "below", {}),
+            for claim in holdout_head_claims(
+                f"{tag}_holdout_{init}", lambda m, init=init, tag=tag: _head(tag, init, "none", m),
+                lambda m, init=init, tag=tag: f"metrics.{tag}.train_set_heads.{init}.none.{m}",
+                f"{DATASET_LABELS[tag]}, {dict(INITS)[init]}, no regularisation", accuracy="val_accuracy",
+                nll="val_nll", datasets=(f"{tag}_dataset",),
             )
         ),
     )

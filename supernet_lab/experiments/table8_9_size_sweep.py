@@ -91,7 +91,9 @@ import dataclasses
 
 import numpy as np
 
-from supernet_lab.experiments._common import SMOKE_FMNIST, DataConfig, by_preset, fit_classifier, load_dataset, split_scores
+from supernet_lab.experiments._common import (
+    SMOKE_FMNIST, DataConfig, by_preset, fit_classifier, holdout_head_claims, load_dataset, split_scores,
+)
 from supernet_lab.findings import Claim
 from supernet import data, reports
 from supernet.models.partitioned_mlp import PartitionedMLP, mlp, scale_widths
@@ -321,22 +323,11 @@ CLAIMS = (
         source_value=_table9(_TNG, "supermodel"),
         label="SuperModel best validation accuracy at 7.30M", scale=100, unit="%",
     ),
-    # Held-out presets only (they alone store `train_set_head`): the two head
-    # protocols on the same members, as in `table5_loss_statistics`.
-    *(
-        Claim(
-            f"fmnist_largest_holdout_head_{claim_id}",
-            "A combiner trained on the members' predictions for data they did not see generalises better than one "
-            f"trained on their own training data: the held-out head's validation {label} is {word} the train-set "
-            "head's.",
-            "stacked generalisation (Wolpert 1992)", _results(_FMNIST, "supermodel", metric), compare=compare,
-            minus=_results(_FMNIST, "supermodel", f"train_set_head.{metric}"),
-            label=f"SuperModel at 2.84M: held-out head - train-set head, validation {label}", **display,
-        )
-        for claim_id, metric, compare, label, word, display in (
-            ("higher_accuracy", "val_accuracy", ">", "accuracy", "above", _POINTS),
-            ("lower_nll", "val_nll", "<", "cross-entropy", "below", {}),
-        )
+    # Held-out presets only (they alone store `train_set_head`).
+    *holdout_head_claims(
+        "fmnist_largest_holdout_head", lambda m: _results(_FMNIST, "supermodel", m),
+        lambda m: _results(_FMNIST, "supermodel", f"train_set_head.{m}"), "SuperModel at 2.84M",
+        accuracy="val_accuracy", nll="val_nll",
     ),
 )
 

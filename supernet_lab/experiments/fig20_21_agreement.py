@@ -29,7 +29,8 @@ Presets and cost (an epoch's measured cost: `_conv`):
   when both write to one output folder), six of them. Cost per seed, one
   thread (seed 0, the first three nets loaded from table13's run): 31
   CPU-minutes, of which pre-training three nets 19 and the learning-rate
-  search plus FGE 12; ~50 with all six nets to train.
+  search plus FGE 12 (the search, ~7, is skipped when table13's run has
+  cached its choice); ~50 with all six nets to train.
 - `paper`: full CIFAR-10 (50000 train / 10000 test), 100 epochs per net
   (the thesis trains its nets "up to 200 epochs"; the figures' DenseNets'
   schedule is not given), FGE as Garipov et al. for VGG-16 (cycle 2 epochs,

@@ -727,8 +727,9 @@ TIME_TO_ACCURACY = "table10_11_time_to_accuracy"
 
 def _faster_finding(tag, preset, runs):
     """The experiment's judgement of "the SuperModel is faster" (CPU time ratio < 1) over `runs`, in words."""
-    from supernet_lab import findings
-    from supernet_lab.experiments import table10_11_time_to_accuracy as experiment
+    from supernet_lab import findings, runner
+
+    experiment = runner.load_module(TIME_TO_ACCURACY)
 
     claim = next(c for c in experiment.CLAIMS if c.id == f"{tag}_supermodel_faster")
     found = findings.judge(TIME_TO_ACCURACY, preset, claim, runs)

@@ -151,3 +151,8 @@ def _is_missing_dataset(error):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def main_module(name, argv=None):
+    """`python -m experiments.NAME [--preset P] [--seed N] [--out DIR]`: `supernet run NAME ...`."""
+    sys.exit(main(["run", name, *(sys.argv[1:] if argv is None else argv)]))

@@ -34,7 +34,6 @@ import os
 import pickle
 import re
 import shutil
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -850,12 +849,3 @@ def render_reports(out_dir="reports", names=None):
     reports.write_text_atomic(readme, reports.to_markdown(table))
     written.append(readme)
     return written
-
-
-def main_module(name, argv=None):
-    """`python -m experiments.NAME [--preset P] [--seed N] [--out DIR]`."""
-    from supernet_lab import cli
-
-    sys.exit(cli.main(["run", name, *(sys.argv[1:] if argv is None else argv)]))
-
-

@@ -192,6 +192,6 @@ def report(records, out_dir):
 
 
 if __name__ == "__main__":
-    from supernet_lab.runner import main_module
+    from supernet_lab.cli import main_module
 
     main_module(NAME)

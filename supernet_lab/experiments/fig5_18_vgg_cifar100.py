@@ -262,6 +262,6 @@ def _footnotes(cfg):
 
 
 if __name__ == "__main__":
-    from supernet_lab.runner import main_module
+    from supernet_lab.cli import main_module
 
     main_module(NAME)

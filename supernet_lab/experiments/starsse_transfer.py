@@ -706,6 +706,6 @@ def _grid_table(runs, grid):
 
 
 if __name__ == "__main__":
-    from supernet_lab.runner import main_module
+    from supernet_lab.cli import main_module
 
     main_module(NAME)

@@ -372,6 +372,6 @@ def _table(runs, tag):
 
 
 if __name__ == "__main__":
-    from supernet_lab.runner import main_module
+    from supernet_lab.cli import main_module
 
     main_module(NAME)

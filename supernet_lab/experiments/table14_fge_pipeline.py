@@ -326,6 +326,6 @@ def _plot_cpu_curves(runs, path, preset):
 
 
 if __name__ == "__main__":
-    from supernet_lab.runner import main_module
+    from supernet_lab.cli import main_module
 
     main_module(NAME)

@@ -646,6 +646,6 @@ def _head_data_table(runs, targets, path):
 
 
 if __name__ == "__main__":
-    from supernet_lab.runner import main_module
+    from supernet_lab.cli import main_module
 
     main_module(NAME)

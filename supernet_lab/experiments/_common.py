@@ -172,8 +172,8 @@ def bn_momentum_notes(config):
     """Report footnote for a BatchNormalization momentum other than the thesis's.
 
     Args:
-        config: a recorded config dict (or Config); without `bn_momentum`
-            (records from before the field existed) the thesis's 0.99.
+        config: a recorded config dict (or Config); a dict without
+            `bn_momentum` stands for the default, the thesis's 0.99.
     """
     momentum = config.get("bn_momentum", 0.99) if isinstance(config, dict) else config.bn_momentum
     if momentum == 0.99:

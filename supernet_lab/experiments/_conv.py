@@ -87,8 +87,7 @@ class FGEConfig(ConvConfig):
     gets BatchNorm statistics recomputed on the run's training images
     (`SnapshotEnsemble(bn_data=...)`, batches of `batch_size`); off by
     default, as in Garipov et al.'s FGE code (`fge.py` evaluates each
-    snapshot with its running statistics), and in every record made before
-    the field existed.
+    snapshot with its running statistics).
 
     `fge_lr_grid`: candidate peak learning rates, tried by `choose_fge_lr`
     on the validation split before the FGE runs (empty: `fge_lr_max` as

@@ -44,7 +44,7 @@ Early stopping never triggers at that length, so the `cpu` numbers compare
 models after the same (short) training, not converged ones.
 
 The thesis's grid (all three roots, up to 200 epochs, the thesis's patience)
-is split into presets that each fit a session: `paper_small`,
+is split into presets that each fit about two hours per seed: `paper_small`,
 `paper_medium`, and for the large root `paper_large_k1_k6` (the single net
 and K=6, the two rows its claims compare) and `paper_large_k2_k4`. A timed
 one-epoch run of the grid (`--set max_epochs=1 --set head_epochs=1`,

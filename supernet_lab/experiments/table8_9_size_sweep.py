@@ -67,7 +67,7 @@ thesis's grid. Timed with one other single-threaded run beside it
 CPU-s for each of its three models and the head's setup and epoch 20,
 i.e. up to ~2.5 CPU-hours per seed; the recorded seeds took 72-81
 CPU-minutes (91-101 minutes wall on one thread beside one other run), so
-start it at the beginning of a session. `paper_2837k_holdout` is
+start it when the machine is free for two hours. `paper_2837k_holdout` is
 `paper_2837k` with the held-out head (about the same cost). `paper_tng` runs all of Table 9 (20 Newsgroups is
 ~5x cheaper per parameter: the first epoch of all seven sizes x three
 models took ~260 CPU-s in the same timing, tracing included) for up to

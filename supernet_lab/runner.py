@@ -142,7 +142,7 @@ class RunContext:
         _reseed(self.config.seed, key + "/after")
         return result
 
-    def trained_model(self, key, train):
+    def trained_model(self, key, train, data=None):
         """A trained Keras model kept in the run folder, or reused from an earlier run's.
 
         Runs keep the models worth trying variants on (e.g. the members of
@@ -157,6 +157,12 @@ class RunContext:
         Args:
             key: str, unique within the run, e.g. `"members_fmnist"`.
             train: a function of no arguments returning `(model, info)`.
+            data: optional JSON-able description of the data the model
+                trains on (e.g. the number of training examples), stored
+                with it; a reused model stored with another description is
+                refused (models stored without one are not checked), e.g.
+                members that saw all the training data for a run that holds
+                part of it out from them.
 
         Returns:
             `(model, info)`.
@@ -179,12 +185,17 @@ class RunContext:
                     f"Config field `reuse_models` must point at a run of the same seed. Received: "
                     f"reuse_models={source!r} (seed {stored['seed']}) for a run of seed {self.config.seed}"
                 )
+            if "data" in stored and stored["data"] != data:
+                raise ValueError(
+                    f"Config field `reuse_models` must point at a run whose {key} trained on the same data. "
+                    f"Received: reuse_models={source!r}, trained on {stored.get('data')}, for a run training on {data}"
+                )
             model, info = keras.saving.load_model(folder / f"{name}.keras"), stored["info"]
             self.reused_models[key] = str(folder / f"{name}.keras")
             self.log(f"{key}: reused from {folder / f'{name}.keras'}")
             return model, info
         model, info = train()
-        _store_model(self.run_dir / "models", name, model, {"seed": self.config.seed, "info": info})
+        _store_model(self.run_dir / "models", name, model, {"seed": self.config.seed, "info": info, "data": data})
         return model, info
 
     def cached_model(self, name, key, train):

@@ -312,6 +312,11 @@ def test_table6_holdout_heads_are_compared_with_train_set_heads_on_the_same_memb
     assert {f"{tag}_holdout_{init}_{c}" for tag in ("fmnist", "tng") for init in ("copy_hand", "copy_auto")
             for c in ("higher_accuracy", "lower_nll")} <= set(judged)
     assert {f.verdict for f in judged.values()} == {"not judged"}
+    with pytest.raises(ValueError, match="`head_data` must be 'train' or 'holdout'"):
+        experiment.run_experiment(
+            "table6_head_init", "smoke", seed=0, out_dir=tmp_path, overrides={"head_data": "test"}, verbose=False,
+            render=False,
+        )
 
 
 @pytest.mark.slow

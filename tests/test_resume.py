@@ -286,6 +286,19 @@ def test_reuse_needs_the_same_seed_and_a_kept_model(tmp_path):
         missing.trained_model("members", _trained([]))
 
 
+def test_reuse_needs_members_trained_on_the_same_data(tmp_path):
+    calls = []
+    first = _context(tmp_path / "a", _ReuseConfig())
+    first.trained_model("members", _trained(calls), data={"train_examples": 100})
+    again = _context(tmp_path / "b", _ReuseConfig(reuse_models=str(first.run_dir)))
+    again.trained_model("members", _trained(calls), data={"train_examples": 100})
+    assert calls == [1] and set(again.reused_models) == {"members"}
+    held_out = _context(tmp_path / "c", _ReuseConfig(reuse_models=str(first.run_dir)))
+    with pytest.raises(ValueError, match="trained on the same data"):
+        held_out.trained_model("members", _trained(calls), data={"train_examples": 90})
+    assert calls == [1]
+
+
 
 # A cache key as experiments build it: config fields (tuples included), data size, index.
 _KEY = {"seed": 0, "dataset_kwargs": (("num_train", 60),), "size": 60, "k": 1}

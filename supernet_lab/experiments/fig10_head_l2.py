@@ -124,7 +124,9 @@ def main(config, context):
     ds = load_dataset(config)
     context.log(ds.summary())
     with context.stage("train_members"):
-        members, fit = context.trained_model("members", lambda: _train_members(config, ds, context))
+        members, fit = context.trained_model(
+            "members", lambda: _train_members(config, ds, context), data={"train_examples": len(ds.x_train)}
+        )
     with context.stage("features"):
         features = supernet_features(build_supernet(members, init="random", seed=config.seed))
         train = features.predict(ds.x_train, verbose=0, batch_size=1024)

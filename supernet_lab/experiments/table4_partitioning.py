@@ -196,7 +196,7 @@ def _train_row(config, ds, context, size, k, widths, dropout, patience):
             fitted = fit_members(model, ds, **fit)
             return model, {"epochs": len(fitted["history"]["loss"]), "best_epochs": [int(e) for e in fitted["best_epochs"]]}
 
-        model, fitted = context.trained_model(f"members_{size}_k{k}", train)
+        model, fitted = context.trained_model(f"members_{size}_k{k}", train, data={"train_examples": len(ds.x_train)})
         member_probs = model.predict(ds.x_test, verbose=0, batch_size=1024)
     heads = {}
     for name, downscale in (("head", config.downscale), ("extra_head", config.extra_downscale)):

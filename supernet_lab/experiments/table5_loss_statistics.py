@@ -232,7 +232,7 @@ def main(config, context):
         return model, {"best_epochs": fit.get("best_epochs")}
 
     with context.stage("train_members"):
-        model, fit = context.trained_model("members", train)
+        model, fit = context.trained_model("members", train, data={"train_examples": len(ds.x_train)})
 
     with context.stage("evaluate_members"):
         val_members, test_members = member_probs(model, ds.x_val), member_probs(model, ds.x_test)

@@ -313,7 +313,7 @@ def _stage(tag, config, context):
         return model, {"epochs_run": len(fit["history"]["loss"]), "best_epochs": fit.get("best_epochs")}
 
     with context.stage(f"train_members_{tag}"):
-        model, fit = context.trained_model(f"members_{tag}", train)
+        model, fit = context.trained_model(f"members_{tag}", train, data={"train_examples": len(ds.x_train)})
         val_members = member_probs(model, ds.x_val)
         members = {
             "val_accuracy_avg": float(np.mean([metrics.accuracy(ds.y_val, p) for p in val_members])),
@@ -367,6 +367,8 @@ def _stage(tag, config, context):
 
 
 def main(config, context):
+    if config.head_data not in ("train", "holdout"):
+        raise ValueError(f"Argument `head_data` must be 'train' or 'holdout'. Received: head_data={config.head_data!r}")
     # One resumable unit per dataset: a killed run skips a finished dataset.
     return {tag: context.resumable(tag, lambda tag=tag: _stage(tag, config, context)) for tag in ("fmnist", "tng")}
 

@@ -391,7 +391,7 @@ def _supermodel(config, ds, context, label, match, dropout, input_dim, num_class
         return branches, {"epochs": len(fitted["history"]["loss"])}
 
     with context.stage(f"{label}_supermodel_members"):
-        branches, fitted = context.trained_model(f"members_{label}", train)
+        branches, fitted = context.trained_model(f"members_{label}", train, data={"train_examples": len(ds.x_train)})
         member_probs = branches.predict(ds.x_test, verbose=0, batch_size=1024)
     def head(xy):
         return supermodel(

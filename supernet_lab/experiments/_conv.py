@@ -335,6 +335,11 @@ def fge(base, members, ds, config, *, seed):
     return collect_snapshots(model, schedule, members, ds, config, fge_steps(members, ds, config))
 
 
+def with_fge_peak(config, lr):
+    """`config` with FGE peak rate `lr`, the low rate scaled with it (`fge_lr_min / fge_lr_max` kept)."""
+    return dataclasses.replace(config, fge_lr_max=lr, fge_lr_min=lr * config.fge_lr_min / config.fge_lr_max)
+
+
 def choose_fge_lr(base, ds, config, *, seed, log=None):
     """`config` with the FGE learning rates that suit `base`, chosen on the validation split.
 
@@ -354,11 +359,10 @@ def choose_fge_lr(base, ds, config, *, seed, log=None):
         return config, {}
     if len(ds.x_val) == 0:
         raise ValueError("Choosing the FGE learning rate (`fge_lr_grid`) needs a validation split; `validation_size` is 0.")
-    ratio = config.fge_lr_min / config.fge_lr_max
     wall, cpu = time.perf_counter(), time.process_time()
     nll = {}
     for lr in sorted(config.fge_lr_grid):
-        trial = dataclasses.replace(config, fge_lr_max=lr, fge_lr_min=lr * ratio)
+        trial = with_fge_peak(config, lr)
         members, _ = fge(base, 2, ds, trial, seed=seed)
         probs = np.stack([m.predict(ds.x_val, batch_size=512, verbose=0) for m in members])
         nll[repr(lr)] = float(metrics.nll(ds.y_val, metrics.softmax_vote(probs))) if np.isfinite(probs).all() else None
@@ -370,7 +374,7 @@ def choose_fge_lr(base, ds, config, *, seed, log=None):
         raise RuntimeError(f"Every FGE learning rate of the grid {config.fge_lr_grid} diverged.")
     best = float(min(finite, key=lambda lr: (finite[lr], float(lr))))
     choice = {"validation_nll": nll, "fge_lr_max": best, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-    return dataclasses.replace(config, fge_lr_max=best, fge_lr_min=best * ratio), choice
+    return with_fge_peak(config, best), choice
 
 
 def pretrained_fge_lr(base, ds, config, context, *, seed):
@@ -390,10 +394,9 @@ def pretrained_fge_lr(base, ds, config, context, *, seed):
     choice, cached = context.cached_value(
         "fge_lr_choice", dict(key, search_seed=seed), lambda: choose_fge_lr(base, ds, config, seed=seed, log=context.log)[1]
     )
-    ratio = config.fge_lr_min / config.fge_lr_max
     chosen = choice["fge_lr_max"]
     context.log(f"FGE peak learning rate {chosen:g}" + (" (the cached choice of an earlier run)" if cached else ""))
-    return dataclasses.replace(config, fge_lr_max=chosen, fge_lr_min=chosen * ratio), dict(choice, cached=cached)
+    return with_fge_peak(config, chosen), dict(choice, cached=cached)
 
 
 def test_probs(models, ds, eager):

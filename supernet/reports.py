@@ -499,26 +499,35 @@ def _ends_with_newline(path, size):
 def _get_path(record, dotted):
     value = record
     for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, list) and part.isdigit():
+            if int(part) >= len(value):
+                return None
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
             return None
-        value = value[part]
     return value
 
 
 def get_path(record, dotted):
-    """Value at a dotted path of nested dicts, or None where a part is missing.
+    """Value at a dotted path of nested dicts and lists, or None where a part is missing.
 
     Args:
         record: nested dicts, e.g. one results record.
-        dotted: keys joined by dots, e.g. `"metrics.rows.supernet.test_accuracy"`.
+        dotted: keys joined by dots, e.g. `"metrics.rows.supernet.test_accuracy"`;
+            a part made of digits indexes a list (`"member_accuracy.0"`).
 
     Returns:
-        The value found, or None if a key is missing or a non-dict is reached.
+        The value found, or None if a key or index is missing or a scalar
+        is reached before the path ends.
 
     Example:
 
     >>> get_path({"metrics": {"accuracy": 0.9}}, "metrics.accuracy")
     0.9
+    >>> get_path({"members": [0.7, 0.8]}, "members.1")
+    0.8
     """
     return _get_path(record, dotted)
 

@@ -417,3 +417,12 @@ def test_get_path_hand_values():
     assert reports.get_path(record, "metrics.rows.softmax.test_accuracy") is None
     # A path that walks through a non-dict value is missing, not an error.
     assert reports.get_path(record, "metrics.scalar.value") is None
+
+
+def test_get_path_indexes_lists():
+    record = {"metrics": {"members": [0.7, {"accuracy": 0.8}], "grid": {"0": 0.5}}}
+    assert reports.get_path(record, "metrics.members.0") == 0.7
+    assert reports.get_path(record, "metrics.members.1.accuracy") == 0.8
+    assert reports.get_path(record, "metrics.grid.0") == 0.5  # a digit key of a dict stays a key
+    assert reports.get_path(record, "metrics.members.2") is None
+    assert reports.get_path(record, "metrics.members.first") is None

@@ -58,8 +58,9 @@ Presets:
   on load), fine-tuned 20 epochs; SSE and StarSSE each at its best point
   of a 2 x 2 grid (fge_lr in {1, 2} x lr, fge_epochs in {0.5, 1} x
   epochs) chosen on the held-out images, PEFT StarSSE at StarSSE's point,
-  local and global DE, soups. ~520 fine-tuning epochs of 2,500 images at
-  ~6 CPU-s: about an hour per seed.
+  local and global DE, soups. ~520 fine-tuning epochs of 2,500 images:
+  68 CPU-minutes per seed, one thread (seed 0: 4,080 CPU-s, 76 min wall
+  beside another run), 46 of them in the grid.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of
@@ -597,12 +598,22 @@ def report(records, out_dir):
         grid = [tuple(point) for point in config.get("fge_grid") or ()]
         schedule = f"{config['epochs']} epochs at lr {config['lr']}, batch {config['batch_size']}"
         notes = []
-        if config["dataset"] != "cifar100":
+        target = (
+            f"fine-tuned on classes {config['target_classes']} from {config['target_train_size']} images; the source "
+            "uses an ImageNet ResNet50 on CIFAR-100 at 224x224."
+        )
+        if config["source"] == "files":
+            accuracy = [a for r in runs.runs for a in r["metrics"]["pretrain"]["source_accuracy"]]
+            notes.append(
+                f"Source networks: the committed `starsse_sources` checkpoints (ResNets trained on {config['dataset']} "
+                f"classes {config['source_classes']}; see that experiment's report), each checked against its record "
+                f"on load; source test accuracy {100 * min(accuracy):.2f}-{100 * max(accuracy):.2f}%; {target}"
+            )
+        elif config["dataset"] != "cifar100":
             notes.append(
                 f"Small ResNet (stages {config['stages']}, width {config['width']}) pre-trained here at 32x32 on "
                 f"{config['dataset']} classes {config['source_classes']} ({config['pretrain_size']} images, "
-                f"{config['pretrain_epochs']} epochs), fine-tuned on classes {config['target_classes']} from "
-                f"{config['target_train_size']} images; the source uses an ImageNet ResNet50 on CIFAR-100 at 224x224."
+                f"{config['pretrain_epochs']} epochs), {target}"
             )
         if grid:
             chosen = {

@@ -514,7 +514,7 @@ def get_path(record, dotted):
     """Value at a dotted path of nested dicts and lists, or None where a part is missing.
 
     Args:
-        record: nested dicts, e.g. one results record.
+        record: nested dicts and lists, e.g. one results record.
         dotted: keys joined by dots, e.g. `"metrics.rows.supernet.test_accuracy"`;
             a part made of digits indexes a list (`"member_accuracy.0"`).
 

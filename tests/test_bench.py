@@ -279,11 +279,17 @@ def test_payoff_notes_say_where_fusing_peaks_and_where_it_is_slower():
     ]
 
 
-def test_rss_worker_reports_the_peak_after_training():
-    spec = {"contender": "fused", "num_members": 2, "hidden": [8], "num_samples": 64, "batch_size": 32,
-            "input_dim": 20, "num_classes": 3}
-    result = bench._rss_worker(spec)
-    assert 0 < result["base_mb"] <= result["peak_mb"]
+def test_training_rss_counts_the_weights_and_their_adam_slots():
+    def growth_mb(hidden):
+        result = bench.training_rss("fused", 2, (hidden,), num_samples=64, batch_size=32, input_dim=784, num_classes=3)
+        assert "skipped" not in result, result
+        return result["peak_mb"] - result["base_mb"]
+
+    def weights_mb(hidden):
+        return 2 * (784 * hidden + hidden + hidden * 3 + 3) * 4 / 2**20
+
+    # Weights, Adam's two moments and the gradients: at least three copies of the extra weights live at once.
+    assert growth_mb(1024) - growth_mb(8) >= 3 * (weights_mb(1024) - weights_mb(8))
 
 
 @pytest.mark.slow

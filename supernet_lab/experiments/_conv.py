@@ -399,7 +399,7 @@ def pretrained_fge_lr(base, ds, config, context, *, seed):
     return with_fge_peak(config, chosen), dict(choice, cached=cached)
 
 
-def test_probs(models, ds, eager):
+def predict_test(models, ds, eager):
     """Each model's probabilities on `ds`'s test split, stacked; predictions eager as `eager`."""
     probs = []
     for model in models:

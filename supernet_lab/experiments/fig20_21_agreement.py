@@ -46,7 +46,7 @@ import numpy as np
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, pretrained_cnn
 from supernet_lab.experiments._conv import (
     CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, PretrainedConfig, bn_update_notes, fge_lr_text, pretrained_fge_lr,
-    data_notes, fge, group_scores, load_logged, smoke, test_probs,
+    data_notes, fge, group_scores, load_logged, predict_test, smoke,
 )
 from supernet_lab.findings import Claim
 from supernet import reports
@@ -85,7 +85,7 @@ CLAIMS = (
 
 
 def _scores(models, ds, eager):
-    probs = test_probs(models, ds, eager)
+    probs = predict_test(models, ds, eager)
     scores = group_scores(ds.y_test, probs)
     scores["min_agreement"] = float(np.min(scores["agreement_matrix"]))
     return scores

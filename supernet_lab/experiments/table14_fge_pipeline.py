@@ -54,7 +54,7 @@ import numpy as np
 from supernet_lab.experiments._common import by_preset, bn_momentum_notes, hms, thesis_net
 from supernet_lab.experiments._conv import (
     CLAIMS_NOTE, CPU_FGE, CPU_PRETRAIN_EPOCHS, SMOKE_FGE, FGEConfig, bn_update_notes, choose_fge_lr, fge_lr_text, data_notes,
-    fge, load_logged, smoke, test_probs,
+    fge, load_logged, predict_test, smoke,
 )
 from supernet_lab.findings import Claim
 from supernet import metrics, reports
@@ -140,7 +140,7 @@ class _CPUBudget(keras.callbacks.Callback):
 
 
 def _accuracy(model, ds, eager):
-    return metrics.accuracy(ds.y_test, test_probs([model], ds, eager)[0])
+    return metrics.accuracy(ds.y_test, predict_test([model], ds, eager)[0])
 
 
 def _adam_net(ds, config, seed):
@@ -185,7 +185,7 @@ def main(config, context):
                 compile_kwargs={"run_eagerly": eager},
             )
     with context.stage("score_retrained_snapshots"):
-        probs = test_probs(members, ds, eager)
+        probs = predict_test(members, ds, eager)
         scores["snapshots_retrained"] = [metrics.accuracy(ds.y_test, p) for p in probs]
         scores["softmax_vote"] = metrics.accuracy(ds.y_test, metrics.softmax_vote(probs))
 

@@ -59,8 +59,8 @@ Presets:
   of a 2 x 2 grid (fge_lr in {1, 2} x lr, fge_epochs in {0.5, 1} x
   epochs) chosen on the held-out images, PEFT StarSSE at StarSSE's point,
   local and global DE, soups. ~520 fine-tuning epochs of 2,500 images:
-  68 CPU-minutes per seed, one thread (seed 0: 4,080 CPU-s, 76 min wall
-  beside another run), 46 of them in the grid.
+  68-74 CPU-minutes per seed, one thread (recorded: 4,080-4,460 CPU-s,
+  76-82 min wall beside another run), ~46 of them in the grid.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of

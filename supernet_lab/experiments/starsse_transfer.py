@@ -61,6 +61,18 @@ Presets:
   local and global DE, soups. ~520 fine-tuning epochs of 2,500 images:
   68-74 CPU-minutes per seed, one thread (recorded: 4,080-4,460 CPU-s,
   76-82 min wall beside another run), ~46 of them in the grid.
+- `cpu_sources_40`: `cpu_sources` with every fine-tuning from a source
+  checkpoint (local and global DE, member 1 of the cyclic methods) twice
+  as long, 40 epochs, and the same cycle lengths (10 or 20 epochs:
+  fge_epochs in {0.25, 0.5} x epochs). At 20 epochs the first fine-tuning
+  is still rising: over `cpu_sources`'s 3 seeds one more SSE cycle gains
+  +1.11 points [-0.06, +2.28]. A timed probe of seed 0 (`--preset
+  cpu_sources --set epochs=40.0 --set num_members=2 --set
+  "fge_grid=((2.0, 0.5),)"`) fine-tuned members to 89.14% and 88.90%
+  (88.28% and 88.22% after 20 epochs), and one 20-epoch SSE cycle at 2 x lr
+  gained +0.60 points (+1.14 from the 20-epoch member). ~700 fine-tuning
+  epochs at 7.3 CPU-s each (the probe's, one thread): ~95 CPU-minutes per
+  seed, under two hours of wall time beside another run.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of
@@ -169,6 +181,11 @@ PRESETS = {
     "cpu_sources": Config(
         source="files", source_dir="reports/starsse_sources/checkpoints", epochs=20.0,
         fge_grid=((1.0, 0.5), (2.0, 0.5), (1.0, 1.0), (2.0, 1.0)), grid_peft=True,
+    ),
+    # The same cycles after first fine-tunings twice as long (see the module docstring).
+    "cpu_sources_40": Config(
+        source="files", source_dir="reports/starsse_sources/checkpoints", epochs=40.0,
+        fge_grid=((1.0, 0.25), (2.0, 0.25), (1.0, 0.5), (2.0, 0.5)), grid_peft=True,
     ),
     "paper": Config(
         dataset="cifar100", validation_size=2000, source="resnet50", weights="imagenet", resize_to=224,

@@ -68,9 +68,9 @@ Presets:
   is still rising: over `cpu_sources`'s 3 seeds one more SSE cycle gains
   +1.11 points [-0.06, +2.28]. A timed probe of seed 0 (`--preset
   cpu_sources --set epochs=40.0 --set num_members=2 --set
-  "fge_grid=((2.0, 0.5),)"`) fine-tuned members to 89.14% and 88.90%
-  (88.28% and 88.22% after 20 epochs), and one 20-epoch SSE cycle at 2 x lr
-  gained +0.60 points (+1.14 from the 20-epoch member). ~700 fine-tuning
+  "fge_grid=((2.0, 0.5),)"`) fine-tuned members to 89.14% and 88.90% test
+  accuracy (88.28% and 88.22% after 20 epochs), and one 20-epoch SSE cycle
+  at 2 x lr gained +0.60 points (+1.14 from the 20-epoch member). ~700 fine-tuning
   epochs at 7.3 CPU-s each (the probe's, one thread): ~95 CPU-minutes per
   seed, under two hours of wall time beside another run.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,

@@ -34,8 +34,8 @@ Presets and cost (an epoch's measured cost: `_conv`):
   CPU time; BatchNorm statistics recomputed per snapshot), last four
   layers 3/3/3/4 epochs as in Table 3, snapshots' last layer 1 epoch each,
   head 5 epochs, then the single net for the same CPU time. Cost per
-  seed, one thread: 38 CPU-minutes (seed 0: 2,262 CPU-s, 42 min wall
-  beside another run), half of it the single net.
+  seed, one thread: 38-43 CPU-minutes (recorded: 2,262-2,583 CPU-s,
+  42-59 min wall beside one or two other runs), half of it the single net.
 - `paper`: full CIFAR-10 (45000/5000/10000), base 100 epochs (not stated
   in the thesis), layer-by-layer 3/3/3/4 (Table 3), FGE cycle 2 epochs with
   lr 1e-2 -> 5e-4 (Garipov et al., VGG-16), snapshots' last layer 4 epochs

@@ -29,8 +29,8 @@ Scale of the `cpu` preset (`_conv.CPU_SCALE`): a stratified subset of
 and 110 of 110, scaled), convolutions in bfloat16. Members reach 60-71%
 test accuracy (seed 0: mean 66.5%). Expected cost per seed, one thread:
 about 32-36 CPU-minutes, 27 of them training (recorded: 1,915-2,135
-CPU-s, 38-55 min wall beside one or two other runs). The `paper` preset uses the full data, 110
-epochs and the thesis's snapshot epochs.
+CPU-s, 38-55 min wall beside one or two other runs). The `paper` preset
+uses the full data, 110 epochs and the thesis's snapshot epochs.
 
 Test-friendly override of the `paper` preset (one step on generated data):
 `{"dataset": "synthetic", "epochs": 1, "snapshot_epochs": (1,), "head_epochs": 1}`.

@@ -66,13 +66,15 @@ Presets:
   as long, 40 epochs, and the same cycle lengths (10 or 20 epochs:
   fge_epochs in {0.25, 0.5} x epochs). At 20 epochs the first fine-tuning
   is still rising: over `cpu_sources`'s 3 seeds one more SSE cycle gains
-  +1.11 points [-0.06, +2.28]. A timed probe of seed 0 (`--preset
-  cpu_sources --set epochs=40.0 --set num_members=2 --set
-  "fge_grid=((2.0, 0.5),)"`) fine-tuned members to 89.14% and 88.90% test
-  accuracy (88.28% and 88.22% after 20 epochs), and one 20-epoch SSE cycle
-  at 2 x lr gained +0.60 points (+1.14 from the 20-epoch member). ~700 fine-tuning
-  epochs at 7.3 CPU-s each (the probe's, one thread): ~95 CPU-minutes per
-  seed, under two hours of wall time beside another run.
+  +1.11 points [-0.06, +2.28]. A timed probe of seed 0, not in the
+  records (`--preset cpu_sources --set epochs=40.0 --set num_members=2
+  --set "fge_grid=((2.0, 0.5),)"`), fine-tuned members to 89.14% and
+  88.90% test accuracy (88.28% and 88.22% after 20 epochs), and one
+  20-epoch SSE cycle at 2 x lr gained +0.60 points (+1.14 from the
+  20-epoch member). ~680 fine-tuning epochs: the probe's fine-tunings took
+  7.3 CPU-s per epoch, ~8 with scoring (`cpu_sources`: ~520 epochs in
+  68-74 CPU-minutes), so ~90-95 CPU-minutes per seed, one thread, under
+  two hours of wall time beside another run.
 - `paper`: the source's setting: ImageNet ResNet50 (`resnet50_backbone`,
   inputs resized to 224) on CIFAR-100, 5 members, batch 256, lr 0.005 for
   25 epochs, weight decay 5e-4; cycles at 2x lr for 1x epochs (one point of

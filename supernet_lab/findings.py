@@ -110,11 +110,11 @@ class Finding:
         """JSON-ready: the judgement with the claim's fields nested under `claim`."""
         return dataclasses.asdict(self)
 
-    def sentence(self):
-        """The finding in words, signed: e.g. `+1.49 points, 95% interval [+0.62, +2.36], 3 seeds`."""
+    def evidence(self):
+        """What was measured, signed: e.g. `A - B: +1.49 points, 95% interval [+0.62, +2.36], 3 seeds; claim > +0.00`."""
         claim = self.claim
         if self.estimate is None:
-            return f"{claim.text} ({claim.where}): **{self.verdict}** (no stored value)."
+            return "no stored value"
         signed = claim.minus is not None
         evidence = format_number(claim, self.estimate, signed)
         if self.low is not None:
@@ -123,7 +123,11 @@ class Finding:
         label = f"{claim.label}: " if claim.label else ""
         side = f"claim {claim.compare} {format_number(claim, claim.threshold, signed)}"
         source = "" if claim.source_value is None else f"; source: {format_number(claim, claim.source_value)}"
-        return f"{claim.text} ({claim.where}): **{self.verdict}** ({label}{evidence}; {side}{source})."
+        return f"{label}{evidence}; {side}{source}"
+
+    def sentence(self):
+        """The claim, where the source makes it, the verdict and the evidence, in one sentence."""
+        return f"{self.claim.text} ({self.claim.where}): **{self.verdict}** ({self.evidence()})."
 
 
 def format_number(claim, value, signed=False):

@@ -25,8 +25,10 @@ sweep gives.
 """
 
 import ast
+import collections
 import dataclasses
 import datetime
+import fnmatch
 import hashlib
 import importlib
 import json
@@ -654,29 +656,63 @@ def run_experiment(name, preset="smoke", seed=None, out_dir=DEFAULT_OUT, overrid
 markdown_index = catalog.markdown_index
 
 
-# Thesis section 3.6 summarises chapter 3 in five claims; each is tested by
-# the experiments listed with it, whose reports state verdicts.
+# The summaries' claims: each with the experiments' claims that test it, as
+# `experiment:claim id` patterns (`fnmatch`), so that a finding is listed
+# under the claims it bears on. Thesis section 3.6 summarises chapter 3 in
+# five claims; the sixth is ours.
 CHAPTER3_CLAIMS = (
-    ("Training only the last layer(s) boosts a trained network quickly.", ("fig7_training_regimes", "table7_best_submodels", "table3_layer_by_layer")),
-    ("A partitioned network merged by a re-trained last layer (SuperModel) beats its sub-networks and the dense net.", ("table4_partitioning", "fig7_training_regimes", "table6_head_init")),
-    ("Higher ensemble accuracy need not mean lower cross-entropy: SuperModels are overconfident; down-scaling and L2 on the head reduce the loss.", ("table5_loss_statistics", "table6_head_init", "fig10_head_l2")),
-    ("Slightly overconfident (later) sub-models make more accurate SuperModels; the last layer causes the high loss.", ("table7_best_submodels",)),
-    ("SuperModels beat classical MLPs of the same size beyond a threshold and reach a given accuracy in less CPU time.", ("table8_9_size_sweep", "table10_11_time_to_accuracy")),
+    ("Training only the last layer(s) boosts a trained network quickly.", (
+        "table3_layer_by_layer:*", "fig7_training_regimes:ii_similar_to_i", "table7_best_submodels:retraining_raises_late_accuracy",
+    )),
+    ("A partitioned network merged by a re-trained last layer (SuperModel) beats its sub-networks and the dense net.", (
+        "table4_partitioning:*_beats_single", "fig7_training_regimes:iii_*", "table5_loss_statistics:higher_accuracy",
+        "table5_loss_statistics:reaches_*", "table6_head_init:*_reaches_*", "table8_9_size_sweep:*reaches*",
+        "table8_9_size_sweep:*separate_beats_whole",
+    )),
+    ("Higher ensemble accuracy need not mean lower cross-entropy: SuperModels are overconfident; down-scaling and L2 on the head reduce the loss.", (
+        "table4_partitioning:*_higher_loss", "table5_loss_statistics:*_loss*", "table6_head_init:*downscaling_lowers_loss",
+        "table6_head_init:*copied_loss*", "table6_head_init:*downscaled_accuracy*", "fig10_head_l2:*",
+        "table8_9_size_sweep:*lower_loss",
+    )),
+    ("Slightly overconfident (later) sub-models make more accurate SuperModels; the last layer causes the high loss.", (
+        "table7_best_submodels:late_*", "table7_best_submodels:retraining_lowers_late_loss",
+        "table7_best_submodels:early_output_map_*", "table7_best_submodels:penultimate_*",
+    )),
+    ("SuperModels beat classical MLPs of the same size beyond a threshold and reach a given accuracy in less CPU time.", (
+        "table8_9_size_sweep:*beats_mlp", "table8_9_size_sweep:*mlp_beats_supermodel", "table10_11_time_to_accuracy:*",
+    )),
+    ("Ours, not the thesis's: a head re-trained on data its members never saw (stacking) generalises better than the thesis's train-set head.", (
+        "table5_loss_statistics:holdout_*", "table6_head_init:*holdout*", "table8_9_size_sweep:*holdout*",
+    )),
 )
 
 
 # The goals of the conv / snapshot chapters (thesis sections 4.1 to 4.3) and
-# of the transfer-learning extension, checked the same way.
+# the StarSSE paper's claims, listed the same way.
 CHAPTER4_CLAIMS = (
-    ("Re-training the last layers one at a time raises accuracy at every stage (thesis: +2 to 5 points in 13 epochs).", ("fig1_3_last_layer", "table3_layer_by_layer", "fig4_snapshot_boost")),
-    ("A SuperNet of conv nets beats softmax voting, majority voting and its best member.", ("table12_conv_supernet", "fig16_optimizers")),
-    ("SuperNet accuracy rises with the number of members.", ("table12_conv_supernet",)),
-    ("FGE snapshots agree with each other more than independently trained nets.", ("fig20_21_agreement",)),
-    ("A SuperNet of FGE snapshots beats their softmax vote and the members.", ("table13_fge_supernet",)),
-    ("The Table 14 pipeline (last layers, FGE, SuperNet) beats one net given the same CPU time.", ("table14_fge_pipeline",)),
+    ("Re-training the last layers one at a time raises accuracy at every stage (thesis: +2 to 5 points in 13 epochs).", (
+        "fig1_3_last_layer:*", "table3_layer_by_layer:*", "fig4_snapshot_boost:*",
+    )),
+    ("A SuperNet of conv nets beats softmax voting, majority voting and its best member.", (
+        "table12_conv_supernet:supernet_beats_*", "fig16_optimizers:*",
+    )),
+    ("SuperNet accuracy rises with the number of members.", ("table12_conv_supernet:six_members_beat_one",)),
+    ("FGE snapshots agree with each other more than independently trained nets.", (
+        "fig20_21_agreement:*", "table13_fge_supernet:fge_agree_more_than_independent",
+    )),
+    ("A SuperNet of FGE snapshots beats their softmax vote; independent nets make a better SuperNet.", ("table13_fge_supernet:*beats*",)),
+    ("The Table 14 pipeline (last layers, FGE, SuperNet) beats one net given the same CPU time.", ("table14_fge_pipeline:*",)),
 )
 TRANSFER_CLAIMS = (
-    ("StarSSE (Sadrtdinov et al. 2023): ensemble accuracy >= local DE and SSE, global DE the most diverse, StarSSE soups beat SSE soups.", ("starsse_transfer",)),
+    ("StarSSE's ensemble is at least as accurate as local DE's and SSE's.", ("starsse_transfer:star_sse_beats_*",)),
+    ("Soups of StarSSE models beat soups of SSE and local DE.", ("starsse_transfer:star_sse_*_soup_*",)),
+    ("Global DE (one pre-trained checkpoint per member) is the most diverse and beats local DE, but its members lie in different basins: its soup is useless.", (
+        "starsse_transfer:global_de_*",
+    )),
+    ("StarSSE costs no more than local DE, and parameter-efficient StarSSE saves time.", (
+        "starsse_transfer:*costs*", "starsse_transfer:peft_*",
+    )),
+    ("The protocol's premise: the cycles start from a converged first fine-tuning.", ("starsse_transfer:first_finetune_converged",)),
 )
 SUMMARIES = (
     ("chapter3_summary.md", "Thesis chapter 3 summary", CHAPTER3_CLAIMS),
@@ -684,6 +720,28 @@ SUMMARIES = (
     ("transfer_summary.md", "Transfer learning (StarSSE paper)", TRANSFER_CLAIMS),
 )
 SUMMARY_SOURCES = ("thesis section 3.6", "thesis sections 4.1-4.3", "Sadrtdinov et al. 2023")
+
+
+def summary_experiments(patterns):
+    """The experiment names of `experiment:claim id` patterns, in order."""
+    return tuple(dict.fromkeys(pattern.split(":", 1)[0] for pattern in patterns))
+
+
+def selects(patterns, experiment, claim_id):
+    """Whether one of the `experiment:claim id` patterns names this experiment's claim."""
+    return any(fnmatch.fnmatchcase(f"{experiment}:{claim_id}", pattern) for pattern in patterns)
+
+
+def _is_source_scale(preset):
+    return preset.startswith("paper")
+
+
+def _tally(found):
+    """`"2 hold, 1 fails, 3 inconclusive"` over `found`."""
+    counts = collections.Counter(f.verdict for f in found)
+    words = {findings.HOLDS: ("holds", "hold"), findings.FAILS: ("fails", "fail"), findings.INCONCLUSIVE: ("inconclusive", "inconclusive")}
+    return ", ".join(f"{counts[v]} {single if counts[v] == 1 else plural}" for v, (single, plural) in words.items())
+
 
 def _preset_of(path, presets):
     """The preset a generated file belongs to, from its `_<preset>` name part."""
@@ -693,6 +751,10 @@ def _preset_of(path, presets):
 
 def claims_summary(out_dir, summary=None, judged=()):
     """One claim-by-claim summary file: under each claim, the findings that test it.
+
+    Under each claim, a tally of the verdicts (at the source's settings,
+    `paper*` presets, and at reduced scales), then each experiment's claims
+    that test it with one line per preset, the source's settings first.
 
     Args:
         out_dir: the reports folder.
@@ -709,16 +771,29 @@ def claims_summary(out_dir, summary=None, judged=()):
     parts = [
         f"### {title}, claim by claim",
         "",
-        "Generated by `supernet report` from the stored results (presets other than `smoke`). "
-        "Verdicts: " + FINDINGS_CAPTION.split("the verdict: ", 1)[1],
+        "Generated by `supernet report` from the stored results (presets other than `smoke`). Under each claim: "
+        "the tally of its findings' verdicts at the source's settings (`paper` presets) and at reduced scales, then "
+        "each finding with our estimate, its 95% interval over seeds and the number of seeds. Verdicts: "
+        + FINDINGS_CAPTION.split("the verdict: ", 1)[1],
         "",
     ]
-    for number, (claim, names) in enumerate(claims, start=1):
-        parts.append(f"{number}. {claim}")
-        found = [f for f in judged if f.experiment in names and f.preset != "smoke"]
-        parts += [f"   - `{f.experiment}` ({f.preset}): {f.sentence()}" for f in found]
+    for number, (claim, patterns) in enumerate(claims, start=1):
+        found = [f for f in judged if f.preset != "smoke" and selects(patterns, f.experiment, f.claim.id)]
         if not found:
-            parts.append("   - no stored run yet: " + ", ".join(f"`supernet run {n} --preset cpu`" for n in names))
+            commands = ", ".join(f"`supernet run {n} --preset cpu`" for n in summary_experiments(patterns))
+            parts += [f"{number}. **{claim}**", f"   - no stored run yet: {commands}"]
+            continue
+        scales = [("source's settings", [f for f in found if _is_source_scale(f.preset)]),
+                  ("reduced scales", [f for f in found if not _is_source_scale(f.preset)])]
+        tally = "; ".join(f"at the {name}: {_tally(group)}" for name, group in scales if group)
+        parts.append(f"{number}. **{claim}** Verdicts {tally}.")
+        groups = {}
+        for f in found:
+            groups.setdefault((f.experiment, f.claim.text, f.claim.where), []).append(f)
+        for (experiment, text, where), group in groups.items():
+            parts.append(f"   - `{experiment}`: {text} ({where})")
+            group.sort(key=lambda f: not _is_source_scale(f.preset))
+            parts += [f"     - `{f.preset}`: **{f.verdict}** ({f.evidence()})" for f in group]
     path = out_dir / filename
     reports.write_text_atomic(path, "\n".join(parts) + "\n")
     return path

@@ -109,8 +109,8 @@ def test_docs_list_every_experiment():
     assert experiment.markdown_index() in docs, "docs/experiments.md's table is stale: paste `supernet list --markdown`"
 
 
-def _finding(name, preset, values, baseline):
-    claim = findings.Claim("beats", "A beats B.", "thesis Table 1", "metrics.a", minus="metrics.b", scale=100, unit=" points")
+def _finding(name, preset, values, baseline, claim_id="beats"):
+    claim = findings.Claim(claim_id, "A beats B.", "thesis Table 1", "metrics.a", minus="metrics.b", scale=100, unit=" points")
     records = [{"preset": preset, "seed": s, "status": "ok", "config": {}, "metrics": {"a": a, "b": b}}
                for s, (a, b) in enumerate(zip(values, baseline))]
     return findings.judge(name, preset, claim, records)
@@ -118,21 +118,34 @@ def _finding(name, preset, values, baseline):
 
 def test_claims_summary_lists_structured_findings(tmp_path):
     judged = [
-        _finding("table6_head_init", "cpu", [0.90, 0.91, 0.92], [0.88, 0.89, 0.90]),
-        _finding("table6_head_init", "smoke", [0.9], [0.1]),
+        _finding("table6_head_init", "cpu", [0.90, 0.91, 0.92], [0.88, 0.89, 0.90], claim_id="tng_none_downscaling_lowers_loss"),
+        _finding("table6_head_init", "paper", [0.90, 0.91, 0.92], [0.88, 0.89, 0.93], claim_id="tng_none_downscaling_lowers_loss"),
+        _finding("table6_head_init", "smoke", [0.9], [0.1], claim_id="tng_none_downscaling_lowers_loss"),
+        _finding("table6_head_init", "cpu", [0.90, 0.91, 0.92], [0.88, 0.89, 0.90], claim_id="not_in_any_summary"),
     ]
     summary = experiment.claims_summary(tmp_path, experiment.SUMMARIES[0], judged).read_text()
-    assert "- `table6_head_init` (cpu): A beats B. (thesis Table 1): **holds** (+2.00 points" in summary
-    assert "(smoke)" not in summary  # smoke runs are not evidence
+    lines = summary.splitlines()
+    theme = next(i for i, line in enumerate(lines) if line.startswith("3. "))
+    assert lines[theme].endswith("Verdicts at the source's settings: 0 hold, 0 fail, 1 inconclusive; "
+                                 "at the reduced scales: 1 holds, 0 fail, 0 inconclusive.")
+    assert lines[theme + 1] == "   - `table6_head_init`: A beats B. (thesis Table 1)"
+    # The source's settings first, then the reduced scales; each finding once, under the claims it tests.
+    assert lines[theme + 2].startswith("     - `paper`: **inconclusive** (+1.00 points, 95% interval [")
+    assert lines[theme + 3].startswith("     - `cpu`: **holds** (+2.00 points, 95% interval [+2.00 points, +2.00 points], 3 seeds")
+    assert summary.count("A beats B.") == 1
+    assert "- `smoke`:" not in summary  # smoke runs are not evidence
     assert "no stored run yet" in summary  # e.g. claim 4 has no finding here
 
 
-def test_every_summary_claim_names_known_experiments_with_claims():
+def test_summaries_list_every_declared_claim_and_no_unknown_one():
     for filename, _, claims in experiment.SUMMARIES:
-        for _, names in claims:
-            assert set(names) <= set(experiment.EXPERIMENTS), (filename, names)
-            for name in names:
-                assert experiment.load_module(name).CLAIMS, f"{name} declares no claims for {filename}"
+        patterns = [pattern for _, patterns in claims for pattern in patterns]
+        declared = [(name, claim.id) for name in experiment.summary_experiments(patterns)
+                    for claim in experiment.load_module(name).CLAIMS]
+        for name, claim_id in declared:
+            assert experiment.selects(patterns, name, claim_id), f"{filename} lists no claim for {name}:{claim_id}"
+        for pattern in patterns:
+            assert any(experiment.selects([pattern], *key) for key in declared), f"{filename}: {pattern} names no claim"
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ convolutions in bfloat16, 30 epochs of normal training and snapshots at
 epochs 2, 5, 9 and 14, each boosted for 4 x 4 epochs (64 boosting epochs,
 each cheaper than a normal one). Normal training runs to the last snapshot
 + 16 epochs so every boosted curve has a normal-training counterpart.
-Cost per seed, one thread: 14-15 CPU-minutes (recorded: 839-883 CPU-s,
-16 min wall beside another run). The `paper` preset uses the full data, the
+Cost per seed, one thread: 14-16 CPU-minutes (recorded: 839-957 CPU-s,
+16-22 min wall beside another run). The `paper` preset uses the full data, the
 thesis's snapshot epochs and 125 epochs of normal training (the thesis does
 not state the total; its last boosted curve ends at epoch 107 + 16 = 123).
 

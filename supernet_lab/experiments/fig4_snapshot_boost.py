@@ -50,8 +50,9 @@ class Config(BoostConfig):
 CPU_SNAPSHOT_EPOCHS = (2, 5, 9, 14)
 
 PRESETS = {
-    # The `cpu` snapshots, which the claims read; 14 + 2 x 1 boost epochs = 16.
-    "smoke": Config(**smoke(120, 40), epochs=16, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, boost_layers=2, boost_epochs=1),
+    # The `cpu` snapshots, which the claims read. Normal training runs on well
+    # past the last boost's CPU time (mostly its stages' tracing), as in `cpu`.
+    "smoke": Config(**smoke(120, 40), epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS, boost_layers=2, boost_epochs=1),
     "cpu": Config(**CPU_SCALE, epochs=30, snapshot_epochs=CPU_SNAPSHOT_EPOCHS),
     "paper": Config(),
 }
@@ -78,6 +79,12 @@ CLAIMS = tuple(
             "Retraining the last layers one at a time is a quick accuracy boost: the boosted snapshot beats continued "
             "normal training at the same epoch.",
             "boosted epoch-{epoch} snapshot - normal training at the same epoch, val accuracy",
+        ),
+        (
+            "beats_normal_cpu_time", "normal_val_same_cpu_time",
+            "Retraining the last layers one at a time is a quick accuracy boost, on the figure's axis of training "
+            "time: the boosted snapshot beats normal training given the same CPU time.",
+            "boosted epoch-{epoch} snapshot - normal training at the boost's end CPU time, val accuracy",
         ),
         (
             "raises", "snapshot_val",

@@ -19,8 +19,8 @@ Scale of the `cpu` preset: the same data and net as `fig4_snapshot_boost`'s
 images, bfloat16 convolutions, 30 epochs), snapshots at the thesis's epochs
 scaled to 30 (7, 11, 19, 26), 4 last-layer epochs each (cheaper than a
 normal epoch), 4 more for Fig. 3 and three t-SNE maps of the 2,000 test
-images. Cost per seed, one thread: 11-12 CPU-minutes (recorded: 648-733
-CPU-s, 13-16 min wall beside one or two other runs).
+images. Cost per seed, one thread: 11-14 CPU-minutes (recorded: 648-848
+CPU-s, 13-20 min wall beside one or two other runs).
 The `paper` preset trains 80 epochs on the full data, snapshots at the
 thesis's epochs, t-SNE on the whole test set.
 

@@ -47,9 +47,12 @@ class Claim:
         text: the claim, in the source's words where possible.
         where: where the source states it, e.g. `"thesis Table 8"`.
         value: dotted path of the measured metric in a record, e.g.
-            `"metrics.fmnist.supermodel.test_accuracy"`.
-        minus: optional dotted path of a second metric of the same record;
-            the per-seed value is then `value - minus` (a paired comparison).
+            `"metrics.fmnist.supermodel.test_accuracy"`. A `*` part matches
+            every key (or list index) at its level, and the metric is then the
+            mean over the matches, e.g. `"metrics.grid.*.sse.accuracy"`.
+        minus: optional dotted path (`*` allowed) of a second metric of the
+            same record; the per-seed value is then `value - minus` (a paired
+            comparison).
         compare: `">"` (the claim is that the quantity exceeds `threshold`)
             or `"<"`.
         threshold: the number the quantity is compared with (0 for a paired
@@ -84,11 +87,29 @@ class Claim:
 
     def measure(self, record):
         """The claim's quantity in one record, or None where a metric is missing."""
-        first = get_path(record, self.value)
-        second = 0.0 if self.minus is None else get_path(record, self.minus)
+        first = _mean_at(record, self.value)
+        second = 0.0 if self.minus is None else _mean_at(record, self.minus)
         if first is None or second is None:
             return None
-        return float(first) - float(second)
+        return first - second
+
+
+def _matches(node, parts):
+    """The values at the dotted `parts` below `node`; a `*` part branches into every child."""
+    if not parts:
+        return [node]
+    head, rest = parts[0], parts[1:]
+    if head != "*":
+        child = get_path(node, head)
+        return [] if child is None else _matches(child, rest)
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return [value for child in children for value in _matches(child, rest)]
+
+
+def _mean_at(record, dotted):
+    """The value at `dotted`, or the mean of the values its `*` parts match; None where nothing is found."""
+    values = [float(v) for v in _matches(record, dotted.split(".")) if v is not None]
+    return math.fsum(values) / len(values) if values else None
 
 
 @dataclasses.dataclass(frozen=True)

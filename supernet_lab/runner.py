@@ -712,7 +712,7 @@ TRANSFER_CLAIMS = (
     ("StarSSE costs no more than local DE, and parameter-efficient StarSSE saves time.", (
         "starsse_transfer:*costs*", "starsse_transfer:peft_*",
     )),
-    ("The protocol's premise: the cycles start from a converged first fine-tuning.", ("starsse_transfer:first_finetune_converged",)),
+    ("The protocol's premise: the cycles start from a converged first fine-tuning.", ("starsse_transfer:first_finetune_converged*",)),
 )
 SUMMARIES = (
     ("chapter3_summary.md", "Thesis chapter 3 summary", CHAPTER3_CLAIMS),

@@ -93,6 +93,20 @@ def test_sentence_is_signed_and_finding_serialises():
     assert json.loads(json.dumps(finding.as_dict()))["claim"]["id"] == "beats"
 
 
+def test_a_star_part_measures_the_mean_over_its_matches():
+    record = {"metrics": {
+        "first": [0.80, 0.81],
+        "grid": {"0": {"lr": 1.0, "sse": {"acc": [0.80, 0.83]}, "star": {"acc": [0.80, 0.84]}},
+                 "1": {"lr": 2.0, "sse": {"acc": [0.80, 0.85]}, "star": {"acc": [0.80]}}},
+    }}
+    claim = Claim("gain", "One more cycle gains.", "here", "metrics.grid.*.*.acc.1", minus="metrics.first.0")
+    # Matches 0.83, 0.84 and 0.85; the scalar `lr` and the one-member list have no `acc.1`.
+    assert claim.measure(record) == pytest.approx(0.84 - 0.80)
+    assert Claim("mean", "M.", "here", "metrics.first.*").measure(record) == pytest.approx(0.805)
+    assert Claim("none", "N.", "here", "metrics.grid.*.missing").measure(record) is None
+    assert BEATS.measure(_records([0.9], baseline=[0.7])[0]) == pytest.approx(0.2)  # plain paths as before
+
+
 def test_bad_claims_raise():
     with pytest.raises(ValueError, match="compare"):
         Claim("x", "X.", "here", "metrics.a", compare=">=")

@@ -733,6 +733,7 @@ def selects(patterns, experiment, claim_id):
 
 
 def _is_source_scale(preset):
+    """Whether a preset runs at the source's own settings: the `paper` presets."""
     return preset.startswith("paper")
 
 

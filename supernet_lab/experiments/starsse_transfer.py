@@ -211,9 +211,10 @@ def _soup(method, kind, field="accuracy"):
 # paired within a seed. The sources' "StarSSE >= X" is tested as StarSSE > X
 # (and "costs no more" as "costs less"): an interval cannot tell "at least as
 # good" from "better" without a margin.
-# Global DE needs several pre-trained checkpoints (`cpu`; `paper` only with
-# `pretrained_checkpoints`) and grid mode runs neither it nor PEFT StarSSE:
-# their claims are judged where they ran.
+# Global DE needs several pre-trained checkpoints (`cpu`, `cpu_sources*`;
+# `paper` only with `pretrained_checkpoints`; grid mode only from checkpoint
+# files) and grid mode runs PEFT StarSSE only with `grid_peft`: their claims
+# are judged where they ran.
 # The protocol's premise, a converged first fine-tuning, is tested twice: by
 # one more SSE cycle at SSE's chosen point (its ensemble scored best on the
 # held-out images, which favours cycles that gain most), and by the second

@@ -27,9 +27,10 @@ Presets and cost (an epoch's measured cost: `_conv`):
 - `cpu`: the nets of `table13_fge_supernet`'s `cpu` preset (the same data,
   training and FGE settings; its three nets are this run's first three
   when both write to one output folder), six of them. Cost per seed, one
-  thread (seed 0, the first three nets loaded from table13's run): 31
-  CPU-minutes, of which pre-training three nets 19 and the learning-rate
-  search plus FGE 12 (the search, ~7, is skipped when table13's run has
+  thread, the first three nets loaded from table13's run: 25-31
+  CPU-minutes (recorded: 1,491-1,872 CPU-s, 29-39 min wall beside another
+  run), of which pre-training three nets ~19 and the learning-rate search
+  plus FGE the rest (the search, ~7, is skipped when table13's run has
   cached its choice); ~50 with all six nets to train.
 - `paper`: full CIFAR-10 (50000 train / 10000 test), 100 epochs per net
   (the thesis trains its nets "up to 200 epochs"; the figures' DenseNets'

@@ -499,10 +499,7 @@ def main(config, context):
     )
     epochs = 1.0 if one_step else config.epochs
     num_members = 2 if one_step else config.num_members
-    cyclic = dict(
-        num_members=num_members, epochs=epochs, fge_lr=config.fge_lr_factor * config.lr,
-        fge_epochs=1.0 if one_step else config.fge_epochs_factor * config.epochs,
-    )
+    cyclic = dict(num_members=num_members, epochs=epochs)
     results, member_models = {}, {}
     with context.stage("local_de"):
         # Each method is one resumable unit: a killed run skips finished methods.
@@ -531,54 +528,41 @@ def main(config, context):
         return members, _summary(record, *first_cost)
 
     # The grid is a dict keyed "0", "1", ... so report paths can address points.
+    # Without `fge_grid` it is one point, the configured cycle setting.
+    points = config.fge_grid or ((config.fge_lr_factor, config.fge_epochs_factor),)
     soup_results, grid = {}, {}
-    if config.fge_grid:
-        with context.stage("grid"):
-            for index, (lr_factor, epochs_factor) in enumerate(config.fge_grid):
-                point = {"fge_lr_factor": float(lr_factor), "fge_epochs_factor": float(epochs_factor)}
-                settings = dict(fge_lr=lr_factor * config.lr, fge_epochs=epochs_factor * epochs)
-                for method in ("sse", "star_sse"):
-                    members, summary = cyclic_method(method, f"{method}_lr{lr_factor}_ep{epochs_factor}", **settings)
-                    summary["val_accuracy"] = _val_accuracy(members, target) if members else None
-                    if config.soups and members:
-                        summary["soups"] = _soups(members, target, config.batch_size)
-                    point[method] = summary
-                    context.log(
-                        f"grid fge_lr {lr_factor}x, fge_epochs {epochs_factor}x: {LABELS[method]} val acc "
-                        f"{summary['val_accuracy']}, test acc {summary['accuracy']}"
-                    )
-                grid[str(index)] = point
-        # Each method at its own best point, chosen on the held-out split.
-        for method in ("sse", "star_sse"):
-            scored = [i for i, p in grid.items() if p[method]["val_accuracy"] is not None]
-            if not scored:
-                continue
-            best = max(scored, key=lambda i: grid[i][method]["val_accuracy"])
-            chosen = dict(grid[best][method])
-            if "soups" in chosen:
-                soup_results[method] = chosen.pop("soups")
-            results[method] = {**chosen, "best_point": [grid[best]["fge_lr_factor"], grid[best]["fge_epochs_factor"]]}
-        if config.grid_peft and "star_sse" in results:
-            lr_factor, epochs_factor = results["star_sse"]["best_point"]
-            with context.stage("peft_star_sse"):
-                member_models["peft_star_sse"], results["peft_star_sse"] = cyclic_method(
-                    "peft_star_sse", "peft_star_sse", trainable=config.peft_trainable, last_k=config.peft_last_k,
-                    fge_lr=lr_factor * config.lr, fge_epochs=epochs_factor * epochs,
+    with context.stage("grid"):
+        for index, (lr_factor, epochs_factor) in enumerate(points):
+            point = {"fge_lr_factor": float(lr_factor), "fge_epochs_factor": float(epochs_factor)}
+            settings = dict(fge_lr=lr_factor * config.lr, fge_epochs=epochs_factor * epochs)
+            for method in ("sse", "star_sse"):
+                members, summary = cyclic_method(method, f"{method}_lr{lr_factor}_ep{epochs_factor}", **settings)
+                summary["val_accuracy"] = _val_accuracy(members, target) if members else None
+                if config.soups and members:
+                    summary["soups"] = _soups(members, target, config.batch_size)
+                point[method] = summary
+                context.log(
+                    f"grid fge_lr {lr_factor}x, fge_epochs {epochs_factor}x: {LABELS[method]} val acc "
+                    f"{summary['val_accuracy']}, test acc {summary['accuracy']}"
                 )
-            results["peft_star_sse"]["best_point"] = [lr_factor, epochs_factor]
-    else:
-        for method, extra in (
-            ("sse", {}),
-            ("star_sse", {}),
-            ("peft_star_sse", {"trainable": config.peft_trainable, "last_k": config.peft_last_k}),
-        ):
-            with context.stage(method):
-                member_models[method], results[method] = cyclic_method(method, method, **extra)
-        # The run's cycle setting is a grid of one point, so claims over the grid read every run.
-        grid["0"] = {
-            "fge_lr_factor": float(config.fge_lr_factor), "fge_epochs_factor": float(config.fge_epochs_factor),
-            "sse": results["sse"], "star_sse": results["star_sse"],
-        }
+            grid[str(index)] = point
+    # Each method at its own best point, chosen on the held-out split (the
+    # first point, failures and all, when no point has scored members).
+    for method in ("sse", "star_sse"):
+        scored = [i for i, p in grid.items() if p[method]["val_accuracy"] is not None]
+        best = max(scored, key=lambda i: grid[i][method]["val_accuracy"]) if scored else "0"
+        chosen = dict(grid[best][method])
+        if "soups" in chosen:
+            soup_results[method] = chosen.pop("soups")
+        results[method] = {**chosen, "best_point": [grid[best]["fge_lr_factor"], grid[best]["fge_epochs_factor"]]}
+    if config.grid_peft or not config.fge_grid:
+        lr_factor, epochs_factor = results["star_sse"]["best_point"]
+        with context.stage("peft_star_sse"):
+            member_models["peft_star_sse"], results["peft_star_sse"] = cyclic_method(
+                "peft_star_sse", "peft_star_sse", trainable=config.peft_trainable, last_k=config.peft_last_k,
+                fge_lr=lr_factor * config.lr, fge_epochs=epochs_factor * epochs,
+            )
+        results["peft_star_sse"]["best_point"] = [lr_factor, epochs_factor]
 
     if config.soups:
         with context.stage("soups"):

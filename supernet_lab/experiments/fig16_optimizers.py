@@ -17,9 +17,8 @@ rmsprop 0.001, nadam 0.002, adam 0.001); the thesis does not list them.
 Scale of the `cpu` preset (`_conv.CPU_SCALE`): a stratified subset of
 10,000 training images (9,000 train / 1,000 validation; 2,000 test),
 convolutions in bfloat16, 15 epochs per net. Cost per seed, one thread:
-about 20-21 CPU-minutes (recorded: 1,209-1,247 CPU-s, 24-26 min wall
-beside another run). The `paper`
-preset uses the full data and 200 epochs.
+about 20-24 CPU-minutes (recorded: 1,209-1,407 CPU-s, 24-31 min wall
+beside another run). The `paper` preset uses the full data and 200 epochs.
 
 Test-friendly override of the `paper` preset (one step on generated data):
 `{"dataset": "synthetic", "epochs": 1, "head_epochs": 1}`.

@@ -13,9 +13,10 @@ and after every stage; test accuracy too.
 Scale of the `cpu` preset (`_conv.CPU_SCALE`): each net trains on a
 stratified subset of 10,000 training images (9,000 train / 1,000
 validation; 2,000 test images), convolutions in bfloat16, for 15 epochs
-(~68% test accuracy), then runs the thesis's 3+3+3+4 stage epochs (cheaper:
-only one layer is back-propagated). Expected cost per seed, one thread:
-about 40 CPU-minutes (from `_conv`'s epoch cost). The `paper`
+(~67% test accuracy), then runs the thesis's 3+3+3+4 stage epochs (cheaper:
+only one layer is back-propagated). Cost per seed, one thread: 46-51
+CPU-minutes (recorded: 2,750-3,062 CPU-s, 60-70 min wall beside another
+run), about 70% of it the base nets' training. The `paper`
 preset trains on the full data for 200 epochs (the thesis does not state the
 base training length of Table 3's nets; its section 4.1 trains the same
 model "up to 200 epochs").

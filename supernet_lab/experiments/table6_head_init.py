@@ -49,7 +49,7 @@ Presets:
   alone.
 - `paper_holdout`: `paper` with held-out heads (10% of each training set);
   the members see 10% less data and the heads ~9x fewer examples
-  (recorded: 854 CPU-s, 17 min wall beside another run).
+  (recorded: 854-1,049 CPU-s, 17-24 min wall beside another run).
 """
 
 import dataclasses

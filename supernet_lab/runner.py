@@ -712,7 +712,7 @@ TRANSFER_CLAIMS = (
     ("Global DE (one pre-trained checkpoint per member) is the most diverse and beats local DE, but its members lie in different basins: its soup is useless.", (
         "starsse_transfer:global_de_*",
     )),
-    ("StarSSE costs no more than local DE, and parameter-efficient StarSSE saves time.", (
+    ("StarSSE costs no more than local DE, and parameter-efficient StarSSE saves time at comparable accuracy.", (
         "starsse_transfer:*costs*", "starsse_transfer:peft_*",
     )),
     ("The protocol's premise: the cycles start from a converged first fine-tuning.", ("starsse_transfer:first_finetune_converged*",)),

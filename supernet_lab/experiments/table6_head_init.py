@@ -46,8 +46,8 @@ Presets:
   ran side by side (one with 1 intra-op thread) in 55 min wall each:
   F-MNIST members 23 min (early stopping at epoch ~45), 12 heads 20 min,
   TNG members 6 min (~40 epochs), TNG heads 4 min. Expect ~40 min per seed
-  alone. Seeds 3 and 4, one thread each side by side: 1,076-1,237 CPU-s,
-  21-24 min wall.
+  alone. Seeds 3 to 6, two at a time side by side with one thread each:
+  1,052-1,237 CPU-s, 21-24 min wall.
 - `paper_holdout`: `paper` with held-out heads (10% of each training set);
   the members see 10% less data and the heads ~9x fewer examples
   (recorded: 854-1,049 CPU-s, 17-24 min wall beside another run).

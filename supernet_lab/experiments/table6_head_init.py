@@ -42,12 +42,11 @@ Presets:
   ~5 min wall (two datasets, 24 heads), above the ~4 min target.
 - `paper`: members up to 100 epochs with early stopping (patience 10/5),
   heads 20 epochs. Timed on this machine: one fused 6 x 200-466-466 epoch
-  ~20 s wall alone (2 threads), one F-MNIST head epoch ~3.5 s. Seeds 0 and 1
-  ran side by side (one with 1 intra-op thread) in 55 min wall each:
-  F-MNIST members 23 min (early stopping at epoch ~45), 12 heads 20 min,
-  TNG members 6 min (~40 epochs), TNG heads 4 min. Expect ~40 min per seed
-  alone. Seeds 3 to 6, two at a time side by side with one thread each:
-  1,052-1,237 CPU-s, 21-24 min wall.
+  ~20 s wall alone (2 threads), one F-MNIST head epoch ~3.5 s. Recorded:
+  seeds 0-2 beside other runs, 1,605-1,905 CPU-s, 45-56 min
+  wall (seeds 0 and 1: F-MNIST members 23 min, early stopping near epoch 45;
+  12 heads 20 min; TNG members 6 min; TNG heads 4 min); seeds 3-6, two at a
+  time with one thread each, 1,052-1,237 CPU-s, 21-25 min wall.
 - `paper_holdout`: `paper` with held-out heads (10% of each training set);
   the members see 10% less data and the heads ~9x fewer examples
   (recorded: 854-1,049 CPU-s, 17-24 min wall beside another run).

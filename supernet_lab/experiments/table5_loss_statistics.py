@@ -29,6 +29,14 @@ the same members' own training set (the thesis's protocol) and stored as
 `supermodel_train_head`, so the two protocols are compared on the same
 members, seed by seed.
 
+There is no cross-fitted head (members trained on all the data, the head
+on out-of-fold inputs from members fitted on the other folds). The
+SuperModel's head reads the members' last hidden layers, and the units of
+independently trained member sets come in no shared order, so a head
+fitted on one set's features means nothing on another's. Cross-fitting
+suits a combiner of the members' class probabilities, which are aligned by
+class; that combiner is not the thesis's SuperModel.
+
 The trained members are kept in the run folder (`models/members.keras`);
 `--set reuse_models=<run folder>` (a run of the same seed and head data)
 re-trains heads on them without re-training the members.

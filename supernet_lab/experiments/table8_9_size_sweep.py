@@ -53,24 +53,20 @@ protocol, re-trained on the members' own training set, is scored on the same
 members (`supermodel.train_set_head`). The classical and whole-trained nets
 keep the full training set, so every model sees the same data in total.
 
-Presets. One epoch of a dense net costs roughly 6 + 5 x (million parameters)
-CPU-seconds on Fashion-MNIST here, and the fused branches about the same per
-parameter (`table5_loss_statistics --preset cpu_best_100` trains the
-2.84M-parameter 6 x 200-466-466 SuperModel at ~30 s per epoch), so all
-seven sizes x three models cost ~230 CPU-s per epoch: the thesis's 100
-epochs would take over 6 hours per seed. The `paper_*` presets split Table
-8's grid by size so that each seed of each fits about two hours:
-`paper_53k_360k` (53k, 115k, 360k; ~60 CPU-s per epoch), `paper_687k_1257k`
-(~65), `paper_1781k` (~45) and `paper_2837k`; together they are the
-thesis's grid. Timed with one other single-threaded run beside it
-(`--set epochs=1 --set head_epochs=1`), one `paper_2837k` epoch costs 29
-CPU-s for each of its three models and the head's setup and epoch 20,
-i.e. up to ~2.5 CPU-hours per seed; the recorded seeds took 72-81
-CPU-minutes (91-101 minutes wall on one thread beside one other run), so
-start it when the machine is free for two hours. `paper_2837k_holdout` is
-`paper_2837k` with the held-out head (about the same cost). `paper_tng` runs all of Table 9 (20 Newsgroups is
+Presets. The thesis's 100 epochs of all seven Fashion-MNIST sizes x three
+models cost about 4 CPU-hours per seed here, twice what one run should
+take, so the `paper_*` presets split Table 8's grid by size; together they
+are the thesis's grid. Recorded per seed, one thread beside one other run:
+`paper_53k_360k` (53k, 115k, 360k) 2,165 CPU-s, ~45 minutes wall;
+`paper_687k_1257k` 3,870 CPU-s, ~80 minutes; `paper_2837k` 72-81
+CPU-minutes, 91-101 minutes wall (start it when the machine is free for two
+hours). `paper_1781k` is not recorded yet; by parameter count, between the
+1.26M and 2.84M sizes, it should take ~50 CPU-minutes.
+`paper_2837k_holdout` is `paper_2837k` with the held-out head (about the
+same cost). `paper_tng` runs all of Table 9 (20 Newsgroups is
 ~5x cheaper per parameter: the first epoch of all seven sizes x three
-models took ~260 CPU-s in the same timing, tracing included) for up to
+models took ~260 CPU-s in a run with `--set epochs=1 --set head_epochs=1`,
+tracing included) for up to
 200 epochs with early stopping (patience 20): one seed as recorded is ~53
 CPU-minutes (~2 hours wall beside two or three other single-threaded runs).
 The `cpu` preset runs 4 of the 7 Fashion-MNIST sizes (53k, 360k, 1257k,

@@ -45,7 +45,7 @@ Presets:
   ~20 s wall alone (2 threads), one F-MNIST head epoch ~3.5 s. Recorded:
   seeds 0-2 beside other runs, 1,605-1,905 CPU-s, 45-56 min
   wall (seeds 0 and 1: F-MNIST members 23 min, early stopping near epoch 45;
-  12 heads 20 min; TNG members 6 min; TNG heads 4 min); seeds 3-6, two at a
+  12 heads 20 min; TNG members 6 min; TNG heads 4 min); seeds 3-7, two at a
   time with one thread each, 1,052-1,237 CPU-s, 21-25 min wall.
 - `paper_holdout`: `paper` with held-out heads (10% of each training set);
   the members see 10% less data and the heads ~9x fewer examples

@@ -21,8 +21,8 @@ preset trains on the full data for 200 epochs (the thesis does not state the
 base training length of Table 3's nets; its section 4.1 trains the same
 model "up to 200 epochs"). Scaled from the `cpu` records (base nets 33-37
 CPU-minutes for 15 epochs on 9,000 images, stages 13-14), the `paper`
-preset's 45,000 images (5x) and 200 epochs (13x) come to ~38 CPU-hours per
-seed for the base nets and ~1 more for the stages, even in bfloat16
+preset's 45,000 images (5x) and 200 epochs (13x) come to 37-41 CPU-hours
+per seed for the base nets and ~1 more for the stages, even in bfloat16
 (`paper` keeps float32 convolutions, slower still): it has no record on
 this 2-core machine.
 

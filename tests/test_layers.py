@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from supernet.layers import FrozenModel, GroupedDense, SwapMemberAxis
+from supernet.layers import ByteDropout, FrozenModel, GroupedDense, SwapMemberAxis
 from test_case import (
     assert_config_round_trip,
     assert_saved_model_predicts_same,
@@ -309,3 +309,85 @@ def test_grouped_dense_members_start_from_different_weights(seed):
             assert not np.allclose(kernel[a], kernel[b])
     limit = np.sqrt(6 / (5 + 6))  # Glorot fans of ONE member, not of the fused tensor
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
+
+
+# === ByteDropout ===
+
+
+def _byte_dropout_output(rate, shape=(64, 1001), seed=1):
+    layer = ByteDropout(rate, seed=seed)
+    return layer, keras.ops.convert_to_numpy(layer(np.ones(shape, "float32"), training=True))
+
+
+def test_byte_dropout_passes_inputs_unchanged_outside_training():
+    x = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
+    layer = ByteDropout(0.3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.5, 0.9])
+def test_byte_dropout_drops_each_byte_of_a_word_at_the_applied_rate(rate):
+    layer, y = _byte_dropout_output(rate)
+    assert layer.applied_rate == round(rate * 256) / 256
+    dropped = (y == 0).reshape(-1)
+    # Every byte of the random words, not only the low ones, must be uniform:
+    # units i, i+4, i+8, ... read byte i % 4 of their words.
+    n = dropped.size // 4
+    for position in range(4):
+        fraction = dropped[position::4].mean()
+        assert abs(fraction - layer.applied_rate) < 5 * np.sqrt(layer.applied_rate * (1 - layer.applied_rate) / n)
+    np.testing.assert_allclose(y[y != 0], 1 / (1 - layer.applied_rate), rtol=1e-6)
+
+
+def test_byte_dropout_masks_of_one_word_are_independent():
+    layer, y = _byte_dropout_output(0.5, shape=(256, 1024))
+    dropped = (y == 0).reshape(-1, 4)  # the 4 units whose bytes share one random word
+    p = layer.applied_rate
+    for a, b in [(0, 1), (1, 2), (2, 3), (0, 3)]:
+        both = np.mean(dropped[:, a] & dropped[:, b])
+        assert abs(both - p * p) < 5 * np.sqrt(p * p * (1 - p * p) / len(dropped))
+
+
+def test_byte_dropout_keeps_the_expected_value():
+    _, y = _byte_dropout_output(0.2, shape=(512, 1000))
+    assert abs(y.mean() - 1.0) < 0.01
+
+
+def test_byte_dropout_gradient_is_the_mask_times_the_scale():
+    import tensorflow as tf  # the test backend; the library itself stays backend-agnostic
+
+    layer = ByteDropout(0.25, seed=3)
+    x = tf.Variable(np.random.default_rng(0).uniform(1.0, 2.0, size=(32, 40)).astype("float32"))
+    with tf.GradientTape() as tape:
+        y = layer(x, training=True)
+        total = tf.reduce_sum(y)
+    gradient = tape.gradient(total, x).numpy()
+    np.testing.assert_allclose(gradient, y.numpy() / x.numpy(), rtol=1e-6)
+    assert np.any(gradient == 0)
+    np.testing.assert_allclose(gradient[gradient != 0], 4 / 3, rtol=1e-6)
+
+
+def test_byte_dropout_masks_follow_the_seed():
+    first, second = ByteDropout(0.5, seed=7), ByteDropout(0.5, seed=7)
+    x = np.ones((16, 33), "float32")
+    a, b = (keras.ops.convert_to_numpy(layer(x, training=True)) for layer in (first, second))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, keras.ops.convert_to_numpy(first(x, training=True)))
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 0.001, 0.999])
+def test_byte_dropout_bad_rate(rate):
+    with pytest.raises(ValueError, match="rate"):
+        ByteDropout(rate)
+
+
+def test_byte_dropout_config_round_trip_and_fit_step():
+    clone = assert_config_round_trip(ByteDropout(0.2, seed=4, name="bytes"))
+    assert clone.applied_rate == 51 / 256
+    x, y = seeded_data(n=16, d=6, classes=3)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8), ByteDropout(0.5), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.Adam(0.1), "sparse_categorical_crossentropy")
+    before = weights_of(model)
+    run_one_fit_step(model, x, y)
+    assert_weights_equal(before, weights_of(model), equal=False)

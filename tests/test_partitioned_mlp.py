@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from supernet import metrics
-from supernet.layers import GroupedDense
+from supernet.layers import ByteDropout, GroupedDense
 from supernet.losses import MemberwiseCrossentropy
 from supernet.models import PartitionedMLP, build_supernet, mlp, mlp_params, partition_widths, scale_widths
 from test_case import (
@@ -260,6 +260,19 @@ def test_scale_widths_bad_arguments(kwargs, match):
 # === Merged head ===
 
 
+def test_byte_dropout_masks_change_only_the_dropout_layers():
+    x, y = seeded_data(d=D, classes=C)
+    floats = _fused(RAGGED, dropout=[0.1, 0.3])
+    fast = _fused(RAGGED, dropout=[0.1, 0.3], dropout_masks="bytes")
+    dropouts = [layer for layer in fast.layers if isinstance(layer, ByteDropout)]
+    assert [layer.applied_rate for layer in dropouts] == [26 / 256, 77 / 256]
+    np.testing.assert_array_equal(_predict(fast, x), _predict(floats, x))
+    fast.compile(keras.optimizers.Adam(0.01))
+    before = _predict(fast, x)
+    run_one_fit_step(fast, x, y)
+    assert not np.array_equal(_predict(fast, x), before)
+
+
 def test_merged_head_shape_and_training():
     x, y = seeded_data(d=D, classes=C)
     model = _fused(RAGGED, head="merged")
@@ -286,8 +299,9 @@ def test_merged_head_shape_and_training():
         dict(hidden_units=UNIFORM, num_members=3),
         dict(hidden_units=RAGGED, dropout=[0.1, 0.2], l2=[0.0, 0.01, 0.02], seed=3),
         dict(hidden_units=UNIFORM, num_members=2, head="merged", activation="tanh"),
+        dict(hidden_units=UNIFORM, num_members=2, dropout=0.2, dropout_masks="bytes"),
     ],
-    ids=["uniform", "ragged", "merged"],
+    ids=["uniform", "ragged", "merged", "byte-dropout"],
 )
 def test_config_round_trip(kwargs):
     model = PartitionedMLP(D, num_classes=C, **kwargs)
@@ -326,6 +340,7 @@ def test_save_load_identical_predictions(kwargs, tmp_path):
         (dict(dropout=[0.1]), "dropout"),
         (dict(l2=-1.0), "l2"),
         (dict(head="x"), "head"),
+        (dict(dropout_masks="ints"), "dropout_masks"),
         (dict(hidden_units=[]), "hidden_units"),
         (dict(hidden_units=[[8], [8, 8]]), "depth"),
         (dict(num_classes=1), "num_classes"),

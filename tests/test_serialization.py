@@ -20,7 +20,7 @@ from test_case import assert_saved_model_predicts_same, run_one_fit_step, seeded
 
 import supernet
 from supernet import callbacks, losses, metrics, schedules
-from supernet.layers import FrozenModel, GroupedDense, SwapMemberAxis
+from supernet.layers import ByteDropout, FrozenModel, GroupedDense, SwapMemberAxis
 from supernet.models import mlp, small_resnet, thesis_cnn, transfer_model, vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,7 @@ CONFIG_CASES = {
     "MarginCrossentropy": (lambda: losses.MarginCrossentropy(margin=2.0, from_logits=True, name="gap"), {}),
     "LogitNormCrossentropy": (lambda: losses.LogitNormCrossentropy(temperature=0.1, name="lnorm"), {}),
     "SwapMemberAxis": (lambda: SwapMemberAxis(name="swap"), {}),
+    "ByteDropout": (lambda: ByteDropout(0.3, seed=2, name="bytes"), {}),
     "FusedAdam": (lambda: supernet.optimizers.FusedAdam(learning_rate=3e-3, beta_2=0.99), {}),
     "Distiller": (lambda: supernet.Distiller(mlp(12, [4], 4), supernet.build_supernet([mlp(12, [6], 4) for _ in range(2)], downscale=2.0), temperature=2.0, alpha=0.3), {}),
 }
@@ -103,8 +104,8 @@ def test_serialize_by_registered_name(name):
         np.testing.assert_array_equal([float(clone(s)) for s in steps], [float(obj(s)) for s in steps])
 
 
-def _fused(head):
-    model = supernet.PartitionedMLP(12, [8, 6], num_classes=4, num_members=3, dropout=0.2, l2=1e-4, head=head, seed=3)
+def _fused(head, **kwargs):
+    model = supernet.PartitionedMLP(12, [8, 6], num_classes=4, num_members=3, dropout=0.2, l2=1e-4, head=head, seed=3, **kwargs)
     if head == "members":
         model.compile(optimizer=keras.optimizers.SGD(schedules.SnapshotCosine(0.1, 4, 2)), metrics=[metrics.MemberAccuracy(), metrics.SoftmaxVoteAccuracy()])
     else:
@@ -138,6 +139,7 @@ def _image(model_fn, shape=(32, 32, 3)):
 MODEL_CASES = {
     "PartitionedMLP-members": lambda: _fused("members"),
     "PartitionedMLP-merged": lambda: _fused("merged"),
+    "PartitionedMLP-byte-dropout": lambda: _fused("members", dropout_masks="bytes"),
     "GroupedDense": _grouped_dense,
     "SuperNet-of-mlps": lambda: (_supernet_of(_dropout_mlp, downscale=2.5)(), X),
     "SuperNet-auto-downscale": lambda: (_supernet_of(_dropout_mlp, downscale="auto", validation_data=VALIDATION)(), X),

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from supernet._validation import check_int
+from supernet.layers.byte_dropout import ByteDropout
 from supernet.layers.grouped_dense import GroupedDense
 from supernet.losses import MemberwiseCrossentropy
 
@@ -190,6 +191,12 @@ class PartitionedMLP(keras.Model):
         activation: hidden activation.
         head: `"members"` or `"merged"`.
         seed: optional int seeding the dropout layers.
+        dropout_masks: `"floats"` (default) draws the dropout masks as
+            `keras.layers.Dropout` does, one random float per unit;
+            `"bytes"` uses `supernet.layers.ByteDropout`, one random byte per
+            unit, with rates rounded to multiples of 1/256. Training results
+            differ from `"floats"` only by the random masks and that rounding;
+            `supernet bench` measures the speed of each.
 
     Example:
     >>> model = PartitionedMLP(64, [32, 32], num_classes=10, num_members=4)
@@ -212,8 +219,13 @@ class PartitionedMLP(keras.Model):
         activation="relu",
         head="members",
         seed=None,
+        dropout_masks="floats",
         **kwargs,
     ):
+        if dropout_masks not in ("floats", "bytes"):
+            raise ValueError(
+                f"Argument `dropout_masks` must be 'floats' or 'bytes'. Received: dropout_masks={dropout_masks!r}"
+            )
         if head not in ("members", "merged"):
             raise ValueError(
                 f"Argument `head` must be 'members' or 'merged'. Received: head={head!r}"
@@ -299,7 +311,8 @@ class PartitionedMLP(keras.Model):
         for i, (layer, rate) in enumerate(zip(hidden_layers, rates)):
             x = layer(x)
             if rate > 0:
-                x = keras.layers.Dropout(rate, seed=None if seed is None else seed + i, name=f"dropout_{i}")(x)
+                dropout_layer = ByteDropout if dropout_masks == "bytes" else keras.layers.Dropout
+                x = dropout_layer(rate, seed=None if seed is None else seed + i, name=f"dropout_{i}")(x)
         if head == "merged":
             x = keras.layers.Reshape((num_members * max(last_widths),), name="concat_members")(x)
         outputs = output_layer(x)
@@ -315,6 +328,7 @@ class PartitionedMLP(keras.Model):
         self.activation = activation
         self.head = head
         self.seed = seed
+        self.dropout_masks = dropout_masks
         self.member_widths = widths
         self.dropout_rates = rates
 
@@ -445,6 +459,7 @@ class PartitionedMLP(keras.Model):
             "activation": self.activation,
             "head": self.head,
             "seed": self.seed,
+            "dropout_masks": self.dropout_masks,
         }
 
     @classmethod

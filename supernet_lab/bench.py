@@ -269,7 +269,9 @@ def bench_training(num_members, hidden, input_dim, num_classes, num_samples, epo
 
     Also times the fused fit with `compile(steps_per_execution=...)`, which
     runs that many steps per call of the compiled train function and so
-    pays `fit`'s per-step Python and dispatch cost once per group.
+    pays `fit`'s per-step Python and dispatch cost once per group, with
+    dropout masks drawn from random bytes (`dropout_masks="bytes"`), and
+    with both.
     """
     import keras
 
@@ -279,8 +281,10 @@ def bench_training(num_members, hidden, input_dim, num_classes, num_samples, epo
     x = rng.random((num_samples, input_dim), dtype=np.float32)
     y = rng.integers(0, num_classes, num_samples)
 
-    def fused_fit(jit_compile, optimizer="adam", steps=1):
-        model = PartitionedMLP(input_dim, list(hidden), num_classes, num_members=num_members, dropout=0.2)
+    def fused_fit(jit_compile, optimizer="adam", steps=1, masks="floats"):
+        model = PartitionedMLP(
+            input_dim, list(hidden), num_classes, num_members=num_members, dropout=0.2, dropout_masks=masks
+        )
         model.compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps)
         warm_up = batch_size * 2 * steps
         model.fit(x[:warm_up], y[:warm_up], batch_size=batch_size, epochs=1, verbose=0)  # trace
@@ -292,14 +296,18 @@ def bench_training(num_members, hidden, input_dim, num_classes, num_samples, epo
     # The same fused model with the baseline's optimizer, keras.optimizers.Adam,
     # separates the gain of fusing the members from that of the fused update;
     # the two alternate over `rounds` (best wall time of each, its CPU time).
-    runs = {"fused": [], "keras_adam": [], "steps": []}
+    runs = {"fused": [], "keras_adam": [], "steps": [], "bytes": [], "bytes_steps": []}
     for _ in range(rounds):
         runs["fused"].append(fused_fit("auto"))
         runs["keras_adam"].append(fused_fit("auto", keras.optimizers.Adam()))
         runs["steps"].append(fused_fit("auto", steps=steps_per_execution))
+        runs["bytes"].append(fused_fit("auto", masks="bytes"))
+        runs["bytes_steps"].append(fused_fit("auto", steps=steps_per_execution, masks="bytes"))
     fused, fused_s, fused_cpu_s = min(runs["fused"], key=lambda run: run[1])
     _, fused_keras_adam_s, fused_keras_adam_cpu_s = min(runs["keras_adam"], key=lambda run: run[1])
     _, fused_steps_s, fused_steps_cpu_s = min(runs["steps"], key=lambda run: run[1])
+    _, fused_bytes_s, fused_bytes_cpu_s = min(runs["bytes"], key=lambda run: run[1])
+    _, fused_bytes_steps_s, fused_bytes_steps_cpu_s = min(runs["bytes_steps"], key=lambda run: run[1])
     _, fused_xla_s, _ = fused_fit(True)
 
     members = [mlp(input_dim, hidden, num_classes, dropout=0.2) for _ in range(num_members)]
@@ -322,6 +330,10 @@ def bench_training(num_members, hidden, input_dim, num_classes, num_samples, epo
         "fused_steps_s": fused_steps_s,
         "fused_steps_cpu_s": fused_steps_cpu_s,
         "steps_per_execution": steps_per_execution,
+        "fused_bytes_s": fused_bytes_s,
+        "fused_bytes_cpu_s": fused_bytes_cpu_s,
+        "fused_bytes_steps_s": fused_bytes_steps_s,
+        "fused_bytes_steps_cpu_s": fused_bytes_steps_cpu_s,
         "sequential_s": sequential_s,
         "speedup": sequential_s / fused_s,
         "fused_gflops": flops / fused_s / 1e9,
@@ -426,6 +438,7 @@ def bench_precision(policy, ds, *, num_members=6, hidden=(200, 466, 466), epochs
 PEERS = {
     "sequential": "{k} sequential keras.Sequential fits",
     "fused": "supernet PartitionedMLP",
+    "fused_fast": 'supernet PartitionedMLP, dropout_masks="bytes", steps_per_execution=32',
     "towers": "Keras functional model of {k} Dense towers",
     "jax": "pure JAX: stacked members, vmap, one jitted Adam step",
 }
@@ -436,8 +449,9 @@ def _contender(name, num_members, hidden, input_dim, num_classes, batch_size, dr
     """One way to train K MLP members of `hidden` widths with Adam (Keras's defaults).
 
     `name` is a key of `PEERS`: K `keras.Sequential` members fitted one after
-    another; one `PartitionedMLP` (the library default, `FusedAdam`); one
-    functional model of K Dense towers (`peers.tower_model`); or pure JAX
+    another; one `PartitionedMLP` (the library default, `FusedAdam`), as
+    built by default or with byte dropout masks and 32 steps per execution
+    (`fused_fast`); one functional model of K Dense towers (`peers.tower_model`); or pure JAX
     (`peers.JaxEnsemble`).
 
     Returns:
@@ -469,9 +483,13 @@ def _contender(name, num_members, hidden, input_dim, num_classes, batch_size, dr
             lambda x, y: [fit(member, x, y) for member in members],
             lambda x: np.stack([predict(member, x) for member in members], axis=1),
         )
-    if name == "fused":
-        model = PartitionedMLP(input_dim, list(hidden), num_classes, num_members=num_members, dropout=dropout)
-        model.compile(optimizer="adam")
+    if name in ("fused", "fused_fast"):
+        fast = name == "fused_fast"
+        model = PartitionedMLP(
+            input_dim, list(hidden), num_classes, num_members=num_members, dropout=dropout,
+            dropout_masks="bytes" if fast else "floats",
+        )
+        model.compile(optimizer="adam", steps_per_execution=32 if fast else 1)
         return (lambda x, y: fit(model, x, y)), (lambda x: predict(model, x))
     if name == "towers":
         model = peers.tower_model(input_dim, hidden, num_classes, num_members, dropout=dropout)
@@ -561,13 +579,15 @@ def peer_report(results, num_members, batch_size):
         timing = f"best {times.min():.2f} s, median {np.median(times):.2f} s, slowest {times.max():.2f} s per epoch"
         accuracy = f"test acc {100 * result['accuracy']:.2f}%"
         lines.append(f"  {label}: {timing}, {ratio('sequential', name)} the fits, {accuracy}")
-        goal = {"sequential": "baseline", "fused": ">= 3x"}.get(name, "report")
+        goal = {"sequential": "baseline", "fused": ">= 3x", "fused_fast": ">= 3x"}.get(name, "report")
         rows.append([what, baseline, f"{timing}; {accuracy}", ratio("sequential", name), goal])
     measured_peers = [name for name in ("towers", "jax") if "times" in results[name]]
-    if measured_peers:
-        against = "; ".join(f"{PEERS[name].format(k=num_members)} {ratio(name, 'fused')}" for name in measured_peers)
-        lines.append(f"  {PEERS['fused']} against each peer (peer's epoch / fused epoch): {against}")
-        rows.append([f"peers, batch {batch_size}: {PEERS['fused']} against each peer", "the peer's epoch",
+    for fused in ("fused", "fused_fast"):
+        if not measured_peers or "times" not in results.get(fused, {}):
+            continue
+        against = "; ".join(f"{PEERS[name].format(k=num_members)} {ratio(name, fused)}" for name in measured_peers)
+        lines.append(f"  {PEERS[fused]} against each peer (peer's epoch / fused epoch): {against}")
+        rows.append([f"peers, batch {batch_size}: {PEERS[fused]} against each peer", "the peer's epoch",
                      "the fused epoch", against, ">= 1x each"])
     lines += ["  " + warning for warning in accuracy_warnings(results, num_members)]
     return lines, rows
@@ -1024,6 +1044,20 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
             f"{result['fused_s'] / result['fused_steps_s']:.2f}x; {result['fused_cpu_s'] / result['fused_steps_cpu_s']:.2f}x CPU",
             "keep as advice only if faster",
         ])
+        for key, lever in (("fused_bytes", 'dropout_masks="bytes"'),
+                           ("fused_bytes_steps", f'dropout_masks="bytes" and steps_per_execution={steps}')):
+            wall, cpu = result[f"{key}_s"], result[f"{key}_cpu_s"]
+            say(
+                f"  fused with {lever}: {wall:.1f}s ({result['fused_s'] / wall:.2f}x the default); "
+                f"CPU {cpu:.1f}s vs {result['fused_cpu_s']:.1f}s"
+            )
+            rows.append([
+                f"fused training, {lever}, batch {batch_size} (wall; CPU)",
+                f"{result['fused_s']:.1f} s; {result['fused_cpu_s']:.1f} s CPU (default: float masks, 1 step per call)",
+                f"{wall:.1f} s; {cpu:.1f} s CPU",
+                f"{result['fused_s'] / wall:.2f}x; {result['fused_cpu_s'] / cpu:.2f}x CPU",
+                "keep as an option only if faster",
+            ])
         say(f"  fused with jit_compile=True (XLA): {result['fused_xla_s']:.1f}s ({result['fused_s'] / result['fused_xla_s']:.2f}x the default)")
         rows.append([
             f"fused training, XLA (jit_compile=True), batch {batch_size}",

@@ -16,7 +16,8 @@ def test_training_flops_closed_form():
 def test_bench_pieces_run_on_tiny_sizes():
     result = bench.bench_training(2, (8,), 20, 3, num_samples=64, epochs=1, batch_size=32, rounds=1)
     assert {"fused_s", "fused_xla_s", "fused_keras_adam_s", "fused_cpu_s", "fused_keras_adam_cpu_s", "fused_steps_s",
-            "fused_steps_cpu_s", "sequential_s", "speedup", "fused_gflops"} <= set(result)
+            "fused_steps_cpu_s", "fused_bytes_s", "fused_bytes_cpu_s", "fused_bytes_steps_s", "fused_bytes_steps_cpu_s",
+            "sequential_s", "speedup", "fused_gflops"} <= set(result)
     assert result["fused_s"] > 0 and result["sequential_s"] > 0
     inference = bench.bench_inference(result["fused"], result["members"], result["x"], rounds=1)
     assert inference["supernet_per_s"] > 0 and inference["separate_per_s"] > 0
@@ -213,17 +214,20 @@ def test_bench_peers_times_every_contender_and_skips_jax_with_the_reason(jax_ins
     results = bench.bench_peers(_tiny_ds(), 2, (8,), batch_size=32, rounds=2)
     assert list(results) == list(bench.PEERS)
     ran = [name for name, result in results.items() if "times" in result]
-    assert ran == (list(bench.PEERS) if jax_installed else ["sequential", "fused", "towers"])
+    assert ran == (list(bench.PEERS) if jax_installed else ["sequential", "fused", "fused_fast", "towers"])
     for name in ran:
         assert len(results[name]["times"]) == 2 and min(results[name]["times"]) > 0
         assert 0.0 <= results[name]["accuracy"] <= 1.0
     lines, rows = bench.peer_report(results, 2, 32)
-    assert len(rows) == 5 and all(row[0].startswith("peers, batch 32: ") for row in rows)
-    assert ("pure JAX" in rows[4][3]) == jax_installed
+    # One row per contender, then each fused variant against the peers.
+    assert len(rows) == 7 and all(row[0].startswith("peers, batch 32: ") for row in rows)
+    assert rows[5][0].endswith("supernet PartitionedMLP against each peer")
+    assert rows[6][0].endswith('dropout_masks="bytes", steps_per_execution=32 against each peer')
+    assert all(("pure JAX" in row[3]) == jax_installed for row in rows[5:])
     if not jax_installed:
         assert results["jax"] == {"skipped": results["jax"]["skipped"]}
         assert "JAX is not installed" in results["jax"]["skipped"] and 'pip install -e ".[jax]"' in results["jax"]["skipped"]
-        assert rows[3][2] == f"skipped: {results['jax']['skipped']}" and "skipped" in lines[3]
+        assert rows[4][2] == f"skipped: {results['jax']['skipped']}" and "skipped" in lines[4]
 
 
 def test_peer_report_ratios_are_per_round_medians_and_far_accuracies_warn():

@@ -69,8 +69,10 @@ class ByteDropout(keras.layers.Layer):
             return inputs
         size = ops.size(inputs)
         # Random words over the whole int32 range: each of their 4 bytes is uniform on 0-255.
+        # The words' static last axis of 1 lets `ops.view` split them into
+        # bytes when the batch size is unknown (TensorFlow graphs).
         words = keras.random.randint(
-            ((size + 3) // 4,), minval=-(2**31), maxval=2**31 - 1, dtype="int32", seed=self.seed_generator
+            ((size + 3) // 4, 1), minval=-(2**31), maxval=2**31 - 1, dtype="int32", seed=self.seed_generator
         )
         mask_bytes = ops.reshape(ops.view(words, "uint8"), (-1,))[:size]
         keep = ops.reshape(mask_bytes >= self.threshold, ops.shape(inputs))

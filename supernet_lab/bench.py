@@ -552,24 +552,26 @@ def accuracy_warnings(results, num_members, tolerance=ACCURACY_TOLERANCE):
     ]
 
 
-def peer_report(results, num_members, batch_size):
+def peer_report(results, num_members, batch_size, backend=None):
     """Log lines and table rows of `bench_peers`: each contender's time per epoch beside the K fits'.
 
     Times are the best, median and slowest epoch over the rounds; a ratio is
     the median over rounds of two contenders' epochs measured within one
     round, with its range: each contender against the K fits, then the
-    fused model against each peer.
+    fused model against each peer. `backend` names the Keras backend in the
+    rows when it is not the report's own.
     """
 
     def ratio(slower, faster):
         ratios = np.asarray(results[slower]["times"]) / np.asarray(results[faster]["times"])
         return f"{np.median(ratios):.2f}x (rounds {ratios.min():.2f}-{ratios.max():.2f}x)"
 
+    section = f"peers{f' ({backend} backend)' if backend else ''}, batch {batch_size}"
     base = np.asarray(results["sequential"]["times"])
     lines, rows = [], []
     for name, result in results.items():
         label = PEERS[name].format(k=num_members)
-        what = f"peers, batch {batch_size}: {label}"
+        what = f"{section}: {label}"
         baseline = f"{base.min():.2f} s per epoch ({num_members} fits)"
         if "skipped" in result:
             lines.append(f"  {label}: skipped ({result['skipped']})")
@@ -587,10 +589,42 @@ def peer_report(results, num_members, batch_size):
             continue
         against = "; ".join(f"{PEERS[name].format(k=num_members)} {ratio(name, fused)}" for name in measured_peers)
         lines.append(f"  {PEERS[fused]} against each peer (peer's epoch / fused epoch): {against}")
-        rows.append([f"peers, batch {batch_size}: {PEERS[fused]} against each peer", "the peer's epoch",
+        rows.append([f"{section}: {PEERS[fused]} against each peer", "the peer's epoch",
                      "the fused epoch", against, ">= 1x each"])
     lines += ["  " + warning for warning in accuracy_warnings(results, num_members)]
     return lines, rows
+
+
+def _peers_worker(spec):
+    """Runs in a subprocess whose `KERAS_BACKEND` is set: `bench_peers` at each batch size."""
+    ds, source = _benchmark_data(spec["num_samples"], full_test=True)
+    hidden = tuple(spec["hidden"])
+    results = {
+        str(batch_size): bench_peers(ds, spec["num_members"], hidden, batch_size, rounds=spec["rounds"])
+        for batch_size in spec["batch_sizes"]
+    }
+    return {"source": source, "results": results}
+
+
+def bench_peers_backend(backend, batch_sizes, *, num_members=6, hidden=(200, 466, 466), num_samples=27_000, rounds=5,
+                        timeout=3600):
+    """`bench_peers` under another Keras backend, in a subprocess.
+
+    The backend is fixed once Keras is imported, so the contenders built on
+    Keras (the K fits, `PartitionedMLP`, the K-tower model) run there under
+    `KERAS_BACKEND=backend`, on the same data and protocol as in the main
+    process; the pure-JAX contender is the same code under either.
+
+    Returns:
+        `{"source": data description, "results": {str(batch_size): bench_peers
+        result}}`, or `{"skipped": reason}` when the backend is not installed
+        or the subprocess fails.
+    """
+    if importlib.util.find_spec(backend) is None:
+        return {"skipped": f"{backend} is not importable (pip install -e \".[{backend}]\")"}
+    spec = {"num_members": num_members, "hidden": list(hidden), "num_samples": num_samples, "rounds": rounds,
+            "batch_sizes": list(batch_sizes)}
+    return _run_worker("peers", spec, backend, timeout)
 
 
 SCALING_MEMBERS = (1, 2, 4, 8, 16)
@@ -958,7 +992,9 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
             scaling table at K = 1, 2 and two small widths.
         out_dir: folder of the report.
         batch_sizes: batch sizes of the fused-training and peer rows.
-        backends: Keras backends of the backend rows, each in a subprocess.
+        backends: Keras backends of the backend rows, each in a subprocess;
+            the peer rows are also measured under each of them that is not
+            the main process's backend.
         results_dir: where the recorded `table10_11_time_to_accuracy` runs are
             read from (the committed ones by default).
         scaling: also measure the scaling table (`bench_scaling`), written
@@ -1126,6 +1162,23 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
             say(line)
         rows += peer_rows
 
+    for backend in backends:
+        if backend == keras.backend.backend():
+            continue
+        say(f"peers under the {backend} backend, in a subprocess: the same contenders, data and rounds, batch "
+            f"{' and '.join(map(str, batch_sizes))} ...")
+        outcome = bench_peers_backend(backend, batch_sizes, hidden=hidden, num_samples=peer_samples, rounds=peer_rounds)
+        if "skipped" in outcome:
+            say(f"  skipped: {outcome['skipped']}")
+            rows.append([f"peers ({backend} backend)", "—", f"skipped: {outcome['skipped']}", "—", "report"])
+            continue
+        for batch_size in batch_sizes:
+            say(f"  batch {batch_size}:")
+            peer_lines, peer_rows = peer_report(outcome["results"][str(batch_size)], 6, batch_size, backend=backend)
+            for line in peer_lines:
+                say(line)
+            rows += peer_rows
+
     last = results[batch_sizes[0]]
     inference = bench_inference(last["fused"], last["members"], last["x"])
 
@@ -1221,7 +1274,8 @@ def run(quick=False, out_dir=DEFAULT_OUT, batch_sizes=(128, 512), backends=("ten
             "(keras.optimizers.Adam for the fits and the towers, the same update written out in JAX); each "
             f"contender trains the same warm-up batches, then one epoch in each of {peer_rounds} interleaved rounds; "
             "ratio = median over rounds of the 6 fits' epoch / the contender's; test accuracy = softmax vote of "
-            f"the members on {len(peer_ds.x_test)} test images after all epochs."
+            f"the members on {len(peer_ds.x_test)} test images after all epochs. Peer rows naming a backend ran "
+            "in a subprocess under that Keras backend, with the same data and protocol."
             + (" Backend rows: each backend in its own subprocess, one timed epoch after a warm-up "
                "fit on every batch shape (tracing/compilation time in the log), Keras defaults "
                "(no XLA on TensorFlow), Adam; ratio = TensorFlow time / JAX time." if backends else "")
@@ -1264,8 +1318,10 @@ def main(argv=None):
     parser.add_argument("--scaling", action="store_true", help="also the scaling table: K = 1 to 16 members, two widths")
     parser.add_argument("--backend-worker", metavar="JSON", help=argparse.SUPPRESS)
     parser.add_argument("--rss-worker", metavar="JSON", help=argparse.SUPPRESS)
+    parser.add_argument("--peers-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for spec, worker in ((args.backend_worker, _backend_worker), (args.rss_worker, _rss_worker)):
+    workers = ((args.backend_worker, _backend_worker), (args.rss_worker, _rss_worker), (args.peers_worker, _peers_worker))
+    for spec, worker in workers:
         if spec:
             print("RESULT " + json.dumps(worker(json.loads(spec))), flush=True)
             return 0

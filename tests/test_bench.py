@@ -249,6 +249,21 @@ def test_peer_report_ratios_are_per_round_medians_and_far_accuracies_warn():
     assert lines[-1] == "  " + warnings[0]
 
 
+def test_peers_under_another_backend_run_in_a_subprocess_and_name_it():
+    outcome = bench.bench_peers_backend("tensorflow", [32], num_members=2, hidden=(8,), num_samples=96, rounds=1)
+    results = outcome["results"]["32"]
+    assert list(results) == list(bench.PEERS)
+    for name in ("sequential", "fused", "fused_fast", "towers"):
+        assert len(results[name]["times"]) == 1 and 0.0 <= results[name]["accuracy"] <= 1.0
+    _, rows = bench.peer_report(results, 2, 32, backend="tensorflow")
+    assert all(row[0].startswith("peers (tensorflow backend), batch 32: ") for row in rows)
+
+
+def test_peers_under_a_missing_backend_are_skipped_with_the_reason():
+    outcome = bench.bench_peers_backend("no_such_backend", [32])
+    assert outcome == {"skipped": 'no_such_backend is not importable (pip install -e ".[no_such_backend]")'}
+
+
 # === Scaling ===
 
 

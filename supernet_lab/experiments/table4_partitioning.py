@@ -59,9 +59,13 @@ head epoch:
 With early stopping after ~20-40 epochs (patience 5-10) and two 10-epoch
 heads per K (the thesis's unscaled one and ours), one seed costs about 35
 CPU-minutes for `paper_small` (recorded: 19-31 CPU-minutes, 38-70 minutes
-wall beside two or three other runs) and 90 for `paper_medium`. For the large root
-the single net alone (patience 20, 50+ epochs) is ~2 CPU-hours:
-`paper_large_k1_k6` is ~2.5 and `paper_large_k2_k4` ~2.5 CPU-hours per seed.
+wall beside two or three other runs) and 90 for `paper_medium` (recorded: 37
+CPU-minutes, the single net stopping at 45 epochs, ~60 minutes wall beside one
+other run). The timed first epochs overstate the cost (tracing, three runs
+on two cores): the medium single net's recorded epochs took 23 CPU-seconds,
+not 85. For the large root the same estimate gives ~2.5 CPU-hours per seed for
+each of `paper_large_k1_k6` and `paper_large_k2_k4`; scaled by the medium
+record, about 1 CPU-hour each.
 """
 
 

@@ -54,7 +54,7 @@ Presets:
 - `cpu_best`: 50 member epochs, learning rate decayed to 0 by a cosine,
   no early stopping; head 10 epochs (~25 min per seed here, idle).
 - `cpu_best_dropout05`: `cpu_best` with dropout 0.5 instead of 0.3.
-- `cpu_best_100`: `cpu_best` with 100 member epochs (recorded 1,498-2,635
+- `cpu_best_100`: `cpu_best` with 100 member epochs (recorded 1,496-2,635
   CPU-s, 30-53 min wall per seed, over two host CPUs).
 - `cpu_best_100_holdout`: `cpu_best_100` with the head re-trained on a
   held-out 10% of the training set that the members do not train on

@@ -451,8 +451,8 @@ def _contender(name, num_members, hidden, input_dim, num_classes, batch_size, dr
     `name` is a key of `PEERS`: K `keras.Sequential` members fitted one after
     another; one `PartitionedMLP` (the library default, `FusedAdam`), as
     built by default or with byte dropout masks and 32 steps per execution
-    (`fused_fast`); one functional model of K Dense towers (`peers.tower_model`); or pure JAX
-    (`peers.JaxEnsemble`).
+    (`fused_fast`); one functional model of K Dense towers
+    (`peers.tower_model`); or pure JAX (`peers.JaxEnsemble`).
 
     Returns:
         `(train, predict)`: `train(x, y)` runs one epoch at `batch_size`,

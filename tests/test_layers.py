@@ -376,7 +376,7 @@ def test_byte_dropout_masks_follow_the_seed():
     assert not np.array_equal(a, keras.ops.convert_to_numpy(first(x, training=True)))
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 0.001, 0.999])
+@pytest.mark.parametrize("rate", [-0.1, 0.0, 1.0, 0.001, 0.999])
 def test_byte_dropout_bad_rate(rate):
     with pytest.raises(ValueError, match="rate"):
         ByteDropout(rate)

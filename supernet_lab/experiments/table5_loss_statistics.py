@@ -66,8 +66,8 @@ Presets:
   `cpu_best_100_holdout` run of the same seed (`--set
   reuse_models=<its run folder>`): ~5 min per seed.
 - `paper`: up to 100 member epochs with patience 10, head 10 epochs. The
-  members' best epochs came at 16-44 (training ends 10 epochs after the
-  last member's best); recorded 761-870 CPU-s, 16-17 minutes wall per
+  members' best epochs came at 14-44 (training ends 10 epochs after the
+  last member's best); recorded 637-870 CPU-s, 14-17 minutes wall per
   seed on one thread beside another run.
 """
 

@@ -597,13 +597,13 @@ def peer_report(results, num_members, batch_size, backend=None):
 
 def _peers_worker(spec):
     """Runs in a subprocess whose `KERAS_BACKEND` is set: `bench_peers` at each batch size."""
-    ds, source = _benchmark_data(spec["num_samples"], full_test=True)
+    ds, _ = _benchmark_data(spec["num_samples"], full_test=True)
     hidden = tuple(spec["hidden"])
     results = {
         str(batch_size): bench_peers(ds, spec["num_members"], hidden, batch_size, rounds=spec["rounds"])
         for batch_size in spec["batch_sizes"]
     }
-    return {"source": source, "results": results}
+    return {"results": results}
 
 
 def bench_peers_backend(backend, batch_sizes, *, num_members=6, hidden=(200, 466, 466), num_samples=27_000, rounds=5,
@@ -616,12 +616,10 @@ def bench_peers_backend(backend, batch_sizes, *, num_members=6, hidden=(200, 466
     process; the pure-JAX contender is the same code under either.
 
     Returns:
-        `{"source": data description, "results": {str(batch_size): bench_peers
-        result}}`, or `{"skipped": reason}` when the backend is not installed
-        or the subprocess fails.
+        `{"results": {str(batch_size): bench_peers result}}`, or
+        `{"skipped": reason}` when the backend is not installed or the
+        subprocess fails.
     """
-    if importlib.util.find_spec(backend) is None:
-        return {"skipped": f"{backend} is not importable (pip install -e \".[{backend}]\")"}
     spec = {"num_members": num_members, "hidden": list(hidden), "num_samples": num_samples, "rounds": rounds,
             "batch_sizes": list(batch_sizes)}
     return _run_worker("peers", spec, backend, timeout)
@@ -933,8 +931,6 @@ def bench_backend(backend, *, num_members=6, hidden=(200, 466, 466), mlp_samples
         `cnn_data`, ...), or `{"backend": backend, "skipped": reason}` when the
         backend is not installed or the subprocess fails.
     """
-    if importlib.util.find_spec(backend) is None:
-        return {"backend": backend, "skipped": f"{backend} is not importable (pip install -e \".[{backend}]\")"}
     spec = {
         "num_members": num_members, "hidden": list(hidden), "mlp_samples": mlp_samples,
         "batch_size": batch_size, "cnn_images": cnn_images, "cnn_batch_size": cnn_batch_size,
@@ -949,8 +945,11 @@ def _run_worker(worker, spec, backend, timeout):
     process's peak memory is its own.
 
     Returns:
-        The worker's dict, or `{"skipped": reason}` when it fails or times out.
+        The worker's dict, or `{"skipped": reason}` when the backend is not
+        installed or the worker fails or times out.
     """
+    if importlib.util.find_spec(backend) is None:
+        return {"skipped": f"{backend} is not importable (pip install -e \".[{backend}]\")"}
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "supernet_lab.bench", f"--{worker}-worker", json.dumps(spec)]

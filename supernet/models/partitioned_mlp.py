@@ -306,12 +306,12 @@ class PartitionedMLP(keras.Model):
             )
 
         # === Functional Model ===
+        dropout_layer = ByteDropout if dropout_masks == "bytes" else keras.layers.Dropout
         inputs = keras.Input(shape=(input_dim,), name="inputs")
         x = inputs
         for i, (layer, rate) in enumerate(zip(hidden_layers, rates)):
             x = layer(x)
             if rate > 0:
-                dropout_layer = ByteDropout if dropout_masks == "bytes" else keras.layers.Dropout
                 x = dropout_layer(rate, seed=None if seed is None else seed + i, name=f"dropout_{i}")(x)
         if head == "merged":
             x = keras.layers.Reshape((num_members * max(last_widths),), name="concat_members")(x)

@@ -58,7 +58,7 @@ models cost about 4 CPU-hours per seed here, twice what one run should
 take, so the `paper_*` presets split Table 8's grid by size; together they
 are the thesis's grid. Recorded per seed, one thread beside one other run:
 `paper_53k_360k` (53k, 115k, 360k) 2,004-2,165 CPU-s, ~45 minutes wall;
-`paper_687k_1257k` 3,723-3,870 CPU-s, ~80 minutes; `paper_2837k` 72-81
+`paper_687k_1257k` 3,723-3,870 CPU-s, 70-90 minutes; `paper_2837k` 72-81
 CPU-minutes, 91-101 minutes wall (start it when the machine is free for two
 hours). `paper_1781k` is not recorded yet; by parameter count, between the
 1.26M and 2.84M sizes, it should take ~50 CPU-minutes.

@@ -24,7 +24,7 @@ Datasets (`Config.dataset`):
 
 - Fashion-MNIST (Table 8): 54k / 6k / 10k, dropout 0.2, thesis sizes 53k,
   115k, 360k, 687k, 1257k, 1781k, 2837k, 100 epochs.
-- 20 Newsgroups (Table 9, presets `cpu_tng`, `paper_tng`): the official
+- 20 Newsgroups (Table 9, presets `cpu_tng`, `paper_tng*`): the official
   11,314 / 7,532 split, 10% of train held out for validation, TF-IDF over the
   10,000 most frequent words (as in `table6_head_init`; the thesis does not
   state its text features). "3 levels of neurons" is read as two hidden
@@ -69,6 +69,16 @@ models took ~260 CPU-s in a run with `--set epochs=1 --set head_epochs=1`,
 tracing included) for up to
 200 epochs with early stopping (patience 20): one seed as recorded is ~53
 CPU-minutes (~2 hours wall beside two or three other single-threaded runs).
+On a slower host (an AMD EPYC with a 115 GFLOP/s fp32 matmul peak on 2
+cores) the first two sizes of a seed-1 run took 2.3-2.7x seed 0's CPU time,
+and 1.1-1.6x their CPU time in wall time beside one other run, so one seed
+of `paper_tng` would take about 3 hours there. Table 9 is therefore also split
+by size: `paper_tng_300k_1810k` (seed 0 of `paper_tng` spent 1,346 CPU-s
+on these sizes; ~55 CPU-minutes, ~80 minutes wall on the slower host) and
+`paper_tng_3090k_7300k` (1,853 CPU-s; ~80 CPU-minutes, ~110 minutes wall).
+Together they run the same grid as `paper_tng`. By the same factor
+`paper_1781k` and `paper_2837k` (one size each, so they cannot be split
+further) take 2-3.5 hours per seed on the slower host: run them on a faster one.
 The `cpu` preset runs 4 of the 7 Fashion-MNIST sizes (53k, 360k, 1257k,
 2837k) for 2 epochs plus 2 head epochs, 3-4 minutes per seed; `cpu_tng` 4
 sizes (300k, 1.15M, 3.09M, 7.3M) for 4 epochs plus 2 head epochs, with Adam
@@ -234,6 +244,10 @@ PRESETS = {
     "paper_2837k": Config(sizes=_fmnist_sizes(2_837_000)),
     "paper_2837k_holdout": Config(sizes=_fmnist_sizes(2_837_000), head_data="holdout"),
     "paper_tng": Config(**_TNG_DATA, sizes=_tng_sizes(*THESIS_TABLE9), epochs=200, patience=20),
+    "paper_tng_300k_1810k": Config(**_TNG_DATA, sizes=_tng_sizes(300_000, 600_000, 1_150_000, 1_810_000), epochs=200,
+                                   patience=20),
+    "paper_tng_3090k_7300k": Config(**_TNG_DATA, sizes=_tng_sizes(3_090_000, 5_150_000, 7_300_000), epochs=200,
+                                    patience=20),
 }
 
 

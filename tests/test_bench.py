@@ -249,6 +249,7 @@ def test_peer_report_ratios_are_per_round_medians_and_far_accuracies_warn():
     assert lines[-1] == "  " + warnings[0]
 
 
+@pytest.mark.slow
 def test_peers_under_another_backend_run_in_a_subprocess_and_name_it():
     outcome = bench.bench_peers_backend("tensorflow", [32], num_members=2, hidden=(8,), num_samples=96, rounds=1)
     results = outcome["results"]["32"]
@@ -298,6 +299,7 @@ def test_payoff_notes_say_where_fusing_peaks_and_where_it_is_slower():
     ]
 
 
+@pytest.mark.slow
 def test_training_rss_counts_the_weights_and_their_adam_slots():
     def growth_mb(hidden):
         result = bench.training_rss("fused", 2, (hidden,), num_samples=64, batch_size=32, input_dim=784, num_classes=3)

@@ -115,7 +115,10 @@ def test_half_written_stage_is_recomputed(tmp_path):
 
 
 def test_finished_run_clears_its_resume_cache(tmp_path):
-    record = experiment.run_experiment("table4_partitioning", "smoke", seed=0, out_dir=tmp_path, verbose=False, render=False)
+    record = experiment.run_experiment(
+        "table4_partitioning", "smoke", seed=0, out_dir=tmp_path, overrides={"sizes": ("small",), "num_members": (1, 2)},
+        verbose=False, render=False,
+    )
     run_dir = tmp_path / "runs" / "table4_partitioning" / "smoke-seed0"
     assert record["resumed_stages"] == []
     assert run_dir.is_dir() and not (run_dir / "resume").exists()

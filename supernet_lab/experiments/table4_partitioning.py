@@ -66,6 +66,13 @@ on two cores): the medium single net's recorded epochs took 23 CPU-seconds,
 not 85. For the large root the same estimate gives ~2.5 CPU-hours per seed for
 each of `paper_large_k1_k6` and `paper_large_k2_k4`; scaled by the medium
 record, about 1 CPU-hour each.
+
+On a slower host (an AMD EPYC with a 115 GFLOP/s fp32 matmul peak on 2
+cores) the medium single net's epochs took 52-86 s wall against 23
+CPU-seconds, and seed 1 of `paper_medium` took 62 CPU-minutes, 76 minutes
+wall beside one other run (its single net stopped at 22 epochs). By that
+factor (about 2.5x per epoch) each large preset would take about 2.5
+CPU-hours per seed there: run them on a faster host.
 """
 
 

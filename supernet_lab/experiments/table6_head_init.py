@@ -49,7 +49,9 @@ Presets:
   time with one thread each, 1,052-1,237 CPU-s, 21-25 min wall.
 - `paper_holdout`: `paper` with held-out heads (10% of each training set);
   the members see 10% less data and the heads ~9x fewer examples
-  (recorded: 854-1,049 CPU-s, 17-24 min wall beside another run).
+  (recorded: 854-1,049 CPU-s, 17-24 min wall beside another run; seeds 3
+  and 4 on a slower AMD EPYC host with a 115 GFLOP/s fp32 matmul peak:
+  2,041-2,137 CPU-s, 40-41 min wall beside another run).
 """
 
 import dataclasses

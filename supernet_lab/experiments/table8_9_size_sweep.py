@@ -525,7 +525,7 @@ def _notes(config, targets):
     elif len(targets) < len(thesis_sizes):
         split = ", ".join(f"`{name}`" for name, c in PRESETS.items()
                           if name.startswith("paper") and c.dataset == dataset and c.epochs == config["epochs"]
-                          and c.head_data == "train")
+                          and c.head_data == "train" and len(c.sizes) < len(thesis_sizes))
         notes.append(f"This preset runs {len(targets)} of the thesis's {len(thesis_sizes)} sizes"
                      + (f"; the presets {split} together run all of them." if config["epochs"] >= 100 else "."))
     thesis_epochs = 200 if dataset == "newsgroups20" else 100

@@ -269,18 +269,31 @@ def test_peers_under_a_missing_backend_are_skipped_with_the_reason():
 
 
 def test_scaling_table_has_a_row_per_width_and_member_count(monkeypatch):
-    measured = []
+    # The contenders themselves are timed for real in test_bench_peers_*; here
+    # each one's epoch is a no-op that counts its calls.
+    measured, epochs = [], {}
 
     def fake_rss(contender, num_members, hidden, *args, **kwargs):
         measured.append((contender, num_members, tuple(hidden)))
         return {"base_mb": 100.0, "peak_mb": 150.0 + num_members}
 
+    def fake_contender(name, num_members, hidden, *args):
+        key = (name, num_members, tuple(hidden))
+        epochs[key] = 0
+
+        def train(x, y):
+            epochs[key] += 1
+
+        return train, None
+
     monkeypatch.setattr(bench, "training_rss", fake_rss)
+    monkeypatch.setattr(bench, "_contender", fake_contender)
     results = bench.bench_scaling((1, 2), ((4,), (8, 8)), num_samples=64, batch_size=32, rounds=1, input_dim=20, num_classes=3)
     table = bench.scaling_table(results, caption="tiny")
     assert [(row[0], row[1]) for row in table.rows] == [("4", 1), ("4", 2), ("8-8", 1), ("8-8", 2)]
     assert table.rows[1][7] == table.rows[1][8] == "152 MB (+52)"
     assert sorted(measured) == sorted((c, k, h) for c in ("sequential", "fused") for k in (1, 2) for h in ((4,), (8, 8)))
+    assert epochs == {key: 2 for key in measured}  # the warm-up, then one timed round
     for r in results:
         assert r["speedup"] == pytest.approx(r["sequential_s"] / r["fused_s"])
         flops = bench.training_flops_per_sample(list(zip([20, *r["hidden"]], [*r["hidden"], 3]))) * r["num_members"] * 64

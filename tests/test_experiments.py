@@ -241,7 +241,8 @@ def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
     with pytest.raises(ValueError, match="Argument `lr_schedule` must be"):
         module._member_learning_rate(dataclasses.replace(config, lr_schedule="step"), 1000)
     record = experiment.run_experiment(
-        "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides={"lr_schedule": "cosine"}, verbose=False
+        "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides={"lr_schedule": "cosine"}, verbose=False,
+        render=False,
     )
     assert record["status"] == "ok" and record["config"]["lr_schedule"] == "cosine"
 

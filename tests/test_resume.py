@@ -116,7 +116,7 @@ def test_half_written_stage_is_recomputed(tmp_path):
 
 def test_finished_run_clears_its_resume_cache(tmp_path):
     record = experiment.run_experiment(
-        "table4_partitioning", "smoke", seed=0, out_dir=tmp_path, overrides={"sizes": ("small",), "num_members": (1, 2)},
+        "table4_partitioning", "smoke", seed=0, out_dir=tmp_path, overrides={"sizes": ("small",), "num_members": (1,), "max_epochs": 1},
         verbose=False, render=False,
     )
     run_dir = tmp_path / "runs" / "table4_partitioning" / "smoke-seed0"

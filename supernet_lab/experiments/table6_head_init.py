@@ -226,22 +226,6 @@ CLAIMS = tuple(
             unit="%",
             datasets=(f"{tag}_dataset",),
         ),
-        *(
-            (Claim(
-                "tng_downscaled_reaches_85_on_test",
-                "The same 85% on TNG, on the official test set (ours: the thesis does not say which posts it validated "
-                "on; our validation posts are a random 10% of the training posts, the official test posts are "
-                "later ones).",
-                "thesis section 3.5, Table 6",
-                _head(tag, "copy_hand", "none", "test_accuracy"),
-                threshold=0.85,
-                source_value=THESIS[tag]["none"]["copy_hand"][0],
-                label=f"{DATASET_LABELS[tag]}: copied + down-scaled head, no regularisation, official test accuracy",
-                scale=100,
-                unit="%",
-                datasets=(f"{tag}_dataset",),
-            ),) if tag == "tng" else ()
-        ),
         # Held-out presets only (they alone store `train_set_heads`).
         *(
             claim
@@ -254,6 +238,23 @@ CLAIMS = tuple(
             )
         ),
     )
+)
+
+# The 85% on 20 Newsgroups, read on the official test set as well.
+CLAIMS += (
+    Claim(
+        "tng_downscaled_reaches_85_on_test",
+        "The same 85% on TNG, on the official test set (ours: the thesis does not say which posts it validated on; "
+        "our validation posts are a random 10% of the training posts, the official test posts are later ones).",
+        "thesis section 3.5, Table 6",
+        _head("tng", "copy_hand", "none", "test_accuracy"),
+        threshold=0.85,
+        source_value=THESIS["tng"]["none"]["copy_hand"][0],
+        label=f"{DATASET_LABELS['tng']}: copied + down-scaled head, no regularisation, official test accuracy",
+        scale=100,
+        unit="%",
+        datasets=("tng_dataset",),
+    ),
 )
 
 

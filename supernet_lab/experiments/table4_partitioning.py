@@ -72,7 +72,9 @@ cores) the medium single net's epochs took 52-86 s wall against 23
 CPU-seconds, and seed 1 of `paper_medium` took 62 CPU-minutes, 76 minutes
 wall beside one other run (its single net stopped at 22 epochs). By that
 factor (about 2.5x per epoch) each large preset would take about 2.5
-CPU-hours per seed there: run them on a faster host.
+CPU-hours per seed there: run them on a faster host. On a faster host still
+(AVX-512, a 199 GFLOP/s peak) seed 2 of `paper_medium` took 26 CPU-minutes,
+31 minutes wall beside one other run.
 """
 
 

@@ -80,8 +80,9 @@ Together they run the same grid as `paper_tng`. By the same factor
 `paper_1781k` and `paper_2837k` (one size each, so they cannot be split
 further) take 2-3.5 hours per seed on the slower host: run them on a faster one.
 On a faster host still (AVX-512, a 199 GFLOP/s peak), one thread beside one
-other run, `paper_tng_300k_1810k` took 554-560 CPU-s, 12 minutes wall, and
-`paper_tng_3090k_7300k` 955-959 CPU-s, 22 minutes wall.
+other run, `paper_tng_300k_1810k` took 554-560 CPU-s, 12 minutes wall,
+`paper_tng_3090k_7300k` 955-959 CPU-s, 22 minutes wall, and `paper_2837k`
+2,921 CPU-s, 58 minutes wall.
 The `cpu` preset runs 4 of the 7 Fashion-MNIST sizes (53k, 360k, 1257k,
 2837k) for 2 epochs plus 2 head epochs, 3-4 minutes per seed; `cpu_tng` 4
 sizes (300k, 1.15M, 3.09M, 7.3M) for 4 epochs plus 2 head epochs, with Adam

@@ -74,7 +74,8 @@ wall beside one other run (its single net stopped at 22 epochs). By that
 factor (about 2.5x per epoch) each large preset would take about 2.5
 CPU-hours per seed there: run them on a faster host. On a faster host still
 (AVX-512, a 199 GFLOP/s peak) seed 2 of `paper_medium` took 26 CPU-minutes,
-31 minutes wall beside one other run.
+31 minutes wall beside one other run, and seeds 0 and 1 of
+`paper_large_k1_k6` 25-26 CPU-minutes, 28-33 minutes wall.
 """
 
 

@@ -43,7 +43,7 @@ Presets:
   with its checks), 20 Newsgroups ~1.5 CPU-min. Expect ~20 min wall per
   seed alone on 2 cores; three seeds side by side with other jobs took
   ~65 min each. On a faster host (AVX-512, a 199 GFLOP/s fp32 matmul peak
-  on 2 cores) a seed took 327-408 CPU-s, 7-9 minutes wall beside one other
+  on 2 cores) a seed took 327-460 CPU-s, 7-9 minutes wall beside one other
   run.
 """
 

@@ -493,3 +493,26 @@ def test_pretrained_fge_lr_reuses_the_choice_for_the_same_net(tmp_path, monkeypa
     records = [{"metrics": {"fge_lr_choice": c}} for c in (choice, reused)]
     text = fge_lr_text(dataclasses.asdict(config), records)
     assert f"took {choice['cpu_s']:.0f} CPU-s per seed" in text and "1 seed(s) reused the choice" in text
+
+
+@pytest.mark.slow
+def test_table6_runs_one_dataset_when_asked(tmp_path):
+    record = experiment.run_experiment(
+        "table6_head_init", "smoke", seed=0, out_dir=tmp_path, overrides={"stages": ("tng",), "head_l2s": (0.0,)},
+        verbose=False,
+    )
+    assert set(record["metrics"]) == {"tng"}
+    table = (tmp_path / "table6_head_init" / "table6_head_init_smoke.md").read_text()
+    assert "This preset runs 20 Newsgroups only." in table
+    module = experiment.load_module("table6_head_init")
+    judged = {f.claim.id for f in findings.judge_all(module.NAME, module.CLAIMS, [record])}
+    assert judged and all(claim.startswith("tng_") for claim in judged)
+
+
+@pytest.mark.parametrize("stages", [(), ("fmnist", "cifar10")])
+def test_table6_rejects_unknown_stages(tmp_path, stages):
+    with pytest.raises(ValueError, match="`stages` must be a non-empty subset of"):
+        experiment.run_experiment(
+            "table6_head_init", "smoke", seed=0, out_dir=tmp_path, overrides={"stages": stages}, verbose=False,
+            render=False,
+        )

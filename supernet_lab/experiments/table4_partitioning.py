@@ -75,7 +75,11 @@ factor (about 2.5x per epoch) each large preset would take about 2.5
 CPU-hours per seed there: run them on a faster host. On a faster host still
 (AVX-512, a 199 GFLOP/s peak) seed 2 of `paper_medium` took 26 CPU-minutes,
 31 minutes wall beside one other run, and seeds 0 and 1 of
-`paper_large_k1_k6` 25-26 CPU-minutes, 28-33 minutes wall.
+`paper_large_k1_k6` 25-26 CPU-minutes, 28-33 minutes wall. On a host with a
+123 GFLOP/s peak (AVX2 only) one epoch of the large root's K=2 members took
+77 s wall beside one other run and 110-130 s beside two or three, and after
+50 minutes the K=2 members were at epoch 23, still improving: one seed of
+`paper_large_k2_k4` takes well over 2.5 hours there.
 """
 
 

@@ -13,6 +13,7 @@ def test_training_flops_closed_form():
     assert bench.training_flops_per_sample([(784, 200), (200, 10)]) == 6 * (784 * 200 + 200 * 10)
 
 
+@pytest.mark.slow
 def test_bench_pieces_run_on_tiny_sizes():
     result = bench.bench_training(2, (8,), 20, 3, num_samples=64, epochs=1, batch_size=32, rounds=1)
     assert {"fused_s", "fused_xla_s", "fused_keras_adam_s", "fused_cpu_s", "fused_keras_adam_cpu_s", "fused_steps_s",
@@ -205,6 +206,7 @@ def _tiny_ds():
     return data.synthetic(input_shape=(20,), num_classes=3, num_train=96, num_test=32, validation_size=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jax_installed", [True, False])
 def test_bench_peers_times_every_contender_and_skips_jax_with_the_reason(jax_installed, monkeypatch):
     if jax_installed:

@@ -124,14 +124,14 @@ def test_vgg16_has_13_convolutions_with_batchnorm_and_relu(vgg):
     assert [layer.rate for layer in vgg.layers if isinstance(layer, DROP)] == [0.5, 0.5]
 
 
-def test_vgg16_one_train_step_and_save_load(vgg, tmp_path):
+def test_vgg16_one_train_step(vgg):
+    # Its `.keras` round trip is in test_serialization.
     x, y = _images(4, 100)
     vgg.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", run_eagerly=True)
     before = weights_of(vgg)
     history = run_one_fit_step(vgg, x, y)
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(a, b) for a, b in zip(before, weights_of(vgg)))
-    assert_saved_model_predicts_same(vgg, x, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,9 @@ def test_soft_term_is_zero_when_student_equals_teacher():
     np.testing.assert_allclose(value, 0.0, atol=1e-5)
 
 
-def _teacher_and_data():
+@pytest.fixture(scope="module")
+def teacher_and_data():
+    """A trained 3-member teacher and its data, shared: no test changes the teacher."""
     x, y = seeded_data(n=200, d=20, classes=5)
     keras.utils.set_random_seed(0)
     teacher = PartitionedMLP(20, [32], num_classes=5, num_members=3)
@@ -57,8 +59,8 @@ def _teacher_and_data():
     return teacher, x, y
 
 
-def test_fit_trains_student_and_leaves_teacher_unchanged():
-    teacher, x, y = _teacher_and_data()
+def test_fit_trains_student_and_leaves_teacher_unchanged(teacher_and_data):
+    teacher, x, y = teacher_and_data
     before = weights_of(teacher)
     student = mlp(20, [8], 5)
     distiller = Distiller(student, teacher, temperature=3.0, alpha=0.1)
@@ -72,9 +74,9 @@ def test_fit_trains_student_and_leaves_teacher_unchanged():
     np.testing.assert_allclose(distiller.predict(x[:5], verbose=0), student.predict(x[:5], verbose=0), rtol=1e-6)
 
 
-def test_pure_soft_targets_follow_the_teacher_not_the_labels():
+def test_pure_soft_targets_follow_the_teacher_not_the_labels(teacher_and_data):
     """alpha=0: the labels are ignored, so flipped labels do not matter."""
-    teacher, x, y = _teacher_and_data()
+    teacher, x, y = teacher_and_data
     results = []
     for labels in (y, (y + 1) % 5):
         keras.utils.set_random_seed(1)
@@ -87,9 +89,9 @@ def test_pure_soft_targets_follow_the_teacher_not_the_labels():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_offline_distillation_equals_online():
+def test_offline_distillation_equals_online(teacher_and_data):
     """Precomputed teacher outputs give the same training as calling the teacher at each step."""
-    teacher, x, y = _teacher_and_data()
+    teacher, x, y = teacher_and_data
     results = []
     for offline in (False, True):
         keras.utils.set_random_seed(2)
@@ -107,7 +109,7 @@ def test_offline_distillation_equals_online():
 
 
 def test_offline_distillation_needs_label_and_teacher_pair():
-    _, x, y = _teacher_and_data()
+    x, y = seeded_data(n=200, d=20, classes=5)
     distiller = Distiller(mlp(20, [8], 5), None)
     distiller.compile(optimizer="adam")
     with pytest.raises(ValueError, match="teacher_outputs"):

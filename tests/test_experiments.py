@@ -19,8 +19,8 @@ def test_quickstart_is_discovered_first():
     assert experiment.EXPERIMENTS[0] == "quickstart"
 
 
-# A representative few run by default (fused MLPs, SuperModel losses, loss variants); the rest with `-m slow`.
-DEFAULT_SMOKE = ("quickstart", "table5_loss_statistics", "beyond_margin_loss")
+# The quickstart's smoke run by default; every other experiment's with `-m slow`.
+DEFAULT_SMOKE = ("quickstart",)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,7 @@ def test_smoke_preset_runs_records_and_reports(name, tmp_path):
         assert claims_table in written and "not judged" in claims_table.read_text()
 
 
+@pytest.mark.slow
 def test_quickstart_numbers_are_sane(tmp_path):
     record = experiment.run_experiment("quickstart", "smoke", seed=1, out_dir=tmp_path, verbose=False)
     rows = record["metrics"]["rows"]
@@ -226,7 +227,7 @@ def test_tables_show_only_the_presets_latest_configuration():
     assert experiment.current_runs(module, reused) == reused
 
 
-def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
+def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs():
     import dataclasses
     import math
 
@@ -240,6 +241,10 @@ def test_table5_cosine_schedule_decays_to_zero_over_the_member_epochs(tmp_path):
     assert module._member_learning_rate(dataclasses.replace(config, lr_schedule="constant"), 1000) == config.learning_rate
     with pytest.raises(ValueError, match="Argument `lr_schedule` must be"):
         module._member_learning_rate(dataclasses.replace(config, lr_schedule="step"), 1000)
+
+
+@pytest.mark.slow
+def test_table5_runs_with_the_cosine_schedule(tmp_path):
     record = experiment.run_experiment(
         "table5_loss_statistics", "smoke", seed=0, out_dir=tmp_path, overrides={"lr_schedule": "cosine"}, verbose=False,
         render=False,
@@ -369,6 +374,7 @@ def test_boost_is_compared_with_normal_training_at_the_cpu_time_it_ends(boost_cp
     }
 
 
+@pytest.mark.slow
 def test_fge_learning_rate_is_chosen_by_the_validation_nll_of_a_short_run():
     import dataclasses
 
@@ -455,6 +461,7 @@ def test_starsse_transfer_fine_tunes_the_recorded_source_checkpoints(tmp_path):
     assert methods["peft_star_sse"]["best_point"] == methods["star_sse"]["best_point"]
 
 
+@pytest.mark.slow
 def test_pretrained_fge_lr_reuses_the_choice_for_the_same_net(tmp_path, monkeypatch):
     import dataclasses
 

@@ -408,6 +408,7 @@ def test_fge_learning_rate_is_chosen_by_the_validation_nll_of_a_short_run():
         choose_fge_lr(base, no_validation, config, seed=1)
 
 
+@pytest.mark.slow
 def test_starsse_source_checkpoints_are_checked_against_their_records(tmp_path):
     import json
 

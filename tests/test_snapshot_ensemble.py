@@ -322,7 +322,8 @@ def moving_statistics_indices(model):
     return [i for i, v in enumerate(model.weights) if id(v) in moving]
 
 
-@pytest.mark.parametrize("on_disk", [False, True])
+# The on-disk variants run with `-m slow`.
+@pytest.mark.parametrize("on_disk", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_bn_data_snapshots_hold_the_statistics_of_the_data(on_disk, tmp_path):
     model, snapshots, recorder, members = snapshot_run(BN_DATA, str(tmp_path / "snaps") if on_disk else None)
     moving = moving_statistics_indices(model)
@@ -351,7 +352,9 @@ def test_bn_data_snapshots_hold_the_statistics_of_the_data(on_disk, tmp_path):
             assert isinstance(snapshots.models()[0].optimizer.get_config()["learning_rate"], dict)
 
 
-@pytest.mark.parametrize("on_disk, py_dataset", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize(
+    "on_disk, py_dataset", [(False, False), (False, True), pytest.param(True, False, marks=pytest.mark.slow)]
+)
 def test_bn_data_leaves_the_trained_model_as_without_it(on_disk, py_dataset, tmp_path):
     runs = {
         given: snapshot_run(BN_DATA if given else None, str(tmp_path / f"snaps_{given}") if on_disk else None, py_dataset=py_dataset)

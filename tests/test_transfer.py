@@ -285,7 +285,7 @@ def test_bn_update_cyclic_members_hold_training_statistics_and_training_is_uncha
     assert all("bn_update_wall_s" not in entry for entry in plain_record["members"])
 
 
-@pytest.mark.parametrize("method", ["local_de", "global_de"])
+@pytest.mark.parametrize("method", ["local_de", pytest.param("global_de", marks=pytest.mark.slow)])
 def test_bn_update_deep_ensemble_members_hold_training_statistics(method, tiny):
     ds, source = tiny
     runs = {}

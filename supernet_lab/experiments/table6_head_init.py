@@ -58,8 +58,10 @@ Presets:
   set with a richer input. Timed on a host with a 123 GFLOP/s peak, beside
   two other runs: loading 20 CPU-s, one member epoch ~54 CPU-s (8x the
   10,000-word epoch), a head epoch ~1 s; the dense inputs need ~11 GB of
-  memory, so run one seed at a time. Recorded there, seed 0 beside one to
-  three other runs: members stopped at epoch 35, 1,637 CPU-s, 41 min wall.
+  memory, so run one seed at a time. Recorded there: seed 0 beside one to
+  three other runs, members stopped at epoch 35, 1,637 CPU-s, 41 min wall;
+  seeds 1 and 2 beside one other run, members stopped at epochs 38 and 43,
+  1,536-1,698 CPU-s, 28-32 min wall.
 """
 
 import dataclasses

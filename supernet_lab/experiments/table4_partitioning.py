@@ -86,7 +86,11 @@ loss at epoch 6-7 and ends at 84.6-85.1% test accuracy, where the thesis's
 reached 89.10%. `paper_large_k1_lr1e4` (ours) trains that net alone with
 Adam at 1e-4 instead of 1e-3, everything else as in the thesis's protocol,
 to tell whether the learning rate is what holds it back. It has no
-SuperModel, so it judges no claim.
+SuperModel, so it judges no claim. It is not recorded yet: on a host with a
+100 GFLOP/s peak (AVX2 only) its epochs 2-4 took 190-210 s wall each on one
+pinned core (val accuracy 86.1% after epoch 4, still rising), so a seed that
+stops after 30-60 epochs takes 2-3.5 hours there; on the 199 GFLOP/s host
+the same net's epochs at 1e-3 took ~38 CPU-seconds.
 """
 
 

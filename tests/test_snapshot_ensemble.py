@@ -1,5 +1,7 @@
 """SnapshotEnsemble: snapshots at the exact schedule minima, no off-by-one."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -304,9 +306,22 @@ def fit_shuffled(model, callbacks, py_dataset=False):
         model.fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0, callbacks=callbacks)
 
 
-def snapshot_run(bn_data, directory=None, batchnorm=True, py_dataset=False):
+def snapshot_run(with_bn_data, directory=None, batchnorm=True, py_dataset=False):
+    """A run with `bn_data=BN_DATA` or none; in-memory runs are made once, since the tests only read them."""
+    if directory is None:
+        return _in_memory_snapshot_run(with_bn_data, batchnorm, py_dataset)
+    return _snapshot_run(with_bn_data, directory, batchnorm, py_dataset)
+
+
+@functools.cache
+def _in_memory_snapshot_run(with_bn_data, batchnorm, py_dataset):
+    return _snapshot_run(with_bn_data, None, batchnorm, py_dataset)
+
+
+def _snapshot_run(with_bn_data, directory, batchnorm, py_dataset):
     schedule, expected = SCHEDULES["fge"]
     model = bn_model(keras.optimizers.SGD(learning_rate=schedule, momentum=0.9), batchnorm=batchnorm)
+    bn_data = BN_DATA if with_bn_data else None
     snapshots = SnapshotEnsemble(schedule, directory=directory, bn_data=bn_data, bn_batch_size=8)
     recorder = WeightRecorder()
     fit_shuffled(model, [snapshots, recorder], py_dataset)
@@ -325,7 +340,7 @@ def moving_statistics_indices(model):
 # The on-disk variants run with `-m slow`.
 @pytest.mark.parametrize("on_disk", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_bn_data_snapshots_hold_the_statistics_of_the_data(on_disk, tmp_path):
-    model, snapshots, recorder, members = snapshot_run(BN_DATA, str(tmp_path / "snaps") if on_disk else None)
+    model, snapshots, recorder, members = snapshot_run(True, str(tmp_path / "snaps") if on_disk else None)
     moving = moving_statistics_indices(model)
     assert len(moving) == 4
     for step, member_weights in zip(snapshots.snapshot_steps_taken, members):
@@ -357,7 +372,7 @@ def test_bn_data_snapshots_hold_the_statistics_of_the_data(on_disk, tmp_path):
 )
 def test_bn_data_leaves_the_trained_model_as_without_it(on_disk, py_dataset, tmp_path):
     runs = {
-        given: snapshot_run(BN_DATA if given else None, str(tmp_path / f"snaps_{given}") if on_disk else None, py_dataset=py_dataset)
+        given: snapshot_run(given, str(tmp_path / f"snaps_{given}") if on_disk else None, py_dataset=py_dataset)
         for given in (False, True)
     }
     (plain, _, plain_steps, plain_members), (model, _, steps, members) = runs[False], runs[True]
@@ -373,8 +388,8 @@ def test_bn_data_leaves_the_trained_model_as_without_it(on_disk, py_dataset, tmp
 
 
 def test_bn_data_without_batchnorm_gives_identical_snapshots():
-    _, plain, _, plain_members = snapshot_run(None, batchnorm=False)
-    _, snapshots, _, members = snapshot_run(BN_DATA, batchnorm=False)
+    _, plain, _, plain_members = snapshot_run(False, batchnorm=False)
+    _, snapshots, _, members = snapshot_run(True, batchnorm=False)
     assert snapshots._bn_copy is None  # no copy made, no pass over the data
     for a, b in zip(plain.snapshots, snapshots.snapshots):
         assert_weights_equal(a, b)

@@ -101,6 +101,9 @@ THESIS = {
     },
 }
 DATASET_LABELS = {"fmnist": "Fashion-MNIST", "tng": "20 Newsgroups"}
+SHORT_LABELS = {"fmnist": "F-MNIST", "tng": "TNG"}
+OUTPUTS = {"fmnist": 10, "tng": 20}
+REAL_DATASETS = {"fmnist": "fashion_mnist", "tng": "newsgroups20"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,6 +442,11 @@ def report(records, out_dir):
             return f"wall {cell(f'timings.heads_{tag}.wall_s', 1)} s / CPU {cell(f'timings.heads_{tag}.cpu_s', 1)} s"
 
         stages = config.get("stages", tuple(DATASET_LABELS))
+
+        def each(value, sep, labelled="{value} ({label})"):
+            """`value(tag)` of every dataset the preset runs, joined by `sep`."""
+            return sep.join(labelled.format(value=value(tag), label=SHORT_LABELS[tag]) for tag in stages)
+
         only = (
             f" This preset runs {' and '.join(DATASET_LABELS[tag] for tag in stages)} only."
             if set(stages) != set(DATASET_LABELS) else ""
@@ -446,9 +454,8 @@ def report(records, out_dir):
         holdout = config.get("head_data", "train") == "holdout"
         protocol = (
             f" Heads re-trained on a held-out {config['head_holdout_size']} of each training set that the members did "
-            f"not train on (F-MNIST {cell('metrics.fmnist.head_data.head_train', 0)} examples, TNG "
-            f"{cell('metrics.tng.head_data.head_train', 0)}; stacking, ours), not on the members' training set as in "
-            "the thesis."
+            f"not train on ({each(lambda tag: cell(f'metrics.{tag}.head_data.head_train', 0), ', ', '{label} {value} examples')}; "
+            "stacking, ours), not on the members' training set as in the thesis."
             if holdout else ""
         )
 
@@ -461,10 +468,10 @@ def report(records, out_dir):
                 f"Preset `{preset}`, mean ± std over {n} seed(s). Cell = validation accuracy / validation "
                 f"loss as Keras reports it (cross-entropy plus the head's L2 penalty, the thesis's `val_loss`) at the "
                 f"head epoch with the best validation accuracy; the last two columns (ours) give the pure "
-                f"cross-entropy at that epoch. Members (F-MNIST {members('fmnist', 10)}; TNG {members('tng', 20)}) are "
-                f"trained once per dataset and shared by all 12 heads. Auto down-scaling chose f = "
-                f"{cell('metrics.fmnist.auto_downscale', 2)} (F-MNIST) and f = {cell('metrics.tng.auto_downscale', 2)} "
-                f"(TNG). Head training, all 12 heads: F-MNIST {head_time('fmnist')}, TNG {head_time('tng')}.{protocol}{only}"
+                f"cross-entropy at that epoch. Members ({each(lambda tag: members(tag, OUTPUTS[tag]), '; ', '{label} {value}')}) "
+                f"are trained once per dataset and shared by all 12 heads. Auto down-scaling chose "
+                f"{each(lambda tag: cell(f'metrics.{tag}.auto_downscale', 2), ' and ', 'f = {value} ({label})')}. "
+                f"Head training, all 12 heads: {each(head_time, ', ', '{label} {value}')}.{protocol}{only}"
             ),
             source="thesis Table 6",
             footnotes=[
@@ -473,24 +480,27 @@ def report(records, out_dir):
                 "cross-entropy alone, from the float32 probabilities clipped at 1e-12; Keras computes its loss from "
                 "the logits, so where an overconfident head gives the true class a probability below 1e-12 its loss "
                 "is higher even without a penalty.",
-                f"Heads trained {config['fmnist_head_epochs']} (F-MNIST) / {config['tng_head_epochs']} (TNG) epochs "
+                f"Heads trained {each(lambda tag: config[f'{tag}_head_epochs'], ' / ')} epochs "
                 f"(thesis: about 20), fresh Adam lr {config['head_learning_rate']}, batch {config['head_batch_size']}, "
                 "on features computed once.",
-                f"Members trained at most {config['fmnist_epochs']} (F-MNIST) / {config['tng_epochs']} (TNG) epochs "
-                f"with per-member early stopping (patience {config['fmnist_patience']} / {config['tng_patience']}); "
-                f"dropout {config['fmnist_dropout']} / {config['tng_dropout']} (our choice; not stated for Table 6).",
-                f"Hand down-scaling factor f = {config['hand_downscale']:g} for both datasets (= the number of "
-                "sub-networks); the thesis chose its factors experimentally per model (sometimes about 60) and does not "
-                "state them.",
+                f"Members trained at most {each(lambda tag: config[f'{tag}_epochs'], ' / ')} epochs "
+                f"with per-member early stopping (patience {each(lambda tag: config[f'{tag}_patience'], ' / ', '{value}')}); "
+                f"dropout {each(lambda tag: config[f'{tag}_dropout'], ' / ', '{value}')} (our choice; not stated for Table 6).",
+                f"Hand down-scaling factor f = {config['hand_downscale']:g}{' for both datasets' if len(stages) > 1 else ''} "
+                "(= the number of sub-networks); the thesis chose its factors experimentally per model (sometimes about "
+                "60) and does not state them.",
                 "Auto down-scaling: f minimises the validation NLL of the copied head before training (a fitted "
                 "temperature); not in the thesis.",
-                (
-                    f"20 Newsgroups as TF-IDF of the {dict(config['tng_dataset_kwargs']).get('max_features', 10000)} most "
-                    "frequent words (thesis: vectorisation not stated); the thesis's '30, 30 and 10 neurons' has 20 "
-                    "outputs here (20 classes)."
-                    if config["tng_dataset"] == "newsgroups20"
-                    else f"Stand-in data: `{config['fmnist_dataset']}` / `{config['tng_dataset']}` instead of "
-                    "Fashion-MNIST / 20 Newsgroups."
+                *(
+                    [f"Stand-in data: {each(lambda tag: config[f'{tag}_dataset'], ' / ', '`{value}`')} instead of "
+                     f"{' / '.join(DATASET_LABELS[tag] for tag in stages)}."]
+                    if any(config[f"{tag}_dataset"] != REAL_DATASETS[tag] for tag in stages) else []
+                ),
+                *(
+                    [f"20 Newsgroups as TF-IDF of the {dict(config['tng_dataset_kwargs']).get('max_features', 10000)} "
+                     "most frequent words (thesis: vectorisation not stated); the thesis's '30, 30 and 10 neurons' has "
+                     "20 outputs here (20 classes)."]
+                    if "tng" in stages and config["tng_dataset"] == REAL_DATASETS["tng"] else []
                 ),
             ],
         )

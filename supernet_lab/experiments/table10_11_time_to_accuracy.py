@@ -44,7 +44,7 @@ Presets:
   seed alone on 2 cores; three seeds side by side with other jobs took
   ~65 min each. On a faster host (AVX-512, a 199 GFLOP/s fp32 matmul peak
   on 2 cores) a seed took 327-460 CPU-s, 7-9 minutes wall beside one other
-  run. On a slower one (AVX2 only, 100 GFLOP/s) seeds 6-8 took 589-1,832
+  run. On a slower one (AVX2 only, 100 GFLOP/s) seeds 6-9 took 589-1,832
   CPU-s, 15-50 minutes wall, pinned to one core beside another job; the
   spread is the single F-MNIST net's, which needed 15 to 59 epochs (~40 s
   each there) to reach 90%.
